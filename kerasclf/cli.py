@@ -1,0 +1,204 @@
+"""The ``kerasclf`` command: parses arguments, calls the task functions, prints results.
+
+A user error (:class:`~kerasclf.errors.KerasclfError`) is printed on one line and exits 2.
+
+Example:
+    $ kerasclf demo
+    $ kerasclf zoo "*net*"
+    $ kerasclf train zoo/cifar100_simple_cnn.yaml --set train.epochs=3
+    $ kerasclf predict runs/demo/model.keras new_images/ --out predictions.csv
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main", "build_parser"]
+
+
+def _quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from kerasclf.train import load_recipe, train
+
+    overrides = list(args.set or [])
+    if args.epochs is not None:
+        overrides.append(f"train.epochs={args.epochs}")
+    overrides.append(f"output_dir={args.output_dir}")
+    recipe = load_recipe("demo", overrides)
+    print(f"kerasclf demo: {recipe.model.name} on scikit-learn's handwritten digits "
+          f"(1,797 real 8x8 images, upsampled to 32x32 RGB), split 70/10/20")
+    result = train(recipe, overwrite=args.overwrite, verbose=args.verbose)
+    _print_run(result)
+    acc = result.metrics["test"]["accuracy"]
+    if acc < args.min_accuracy:
+        print(f"demo: test accuracy {acc:.4f} is below {args.min_accuracy}; something is wrong", file=sys.stderr)
+        return 1
+    print(f"demo: test accuracy {acc:.4f} >= {args.min_accuracy}: OK")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from kerasclf.train import load_recipe, train
+
+    overrides = list(args.set or [])
+    if args.name:
+        overrides.append(f"name={args.name}")
+    if args.output_dir:
+        overrides.append(f"output_dir={args.output_dir}")
+    recipe = load_recipe(args.recipe, overrides)
+    result = train(recipe, overwrite=args.overwrite, resume=args.resume, verbose=args.verbose)
+    _print_run(result)
+    return 0
+
+
+def _print_run(result: Any) -> None:
+    m = result.metrics
+    print(f"\nrun folder: {result.run_dir}")
+    print(f"model:      {result.model_path}")
+    for split in ("val", "test"):
+        if split in m and "accuracy" in m[split]:
+            print(f"{split} accuracy: {m[split]['accuracy']:.4f}")
+    print(f"train time: {m['train_time_s']:.1f} s  ({m['train_images_per_s']:.0f} images/s)")
+
+
+def cmd_zoo(args: argparse.Namespace) -> int:
+    from kerasclf.zoo import build, get_cfg, list_models
+
+    names = list_models(args.pattern)
+    rows = []
+    for name in names:
+        cfg = get_cfg(name)
+        params = ""
+        if not args.no_params:
+            try:
+                model = build(name, weights=None) if cfg.pretrained else build(name)
+                params = f"{model.count_params():,}"
+            except Exception as exc:  # a builder that needs options still gets listed
+                params = f"? ({type(exc).__name__})"
+        rows.append((name, cfg.family, params, "x".join(map(str, cfg.input_shape)), cfg.description))
+    head = ("name", "family", "params", "input", "description")
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(4)]
+    for r in [head, *rows]:
+        print("  ".join(str(c).ljust(widths[i]) for i, c in enumerate(r[:4])) + "  " + str(r[4])[:70])
+    print("\nany keras.applications backbone works too: kerasclf.zoo.build('backbone_head', backbone='MobileNetV2', ...)")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from kerasclf.predict import format_table, predict_paths
+
+    rows = predict_paths(args.model, args.paths, top_k=args.top_k, batch_size=args.batch_size,
+                         out_csv=args.out)
+    print(format_table(rows, limit=None if args.all else 50))
+    if args.out:
+        print(f"\nwrote {len(rows)} rows to {args.out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from kerasclf.predict import evaluate_model
+
+    metrics = evaluate_model(args.model, args.data, batch_size=args.batch_size)
+    print(f"images: {metrics['n_images']}  accuracy: {metrics['accuracy']:.4f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(metrics, indent=2, default=float))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from kerasclf.data.checks import run_check
+
+    report = run_check(args.data, out_json=args.json)
+    return 1 if args.strict and report.bad_files else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kerasclf", description="Image classification with Keras 3: "
+                                "train, compare, analyse, predict.")
+    from kerasclf import __version__
+
+    p.add_argument("--version", action="version", version=f"kerasclf {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def verbosity(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--verbose", type=int, default=None, choices=(0, 1, 2),
+                        help="Keras progress: 0 silent, 1 bar, 2 one line per epoch")
+
+    d = sub.add_parser("demo", help="train the demo model on the bundled digits, offline")
+    d.add_argument("--overwrite", action="store_true", help="replace runs/demo if it exists")
+    d.add_argument("--epochs", type=int, default=None)
+    d.add_argument("--output-dir", default="runs")
+    d.add_argument("--min-accuracy", type=float, default=0.95,
+                   help="exit 1 if the test accuracy is below this (the demo's promise)")
+    d.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe key")
+    verbosity(d)
+    d.set_defaults(func=cmd_demo)
+
+    t = sub.add_parser("train", help="train one recipe (YAML) into runs/<name>/")
+    t.add_argument("recipe", help="a YAML recipe path or a built-in recipe name")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a recipe key, e.g. --set train.epochs=3 (repeatable)")
+    t.add_argument("--name", help="run name (default: the recipe's)")
+    t.add_argument("--output-dir", help="parent folder of the run folder (default: runs)")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    t.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    verbosity(t)
+    t.set_defaults(func=cmd_train)
+
+    z = sub.add_parser("zoo", help="list the models: name, family, params, default input size")
+    z.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. '*net*'")
+    z.add_argument("--no-params", action="store_true", help="skip building models to count params")
+    z.set_defaults(func=cmd_zoo)
+
+    pr = sub.add_parser("predict", help="classify image files or folders with a saved model")
+    pr.add_argument("model", help="a .keras / .h5 file or an export folder")
+    pr.add_argument("paths", nargs="+", help="image files and/or folders")
+    pr.add_argument("--top-k", type=int, default=3)
+    pr.add_argument("--batch-size", type=int, default=32)
+    pr.add_argument("--out", help="write the predictions as CSV here")
+    pr.add_argument("--all", action="store_true", help="print every row, not the first 50")
+    pr.set_defaults(func=cmd_predict)
+
+    ev = sub.add_parser("evaluate", help="accuracy of a saved model on a folder of class subfolders")
+    ev.add_argument("model")
+    ev.add_argument("data")
+    ev.add_argument("--batch-size", type=int, default=32)
+    ev.add_argument("--json", help="write all metrics as JSON here")
+    ev.set_defaults(func=cmd_evaluate)
+
+    ck = sub.add_parser("check", help="health check of an image folder (bad files, duplicates, balance)")
+    ck.add_argument("data")
+    ck.add_argument("--json", help="write the report as JSON here")
+    ck.add_argument("--strict", action="store_true", help="exit 1 when bad files are found")
+    ck.set_defaults(func=cmd_check)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``kerasclf`` console script."""
+    _quiet_tensorflow()
+    from kerasclf.errors import KerasclfError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KerasclfError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; `kerasclf train RECIPE --resume` continues a training run", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""Save and reload models in ``.keras`` (default), ``.h5`` and exported SavedModel form.
+
+kerasclf metadata (class names, task, input size, model name, threshold) travels *inside* the
+saved artefact: an extra ``kerasclf.json`` entry in the ``.keras`` zip, an HDF5 attribute in
+``.h5``, and a ``kerasclf.json`` file in the export folder. Reloading needs no custom_objects.
+
+Example:
+    >>> from kerasclf.io import save_model, load_model           # doctest: +SKIP
+    >>> save_model(model, "runs/demo/model.keras", meta={"class_names": ["0", "1"]})
+    >>> loaded = load_model("runs/demo/model.keras")
+    >>> loaded.meta["class_names"], loaded.predict(images).shape
+"""
+from __future__ import annotations
+
+import json
+import shutil
+
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kerasclf.errors import ModelError
+
+__all__ = ["save_model", "load_model", "LoadedModel", "read_meta", "model_format"]
+
+META_NAME = "kerasclf.json"
+H5_ATTR = "kerasclf_meta"
+
+
+def model_format(path: str | Path) -> str:
+    """``keras`` | ``h5`` | ``export`` from the path (a folder or no suffix means export)."""
+    p = Path(path)
+    if p.suffix == ".keras":
+        return "keras"
+    if p.suffix in (".h5", ".hdf5"):
+        return "h5"
+    if p.suffix in ("", ".savedmodel", ".export") or p.is_dir():
+        return "export"
+    raise ModelError(f"{path}: unknown model format '{p.suffix}'; use .keras, .h5 or a folder name for export")
+
+
+def save_model(model: Any, path: str | Path, *, meta: dict[str, Any] | None = None,
+               overwrite: bool = False) -> Path:
+    """Save ``model`` to ``path`` (format from the suffix) with kerasclf metadata inside.
+
+    Never replaces an existing file or folder unless ``overwrite=True``.
+    """
+    path = Path(path)
+    fmt = model_format(path)
+    if path.exists() and not overwrite:
+        raise ModelError(f"{path} already exists; pass overwrite=True (or --overwrite) or choose another path")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = dict(meta or {})
+    meta.setdefault("kerasclf_version", _version())
+    text = json.dumps(meta, indent=2, default=_json_default)
+    if fmt == "keras":
+        tmp = path.with_name(path.name + ".tmp.keras")
+        model.save(tmp)
+        with zipfile.ZipFile(tmp, "a") as zf:
+            zf.writestr(META_NAME, text)
+        tmp.replace(path)
+    elif fmt == "h5":
+        import h5py
+
+        tmp = path.with_name(path.name + ".tmp.h5")
+        model.save(tmp)
+        with h5py.File(tmp, "a") as f:
+            f.attrs[H5_ATTR] = text
+        tmp.replace(path)
+    else:
+        if path.exists():
+            shutil.rmtree(path)
+        model.export(str(path), verbose=False)
+        (path / META_NAME).write_text(text)
+    return path
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The kerasclf metadata stored with a saved model (``{}`` if it has none)."""
+    path = Path(path)
+    fmt = model_format(path)
+    try:
+        if fmt == "keras":
+            with zipfile.ZipFile(path) as zf:
+                return json.loads(zf.read(META_NAME)) if META_NAME in zf.namelist() else {}
+        if fmt == "h5":
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                return json.loads(f.attrs[H5_ATTR]) if H5_ATTR in f.attrs else {}
+        meta = path / META_NAME
+        return json.loads(meta.read_text()) if meta.is_file() else {}
+    except (OSError, zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: cannot read this model file ({type(exc).__name__}: {exc}); "
+                         f"is it a complete .keras/.h5 file saved by Keras 3?") from None
+
+
+@dataclass
+class LoadedModel:
+    """A reloaded model with its metadata; ``predict`` takes raw 0..255 RGB batches."""
+
+    path: Path
+    format: str
+    model: Any
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def class_names(self) -> list[str]:
+        names = self.meta.get("class_names")
+        return list(names) if names else [str(i) for i in range(self.num_outputs)]
+
+    @property
+    def task(self) -> str:
+        return self.meta.get("task") or ("binary" if self.num_outputs == 1 else "multiclass")
+
+    @property
+    def num_outputs(self) -> int:
+        if self.format == "export":
+            return int(self.meta.get("num_outputs") or len(self.meta.get("class_names", [])) or 0)
+        return int(self.model.outputs[0].shape[-1])
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        size = self.meta.get("image_size")
+        if size:
+            return int(size[0]), int(size[1])
+        if self.format != "export":
+            from kerasclf.zoo import input_size
+
+            return input_size(self.model)
+        raise ModelError(f"{self.path}: no image size recorded; pass --image-size")
+
+    def predict(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Raw model outputs for a float/uint8 batch ``(N, H, W, 3)`` of 0..255 pixels."""
+        images = np.asarray(images, dtype="float32")
+        if self.format == "export":
+            outs = [np.asarray(self.model.serve(images[i:i + batch_size]))
+                    for i in range(0, len(images), batch_size)]
+            return np.concatenate(outs) if outs else np.zeros((0, self.num_outputs), "float32")
+        return np.asarray(self.model.predict(images, batch_size=batch_size, verbose=0))
+
+
+def load_model(path: str | Path, *, num_classes: int | None = None, compile: bool = False) -> LoadedModel:
+    """Reload a ``.keras`` / ``.h5`` file or an export folder saved by :func:`save_model`.
+
+    Args:
+        path: the saved model.
+        num_classes: if given, checked against the model's output; a mismatch raises
+            :class:`~kerasclf.errors.ModelError` naming both numbers.
+        compile: also restore the optimizer and loss (``.keras``/``.h5`` only).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"model {path} not found; check the path (a run writes runs/<name>/model.keras)")
+    fmt = model_format(path)
+    meta = read_meta(path)
+    import kerasclf.zoo  # noqa: F401  (registers custom layers for deserialisation)
+
+    try:
+        if fmt == "export":
+            import tensorflow as tf
+
+            model = tf.saved_model.load(str(path))
+        else:
+            import keras
+
+            model = keras.models.load_model(path, compile=compile)
+    except (OSError, ValueError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{path}: could not load this {fmt} model ({first[:200]}); "
+                         f"was it saved by Keras 3 / kerasclf?") from None
+    loaded = LoadedModel(path=path, format=fmt, model=model, meta=meta)
+    if num_classes is not None:
+        units = loaded.num_outputs
+        expected = 1 if (num_classes == 2 and units == 1) else num_classes
+        if units != expected:
+            raise ModelError(f"{path} predicts {units} output(s) "
+                             f"({len(loaded.class_names)} classes) but num_classes={num_classes} was "
+                             f"given; use the model trained for these classes or pass num_classes={len(loaded.class_names)}")
+    return loaded
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, (np.ndarray, tuple, set)):
+        return list(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    return str(obj)
+
+
+def _version() -> str:
+    from kerasclf import __version__
+
+    return __version__
+
+

@@ -1,0 +1,76 @@
+"""The callbacks a run uses, configured from the recipe: Keras's own, plus a per-batch loss log.
+
+Example:
+    >>> from kerasclf.train.recipe import TrainCfg
+    >>> cbs = make_callbacks(TrainCfg(), "/tmp/kerasclf-doc-run", stage=1)   # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from kerasclf.errors import ConfigError
+from kerasclf.train.recipe import TrainCfg
+
+__all__ = ["make_callbacks", "BatchLossLogger"]
+
+
+class BatchLossLogger(keras.callbacks.Callback):
+    """Appends ``epoch, batch, loss`` for every training batch to a CSV (loss per iteration)."""
+
+    def __init__(self, path: str | Path):
+        super().__init__()
+        self.path = Path(path)
+        self._epoch = 0
+        self._rows: list[tuple[int, int, float]] = []
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if logs and "loss" in logs:
+            self._rows.append((self._epoch, batch, float(logs["loss"])))
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        new = not self.path.exists()
+        with self.path.open("a", newline="") as f:
+            w = csv.writer(f)
+            if new:
+                w.writerow(["epoch", "batch", "loss"])
+            w.writerows(self._rows)
+        self._rows.clear()
+
+
+def make_callbacks(cfg: TrainCfg, run_dir: str | Path, *, stage: int = 1,
+                   has_validation: bool = True, schedule_active: bool = False) -> list[Any]:
+    """CSVLogger, per-batch loss log, best checkpoint, BackupAndRestore, and the optional
+    EarlyStopping / ReduceLROnPlateau of the recipe."""
+    run_dir = Path(run_dir)
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    monitor = cfg.monitor if has_validation else cfg.monitor.replace("val_", "")
+    mode = "max" if any(s in monitor for s in ("acc", "auc", "f1")) else "min"
+    cbs: list[Any] = [
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup" / f"stage{stage}"), delete_checkpoint=True),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        BatchLossLogger(run_dir / "batch_loss.csv"),
+        keras.callbacks.ModelCheckpoint(str(run_dir / "checkpoints" / "best.keras"), monitor=monitor,
+                                        mode=mode, save_best_only=True, verbose=0),
+    ]
+    if cfg.early_stopping is not None:
+        es = cfg.early_stopping
+        es_monitor = es.monitor if has_validation else es.monitor.replace("val_", "")
+        cbs.append(keras.callbacks.EarlyStopping(
+            monitor=es_monitor, patience=es.patience, min_delta=es.min_delta,
+            mode="max" if "acc" in es_monitor else "min", restore_best_weights=es.restore_best_weights))
+    if cfg.reduce_lr is not None:
+        if schedule_active:
+            raise ConfigError("train.reduce_lr cannot be combined with train.schedule (a schedule owns "
+                              "the learning rate); remove one of them")
+        r = cfg.reduce_lr
+        r_monitor = r.monitor if has_validation else r.monitor.replace("val_", "")
+        cbs.append(keras.callbacks.ReduceLROnPlateau(monitor=r_monitor, factor=r.factor, patience=r.patience,
+                                                     min_lr=r.min_lr, mode="max" if "acc" in r_monitor else "min"))
+    return cbs

@@ -1,0 +1,256 @@
+"""Recipes: YAML experiment descriptions validated into dataclasses.
+
+An unknown key is an error that names it (with close matches); ``--set key=value`` overrides any
+field by its dotted path.
+
+Example:
+    >>> r = Recipe.from_dict({"name": "demo", "data": {"source": "digits"},
+    ...                       "model": {"name": "simple_cnn"}, "train": {"epochs": 3}})
+    >>> r.train.epochs, r.train.optimizer.name
+    (3, 'adam')
+    >>> apply_overrides(r.to_dict(), ["train.optimizer.learning_rate=0.01"])["train"]["optimizer"]["learning_rate"]
+    0.01
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kerasclf.errors import ConfigError
+
+__all__ = [
+    "Recipe", "DataCfg", "SplitCfg", "ModelSection", "TrainCfg", "OptimizerCfg", "ScheduleCfg",
+    "EarlyStoppingCfg", "ReduceLRCfg", "FineTuneCfg", "load_recipe", "apply_overrides",
+]
+
+
+@dataclass
+class SplitCfg:
+    """Stratified split ratios and seed; ``manifest`` reuses an existing split CSV."""
+    train: float = 0.7
+    val: float = 0.1
+    test: float = 0.2
+    seed: int = 42
+    manifest: str | None = None
+
+
+@dataclass
+class DataCfg:
+    """Where the images come from (``source`` + its options) and how they are fed.
+
+    Keys other than the pipeline ones below are the source's own options (``path``,
+    ``pattern``, ``attributes``, ``name`` ...) and are checked by ``kerasclf.data.sources.load``.
+    """
+    source: str = "folder"
+    image_size: list[int] | None = None
+    batch_size: int = 32
+    cache: str | None = "memory"
+    augment: Any = None
+    split: SplitCfg = field(default_factory=SplitCfg)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ModelSection:
+    """A zoo model by name plus builder options (``weights``, ``backbone``, ``dropout`` ...)."""
+    name: str = "simple_cnn"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimizerCfg:
+    name: str = "adam"
+    learning_rate: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float | None = None
+    clipnorm: float | None = None
+
+
+@dataclass
+class ScheduleCfg:
+    """``none`` | ``exponential`` (decay_rate every decay_steps) | ``cosine`` (over all steps)."""
+    name: str = "none"
+    decay_steps: int | None = None
+    decay_rate: float = 0.96
+    warmup_steps: int = 0
+    alpha: float = 0.0
+
+
+@dataclass
+class EarlyStoppingCfg:
+    monitor: str = "val_loss"
+    patience: int = 5
+    min_delta: float = 0.0
+    restore_best_weights: bool = True
+
+
+@dataclass
+class ReduceLRCfg:
+    monitor: str = "val_loss"
+    factor: float = 0.5
+    patience: int = 2
+    min_lr: float = 1e-6
+
+
+@dataclass
+class FineTuneCfg:
+    """Stage 2 of transfer learning: unfreeze (all, the last N layers, or from a named layer)."""
+    epochs: int = 5
+    learning_rate: float = 1e-5
+    unfreeze: Any = True
+
+
+@dataclass
+class TrainCfg:
+    epochs: int = 20
+    optimizer: OptimizerCfg = field(default_factory=OptimizerCfg)
+    schedule: ScheduleCfg = field(default_factory=ScheduleCfg)
+    early_stopping: EarlyStoppingCfg | None = None
+    reduce_lr: ReduceLRCfg | None = None
+    fine_tune: FineTuneCfg | None = None
+    label_smoothing: float = 0.0
+    monitor: str = "val_loss"
+    steps_per_epoch: int | None = None
+    seed: int = 42
+    mixed_precision: str | None = None
+    jit_compile: Any = "auto"
+    steps_per_execution: int = 1
+    verbose: int = 1
+
+
+@dataclass
+class Recipe:
+    """A whole experiment: data, model, training and where the run folder goes."""
+    name: str = "run"
+    data: DataCfg = field(default_factory=DataCfg)
+    model: ModelSection = field(default_factory=ModelSection)
+    train: TrainCfg = field(default_factory=TrainCfg)
+    output_dir: str = "runs"
+    description: str = ""
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], where: str = "recipe") -> "Recipe":
+        raw = copy.deepcopy(raw or {})
+        data = raw.get("data")
+        if isinstance(data, dict):
+            pipeline_keys = {f.name for f in dataclasses.fields(DataCfg)} - {"options"}
+            opts = {k: data.pop(k) for k in list(data) if k not in pipeline_keys}
+            data["options"] = {**data.get("options", {}), **opts}
+        model = raw.get("model")
+        if isinstance(model, str):
+            raw["model"] = {"name": model}
+        elif isinstance(model, dict):
+            opts = {k: model.pop(k) for k in list(model) if k not in ("name", "options")}
+            model["options"] = {**model.get("options", {}), **opts}
+        return _build(cls, raw, where)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict (data/model options flattened back) that ``from_dict`` accepts."""
+        out = dataclasses.asdict(self)
+        out["data"].update(out["data"].pop("options"))
+        out["model"].update(out["model"].pop("options"))
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _type_ok(value: Any, tp: Any) -> bool:
+    if tp is Any:
+        return True
+    origin = typing.get_origin(tp)
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        return any(_type_ok(value, a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if origin in (list, tuple):
+        return isinstance(value, (list, tuple))
+    if origin is dict:
+        return isinstance(value, dict)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, tp) if isinstance(tp, type) else True
+
+
+def _dataclass_in(tp: Any) -> Any:
+    for a in (typing.get_args(tp) or (tp,)):
+        if dataclasses.is_dataclass(a):
+            return a
+    return None
+
+
+def _build(cls: Any, raw: Any, where: str) -> Any:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__} {raw!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = [k for k in raw if k not in fields]
+    if unknown:
+        k = unknown[0]
+        close = difflib.get_close_matches(k, fields, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; known keys: {', '.join(sorted(fields))}"
+        raise ConfigError(f"unknown key '{where}.{k}'{hint}")
+    kwargs = {}
+    for name, value in raw.items():
+        tp = hints[name]
+        sub = _dataclass_in(tp)
+        if sub is not None and isinstance(value, dict):
+            kwargs[name] = _build(sub, value, f"{where}.{name}")
+        elif sub is not None and value is True and type(None) in typing.get_args(tp):
+            kwargs[name] = sub()  # `early_stopping: true` means the defaults
+        elif sub is not None and value is False and type(None) in typing.get_args(tp):
+            kwargs[name] = None
+        else:
+            if not _type_ok(value, tp):
+                raise ConfigError(f"{where}.{name}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
+            kwargs[name] = float(value) if tp is float else value
+    return cls(**kwargs)
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read a YAML recipe, apply ``key=value`` overrides and validate it."""
+    path = Path(path)
+    if not path.is_file():
+        from kerasclf.recipes import builtin_path
+
+        builtin = builtin_path(str(path))
+        if builtin is None:
+            raise ConfigError(f"recipe {path} not found; give a YAML file path or a built-in name "
+                              f"(kerasclf/recipes/*.yaml)")
+        path = builtin
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"recipe {path}{at} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    raw = apply_overrides(raw, overrides or [])
+    return Recipe.from_dict(raw, where=path.stem)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set dotted keys from ``key=value`` strings; values are parsed as YAML (``3``, ``null``, ``[1,2]``)."""
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.epochs=3")
+        key, value = item.split("=", 1)
+        node = raw
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: '{part}' is not a section")
+        node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+    return raw

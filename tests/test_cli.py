@@ -1,0 +1,90 @@
+"""The command line: one-line errors with exit 2, the zoo listing, train/predict/evaluate."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kerasclf.cli import main
+
+
+def _err_line(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_unknown_recipe_key_is_one_line_exit_2(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: x\ntrain: {epochz: 3}\n")
+    assert main(["train", str(recipe)]) == 2
+    line = _err_line(capsys)
+    assert line.startswith("error: unknown key") and "epochz" in line and "epochs" in line
+
+
+def test_unknown_model_is_one_line_exit_2(tmp_path, capsys):
+    assert main(["train", "demo", "--set", "model.name=efficientnet_b0", "--output-dir", str(tmp_path)]) == 2
+    assert "efficientnet_b0_head" in _err_line(capsys)
+
+
+def test_empty_class_folder_is_one_line_exit_2(tmp_path, capsys):
+    (tmp_path / "imgs" / "cat").mkdir(parents=True)
+    (tmp_path / "imgs" / "dog").mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), "uint8")).save(tmp_path / "imgs" / "cat" / "a.png")
+    code = main(["train", "zoo/own_folder.yaml", "--set", f"data.path={tmp_path / 'imgs'}",
+                 "--output-dir", str(tmp_path / "runs")])
+    assert code == 2
+    assert "dog" in _err_line(capsys)
+
+
+def test_zoo_lists_models(capsys):
+    assert main(["zoo", "simple*"]) == 0
+    out = capsys.readouterr().out
+    assert "simple_cnn" in out and "1,777,636" in out and "32x32x3" in out
+
+
+def test_console_script_entry_point():
+    proc = subprocess.run([sys.executable, "-m", "kerasclf.cli", "--version"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "kerasclf" in proc.stdout
+
+
+def test_demo_train_predict_evaluate(tmp_path, capsys):
+    """The demo pipeline for 2 epochs, then predict and evaluate on written image files."""
+    runs = tmp_path / "runs"
+    assert main(["demo", "--epochs", "2", "--min-accuracy", "0", "--output-dir", str(runs), "--verbose", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "test accuracy" in out
+    model = runs / "demo" / "model.keras"
+    assert model.is_file()
+    # a second demo into the same folder is refused, the first one kept
+    assert main(["demo", "--epochs", "1", "--output-dir", str(runs)]) == 2
+    assert "--overwrite" in _err_line(capsys)
+    # predict on digit images written as files, including a bad one
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    folder = tmp_path / "new"
+    for label in (0, 1):
+        (folder / str(label)).mkdir(parents=True)
+        for i in np.flatnonzero(digits.target == label)[:3]:
+            img = (digits.images[i] * 255 / 16).astype("uint8")
+            Image.fromarray(img).resize((32, 32)).save(folder / str(label) / f"{i}.png")
+    (folder / "broken.png").write_bytes(b"not an image")
+    csv_path = tmp_path / "pred.csv"
+    assert main(["predict", str(model), str(folder), "--out", str(csv_path)]) == 0
+    text = csv_path.read_text()
+    assert text.count("\n") == 1 + 7 and "broken.png" in text
+    (folder / "broken.png").unlink()
+    assert main(["evaluate", str(model), str(folder)]) == 0
+    assert "accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_demo_reaches_its_promised_accuracy(tmp_path):
+    from kerasclf.train import load_recipe, train
+
+    result = train(load_recipe("demo", [f"output_dir={tmp_path}"]), verbose=0)
+    assert result.metrics["test"]["accuracy"] >= 0.95
+    sizes = result.metrics["split_sizes"]
+    assert sum(sizes.values()) == 1797 and abs(sizes["test"] - 0.2 * 1797) <= 2 and abs(sizes["val"] - 180) <= 2

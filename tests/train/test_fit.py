@@ -1,0 +1,96 @@
+"""Training runs end to end on small real image folders: artefacts, stages, resume, refusals."""
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kerasclf.errors import ConfigError, RunExistsError
+from kerasclf.train.fit import train
+from kerasclf.train.recipe import Recipe
+
+
+def _write_folder(root, n_per_class=16, size=24):
+    """Three classes a small CNN can learn: a bright square in a class-specific corner."""
+    rng = np.random.default_rng(0)
+    corners = {"left": (0, 0), "middle": (8, 8), "right": (14, 14)}
+    for cls, (y, x) in corners.items():
+        (root / cls).mkdir(parents=True)
+        for i in range(n_per_class):
+            img = rng.integers(0, 60, size=(size, size, 3)).astype("uint8")
+            img[y:y + 9, x:x + 9] = 255
+            ext = "png" if i % 2 else "jpg"
+            Image.fromarray(img).save(root / cls / f"{cls}_{i}.{ext}")
+    return root
+
+
+@pytest.fixture
+def folder(tmp_path):
+    return _write_folder(tmp_path / "images")
+
+
+def _recipe(tmp_path, folder, **train):
+    return Recipe.from_dict({
+        "name": "t", "output_dir": str(tmp_path / "runs"),
+        "data": {"source": "folder", "path": str(folder), "image_size": [32, 32], "batch_size": 8,
+                 "split": {"seed": 1}},
+        "model": {"name": "simple_cnn"},
+        "train": {"epochs": 2, "verbose": 0, **train},
+    })
+
+
+def test_run_writes_every_artefact(tmp_path, folder):
+    result = train(_recipe(tmp_path, folder))
+    run = result.run_dir
+    for name in ("recipe.yaml", "split.csv", "history.csv", "batch_loss.csv", "checkpoints/best.keras",
+                 "model.keras", "metrics.json", "curves.png", "confusion.png"):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert sum(metrics["split_sizes"].values()) == 48 and min(metrics["split_sizes"].values()) >= 3
+    assert 0.0 <= metrics["test"]["accuracy"] <= 1.0
+    rows = list(csv.DictReader((run / "history.csv").open()))
+    assert len(rows) == 2 and "val_loss" in rows[0]
+    with pytest.raises(RunExistsError, match="--overwrite"):
+        train(_recipe(tmp_path, folder))
+    assert (run / "model.keras").is_file()  # untouched by the refused run
+
+
+def test_two_stage_transfer_and_fine_tune(tmp_path, folder):
+    recipe = _recipe(tmp_path, folder, epochs=1, fine_tune={"epochs": 1, "learning_rate": 1e-4, "unfreeze": 5})
+    recipe.model.name = "backbone_head"
+    recipe.model.options = {"backbone": "MobileNet", "alpha": 0.25, "weights": None}
+    result = train(recipe)
+    rows = list(csv.DictReader((result.run_dir / "history.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    backbone = result.model.get_layer("backbone")
+    assert any(layer.trainable for layer in backbone.layers)  # stage 2 unfroze the top
+
+
+def test_fine_tune_on_a_model_without_backbone_is_refused(tmp_path, folder):
+    with pytest.raises(ConfigError, match="no pretrained backbone"):
+        train(_recipe(tmp_path, folder, epochs=1, fine_tune={"epochs": 1}))
+
+
+def test_interrupted_run_resumes(tmp_path, folder):
+    import keras
+
+    class Boom(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise RuntimeError("simulated crash")
+
+    recipe = _recipe(tmp_path, folder, epochs=4)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(recipe, callbacks=[Boom()])
+    result = train(recipe, resume=True)
+    epochs = [int(r["epoch"]) for r in csv.DictReader((result.run_dir / "history.csv").open())]
+    assert epochs[-1] == 3 and 2 in epochs and len(result.history["loss"]) == 2  # only epochs 2-3 re-run
+
+
+def test_unknown_model_fails_before_touching_disk(tmp_path, folder):
+    recipe = _recipe(tmp_path, folder)
+    recipe.model.name = "simple_cn"
+    with pytest.raises(ConfigError, match="simple_cnn"):
+        train(recipe)
+    assert not (tmp_path / "runs").exists()

@@ -1,0 +1,62 @@
+"""Recipe validation: defaults, overrides, unknown keys, bad types, built-in and zoo recipes."""
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kerasclf.errors import ConfigError
+from kerasclf.train.recipe import Recipe, apply_overrides, load_recipe
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_defaults_and_sections():
+    r = Recipe.from_dict({"name": "x", "data": {"source": "folder", "path": "imgs", "batch_size": 8},
+                          "model": {"name": "resnet", "stages": [8, 16]}})
+    assert r.data.batch_size == 8
+    assert r.data.options == {"path": "imgs"}  # source options kept apart from pipeline keys
+    assert r.model.options == {"stages": [8, 16]}
+    assert r.train.optimizer.name == "adam" and r.data.split.train == 0.7
+    assert Recipe.from_dict(r.to_dict()) == r  # round trip
+
+
+def test_unknown_key_names_it_and_suggests():
+    with pytest.raises(ConfigError, match=r"unknown key 'recipe.train.epoch'.*epochs"):
+        Recipe.from_dict({"train": {"epoch": 3}})
+
+
+def test_bad_type_is_reported():
+    with pytest.raises(ConfigError, match=r"train.epochs: expected int"):
+        Recipe.from_dict({"train": {"epochs": "many"}})
+
+
+def test_true_means_defaults_for_optional_sections():
+    r = Recipe.from_dict({"train": {"early_stopping": True, "reduce_lr": False}})
+    assert r.train.early_stopping.patience == 5 and r.train.reduce_lr is None
+
+
+def test_overrides_parse_yaml_values():
+    raw = apply_overrides({"train": {"epochs": 5}}, ["train.epochs=2", "data.image_size=[16, 16]",
+                                                      "train.fine_tune=null"])
+    assert raw == {"train": {"epochs": 2, "fine_tune": None}, "data": {"image_size": [16, 16]}}
+    with pytest.raises(ConfigError, match="key=value"):
+        apply_overrides({}, ["train.epochs"])
+
+
+def test_load_builtin_and_yaml_errors(tmp_path):
+    assert load_recipe("demo").data.source == "digits"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="bad.yaml.*not valid YAML"):
+        load_recipe(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        load_recipe(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "zoo").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_zoo_recipe_validates_and_names_a_registered_model(path):
+    from kerasclf.zoo import is_registered
+
+    recipe = load_recipe(path)
+    assert is_registered(recipe.model.name), recipe.model.name
+    assert yaml.safe_load(recipe.to_yaml())["name"] == recipe.name
