@@ -122,6 +122,67 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if args.strict and report.bad_files else 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from kerasclf.experiment import compare
+
+    board = compare(args.recipe, overrides=args.set, output_dir=args.output_dir, overwrite=args.overwrite,
+                    tta=args.tta, ensemble=args.ensemble, verbose=args.verbose or 0)
+    print(board.table())
+    for name, gain in board.gains.items():
+        print(f"{name}: val accuracy {gain.get('gain', 0):+.4f} over the single model")
+    t = board.test
+    print(f"\nbest by validation: {board.best}  test accuracy: {t['accuracy']:.4f}")
+    print(f"leaderboard and report: {board.out_dir}")
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from kerasclf.analysis.run_analysis import analyze_run
+
+    methods = tuple(m for m in args.explain.split(",") if m) if args.explain != "none" else ()
+    result = analyze_run(args.target, args.data, split=args.split, out_dir=args.out,
+                         explain_methods=methods, max_gallery=args.gallery)
+    metrics = result.get("metrics", {})
+    if "accuracy" in metrics:
+        print(f"accuracy: {metrics['accuracy']:.4f}")
+    print(f"report: {result.get('report')}")
+    return 0
+
+
+def _weights_arg(value: str | None) -> Any:
+    return None if value in (None, "none", "None") else value
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    from kerasclf.features.cluster import _as_spec
+    from kerasclf.features.extract import extract_features
+
+    spec = _as_spec(args.data)
+    kw = {} if args.weights == "default" else {"weights": _weights_arg(args.weights)}
+    fs = extract_features(args.model, spec, layer=args.layer, batch_size=args.batch_size,
+                          cache_dir=args.cache_dir, verbose=1, **kw)
+    state = "cache hit" if fs.from_cache else f"{fs.images_per_second:.0f} images/s"
+    print(f"features: {fs.features.shape[0]} x {fs.features.shape[1]}  ({state})")
+    if fs.path:
+        print(f"cached at: {fs.path}")
+    return 0
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    from kerasclf.features.cluster import run_cluster
+
+    pca = None if args.pca in (None, "none") else (float(args.pca) if "." in args.pca else int(args.pca))
+    elbow = [int(k) for k in args.elbow.split(",")] if args.elbow else None
+    kw = {} if args.weights == "default" else {"weights": _weights_arg(args.weights)}
+    summary = run_cluster(args.data, features_model=args.features, pca=pca, k=args.k, out_dir=args.out,
+                          layer=args.layer, elbow_ks=elbow, overwrite=args.overwrite, **kw)
+    print(json.dumps({k: v for k, v in summary.items() if k in ("explained_variance", "sizes", "scores")},
+                     default=float))
+    print(f"wrote {args.out}: fill in {Path(args.out) / 'clusters.csv'} with a name per cluster, then "
+          f"`kerasclf predict {Path(args.out) / 'clusters.joblib'} FOLDER --names {Path(args.out) / 'clusters.csv'}`")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kerasclf", description="Image classification with Keras 3: "
                                 "train, compare, analyse, predict.")
@@ -175,6 +236,47 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=int, default=32)
     ev.add_argument("--json", help="write all metrics as JSON here")
     ev.set_defaults(func=cmd_evaluate)
+
+    cp = sub.add_parser("compare", help="train several models on one split; leaderboard + report")
+    cp.add_argument("recipe", help="a comparison recipe (YAML with a models: list)")
+    cp.add_argument("--set", action="append", metavar="KEY=VALUE")
+    cp.add_argument("--output-dir")
+    cp.add_argument("--overwrite", action="store_true")
+    cp.add_argument("--tta", action="store_true", default=None, help="report flip-TTA gain on validation")
+    cp.add_argument("--ensemble", type=int, default=None, help="report the gain of averaging the top-k models")
+    verbosity(cp)
+    cp.set_defaults(func=cmd_compare)
+
+    an = sub.add_parser("analyze", help="curves, confusion, galleries, Grad-CAM, embeddings, calibration, report")
+    an.add_argument("target", help="a run folder (runs/<name>) or a model file")
+    an.add_argument("data", nargs="?", help="with a model file: a folder of class subfolders")
+    an.add_argument("--split", default="test", choices=("test", "val"), help="which split of a run")
+    an.add_argument("--out", help="output folder (default: <run>/analysis)")
+    an.add_argument("--explain", default="gradcam,gradcam++,smoothgrad",
+                    help="comma-separated attribution methods, or none")
+    an.add_argument("--gallery", type=int, default=10, help="images per gallery")
+    an.set_defaults(func=cmd_analyze)
+
+    fe = sub.add_parser("features", help="extract (and cache) pooled features of a model on a dataset")
+    fe.add_argument("model", help="zoo name (resnet50_features), .keras file of a trained model")
+    fe.add_argument("data", help="a folder, or 'digits'")
+    fe.add_argument("--layer", default="features")
+    fe.add_argument("--weights", default="default", help="imagenet | none | a weights file")
+    fe.add_argument("--batch-size", type=int, default=64)
+    fe.add_argument("--cache-dir", default=None, help="feature cache folder (default ~/.cache/kerasclf/features)")
+    fe.set_defaults(func=cmd_features)
+
+    cl = sub.add_parser("cluster", help="PCA + KMeans on features; montages and a names template")
+    cl.add_argument("data", help="a folder (class subfolders optional), or 'digits'")
+    cl.add_argument("--features", default="resnet50_features", help="zoo name or model file")
+    cl.add_argument("--weights", default="default", help="imagenet | none | a weights file")
+    cl.add_argument("--layer", default="features")
+    cl.add_argument("--pca", default="50", help="components (int), variance kept (0.95) or none")
+    cl.add_argument("--k", type=int, default=8)
+    cl.add_argument("--elbow", help="comma-separated K values for the elbow/silhouette plot")
+    cl.add_argument("--out", default="runs/clusters")
+    cl.add_argument("--overwrite", action="store_true")
+    cl.set_defaults(func=cmd_cluster)
 
     ck = sub.add_parser("check", help="health check of an image folder (bad files, duplicates, balance)")
     ck.add_argument("data")

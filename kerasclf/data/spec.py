@@ -98,6 +98,7 @@ class DataSpec:
             groups=self.groups[index] if self.groups is not None else None,
             preset_split=self.preset_split[index] if self.preset_split is not None else None,
             source=self.source,
+            skipped=self.skipped,  # shared: files skipped while reading a subset are reported once
         )
 
     @classmethod

@@ -19,20 +19,28 @@ __all__ = ["make_callbacks", "BatchLossLogger"]
 
 
 class BatchLossLogger(keras.callbacks.Callback):
-    """Appends ``epoch, batch, loss`` for every training batch to a CSV (loss per iteration)."""
+    """Appends ``epoch, batch, loss`` for every training batch to a CSV (loss per iteration).
+
+    Keras 3 reports the running mean of the epoch in ``logs["loss"]``; the batch's own loss is
+    recovered from consecutive means (exact for equal-sized batches, as all but the last are).
+    """
 
     def __init__(self, path: str | Path):
         super().__init__()
         self.path = Path(path)
         self._epoch = 0
+        self._prev_mean = 0.0
         self._rows: list[tuple[int, int, float]] = []
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._epoch = epoch
+        self._prev_mean = 0.0
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         if logs and "loss" in logs:
-            self._rows.append((self._epoch, batch, float(logs["loss"])))
+            mean = float(logs["loss"])
+            self._rows.append((self._epoch, batch, (batch + 1) * mean - batch * self._prev_mean))
+            self._prev_mean = mean
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         new = not self.path.exists()

@@ -106,7 +106,7 @@ def _one_hot(num_classes: int):  # for label smoothing with multiclass
 
 def train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = False,
           resume: bool = False, verbose: int | None = None,
-          callbacks: list[Any] | None = None) -> RunResult:
+          callbacks: list[Any] | None = None, evaluate_test: bool = True) -> RunResult:
     """Train the recipe's model on its data and write the run folder.
 
     Args:
@@ -116,6 +116,8 @@ def train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fal
         resume: continue an interrupted run in the existing folder (BackupAndRestore).
         verbose: Keras progress-bar verbosity (default: the recipe's ``train.verbose``).
         callbacks: extra Keras callbacks, added to both stages.
+        evaluate_test: score the test split too; ``compare`` turns this off so that only the
+            model chosen on validation ever sees the test set.
     """
     import keras
 
@@ -231,13 +233,13 @@ def train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fal
     from kerasclf.analysis.metrics import classification_metrics
     from kerasclf.analysis.plots import plot_confusion, plot_history
 
-    for name, d in (("val", val_ds), ("test", test_ds)):
+    for name, d in (("val", val_ds), ("test", test_ds if evaluate_test else None)):
         if d is None:
             continue
         plain = ds(name, False) if cfg_t.label_smoothing else d
         y, p = predict_dataset(model, plain)
         metrics[name] = classification_metrics(y, p, spec.task, spec.class_names)
-        if name == "test" and spec.task != "multilabel":
+        if name == ("test" if evaluate_test else "val") and spec.task != "multilabel":
             from kerasclf.analysis.metrics import probs_to_pred
 
             plot_confusion(y.reshape(-1) if spec.task == "binary" else y,

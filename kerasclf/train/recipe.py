@@ -122,6 +122,7 @@ class TrainCfg:
     mixed_precision: str | None = None
     jit_compile: Any = "auto"
     steps_per_execution: int = 1
+    strategy: str = "auto"
     verbose: int = 1
 
 

@@ -1,0 +1,336 @@
+"""tf.data pipelines from a :class:`DataSpec`: parallel decode, resize, cache, shuffle, batch, prefetch.
+
+Order of operations (the fast one): ``paths → parallel decode + resize (uint8) → drop failures →
+cache → shuffle → batch → float32 + augmentation (per batch) → prefetch``. Caching the resized
+uint8 images keeps memory at a quarter of float32 and means decoding happens once. Without a
+cache the (cheap) paths are shuffled before decoding instead. With a ``seed`` the pipeline is
+deterministic (``tf.data.Options.deterministic``) and the order is the same on every run.
+
+Decoding has two paths. Every file is first *pre-validated* from its header (a cheap PIL
+``open`` without decoding, plus a check that a JPEG/PNG ends where it should): unreadable files
+(zero-byte, not an image, too large) are left out and recorded in ``spec.skipped`` as
+``(path, reason)``; plain 8-bit JPEG/PNG/GIF/BMP go through ``tf.io.decode_image`` (fast, in the
+graph); everything else (CMYK, 16-bit, WebP, truncated-looking files ...) goes through the PIL
+reader (:func:`kerasclf.data.reader.read_image`) via ``tf.numpy_function``. A file that still
+fails at decode time is dropped from the stream (never a crash mid-epoch) and appended to
+``spec.skipped`` when it is met. The trainer writes ``spec.skipped`` to the run folder.
+
+Example:
+    >>> from kerasclf.data.sources import digits
+    >>> ds = make_dataset(digits(), image_size=(32, 32), batch_size=8)
+    >>> x, y = next(iter(ds))
+    >>> tuple(x.shape), x.dtype.name, tuple(y.shape), y.dtype.name
+    ((8, 32, 32, 3), 'float32', (8,), 'int32')
+"""
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from kerasclf.data.reader import DEFAULT_MAX_PIXELS, ImageReadError, read_image
+from kerasclf.data.spec import DataSpec
+from kerasclf.errors import ConfigError
+
+__all__ = ["make_dataset", "prevalidate", "image_batches_for_predict", "PredictBatches"]
+
+_FAST_MODES = {"JPEG": {"RGB", "L"}, "PNG": {"RGB", "RGBA", "L", "LA", "P"}, "GIF": {"P", "L", "RGB"},
+               "BMP": {"RGB"}}
+_lock = threading.Lock()
+
+
+def _check_file(path: str, max_pixels: int) -> tuple[bool, str | None]:
+    """(fast, reason): ``reason`` set when the file cannot be used; ``fast`` when TF can decode it."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return False, "no such file"
+    if size == 0:
+        return False, "zero-byte file"
+    try:
+        with Image.open(path) as im:
+            fmt, mode, (w, h) = im.format, im.mode, im.size
+    except UnidentifiedImageError:
+        return False, "not an image (unrecognised file format)"
+    except Image.DecompressionBombError:
+        return False, f"too large (over max_pixels {max_pixels:,})"
+    except Exception as e:  # noqa: BLE001 - any header failure means unusable
+        text = str(e).lower()
+        return False, ("truncated image" if "truncated" in text else f"cannot open image ({str(e)[:120]})")
+    if max_pixels and w * h > max_pixels:
+        return False, f"too large ({w}x{h} > max_pixels {max_pixels:,})"
+    if w == 0 or h == 0:
+        return False, f"empty image ({w}x{h})"
+    fast = mode in _FAST_MODES.get(fmt or "", set())
+    if fast and fmt in ("JPEG", "PNG"):
+        try:
+            with open(path, "rb") as f:
+                head = f.read(32)
+                f.seek(max(0, size - 12))
+                tail = f.read()
+        except OSError as e:
+            return False, f"cannot read file ({e.strerror})"
+        if fmt == "JPEG" and not tail.rstrip(b"\x00").endswith(b"\xff\xd9"):
+            fast = False  # maybe truncated: let the PIL reader decide
+        if fmt == "PNG" and (b"IEND" not in tail or (len(head) > 24 and head[24] == 16)):
+            fast = False  # maybe truncated, or 16-bit
+    return fast, None
+
+
+def prevalidate(paths: Sequence[str], *, max_pixels: int | None = None,
+                workers: int = 8) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """Check every file's header; return (fast-path flag per file or ``-1`` if unusable, skipped).
+
+    Args:
+        paths: image files.
+        max_pixels: the decompression-bomb guard (default :data:`~kerasclf.data.reader.DEFAULT_MAX_PIXELS`).
+        workers: threads reading headers.
+
+    Returns:
+        ``flags`` (int8: 1 = TF decodes it, 0 = PIL reader, -1 = unusable) and the
+        ``(path, reason)`` list of unusable files.
+
+    Example:
+        >>> flags, skipped = prevalidate(["a.jpg", "empty.jpg"])  # doctest: +SKIP
+        >>> skipped  # doctest: +SKIP
+        [('empty.jpg', 'zero-byte file')]
+    """
+    limit = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as ex:
+        results = list(ex.map(lambda p: _check_file(p, limit), paths, chunksize=64))
+    flags = np.array([(-1 if r else int(fast)) for fast, r in results], dtype=np.int8)
+    skipped = [(p, r) for p, (_, r) in zip(paths, results) if r]
+    return flags, skipped
+
+
+def _labels_for(spec: DataSpec, labels: np.ndarray) -> np.ndarray:
+    if spec.task == "multilabel":
+        return np.asarray(labels, dtype=np.float32).reshape(len(labels), -1)
+    if spec.task == "binary":
+        return np.asarray(labels, dtype=np.float32).reshape(-1, 1)
+    return np.asarray(labels, dtype=np.int32).reshape(-1)
+
+
+def _record(spec: DataSpec, items: list[tuple[str, str]]) -> None:
+    with _lock:
+        have = {p for p, _ in spec.skipped}
+        for p, r in items:
+            if p not in have:
+                spec.skipped.append((p, r))
+                have.add(p)
+
+
+def _ok(x: Any, y: Any, ok: Any) -> Any:
+    return ok
+
+
+def _drop_ok(x: Any, y: Any, ok: Any) -> tuple[Any, Any]:
+    return x, y
+
+
+def make_dataset(spec: DataSpec, index: Sequence[int] | np.ndarray | None = None, *,
+                 image_size: Sequence[int] = (224, 224), channels: int = 3, batch_size: int = 32,
+                 shuffle: bool = False, seed: int | None = None, cache: str | None = "memory",
+                 augment: Callable[[Any, Any], tuple[Any, Any]] | None = None, repeat: bool = False,
+                 drop_remainder: bool = False, max_pixels: int | None = None) -> Any:
+    """A batched ``tf.data.Dataset`` of ``(images, labels)`` for the items ``index`` of ``spec``.
+
+    Args:
+        spec: the data (paths or arrays).
+        index: which items (e.g. ``splits["train"]``); ``None`` for all.
+        image_size: ``(H, W)`` to resize to (bilinear).
+        channels: 3 (grayscale is repeated to RGB, alpha dropped) or 1 (converted to gray).
+        batch_size: batch size.
+        shuffle: shuffle every epoch (buffer = the whole split; after the cache, or before
+            decoding when ``cache`` is ``None``).
+        seed: shuffle seed; with a seed the order is the same on every run.
+        cache: ``"memory"``, a file path prefix for an on-disk cache, or ``None``.
+        augment: ``(images, labels) -> (images, labels)`` applied per batch after the cache
+            (float32 images in 0..255), or ``None``.
+        repeat: repeat forever.
+        drop_remainder: drop the last incomplete batch.
+        max_pixels: decompression-bomb guard for pre-validation and the PIL reader.
+
+    Returns:
+        A dataset yielding float32 images ``(B, H, W, channels)`` in 0..255 and labels: int32
+        ``(B,)`` for multiclass, float32 ``(B, 1)`` for binary, float32 ``(B, K)`` for multilabel.
+        Unusable files are left out and listed in ``spec.skipped``.
+
+    Example:
+        >>> ds = make_dataset(spec, parts["train"], image_size=(224, 224), shuffle=True, seed=42)  # doctest: +SKIP
+    """
+    import tensorflow as tf
+
+    if channels not in (1, 3):
+        raise ConfigError(f"channels={channels}: use 1 or 3")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size={batch_size}: must be at least 1")
+    h, w = (int(image_size[0]), int(image_size[1]))
+    idx = np.arange(len(spec)) if index is None else np.asarray(index, dtype=int)
+    labels = _labels_for(spec, spec.labels[idx])
+    autotune = tf.data.AUTOTUNE
+    deterministic = seed is not None or not shuffle
+    early = bool(shuffle and not cache)  # no cache: shuffle the cheap items before decoding
+
+    def source(*arrays: Any) -> Any:
+        d = tf.data.Dataset.from_tensor_slices(arrays)
+        if early:
+            d = d.shuffle(max(1, len(arrays[0])), seed=seed, reshuffle_each_iteration=True)
+        return d
+
+    def to_size(img: Any) -> Any:
+        img = tf.ensure_shape(img, [None, None, None])
+        c = tf.shape(img)[-1]
+        img = tf.cond(c == 1, lambda: tf.repeat(img[..., :1], 3, axis=-1), lambda: img[..., :3])
+        img.set_shape([None, None, 3])
+        return resize(img)
+
+    def resize(img: Any) -> Any:  # (h, w, 3) uint8 -> (H, W, channels) uint8
+        img = tf.image.resize(tf.cast(img, tf.float32), (h, w), method="bilinear")
+        img = tf.cast(tf.clip_by_value(tf.round(img), 0.0, 255.0), tf.uint8)
+        if channels == 1:
+            img = tf.image.rgb_to_grayscale(img)
+        return img
+
+    if spec.images is not None:
+        images = spec.images[idx]
+        ds = source(images, labels)
+        same = images.shape[1:3] == (h, w) and images.shape[-1] == channels
+        if not same:
+            ds = ds.map(lambda x, y: (to_size(x), y), num_parallel_calls=autotune, deterministic=deterministic)
+    else:
+        paths = [spec.paths[i] for i in idx]
+        limit = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
+        flags, bad = prevalidate(paths, max_pixels=limit)
+        _record(spec, bad)
+        keep = flags >= 0
+        paths = [p for p, k in zip(paths, keep) if k]
+        labels, flags = labels[keep], flags[keep]
+        if not paths:
+            ds = tf.data.Dataset.from_tensor_slices((np.zeros((0, h, w, channels), np.uint8), labels))
+        else:
+            def pil_read(p: bytes) -> tuple[np.ndarray, bool]:
+                path = p.decode("utf-8", "surrogateescape")
+                try:
+                    return read_image(path, max_pixels=limit), np.bool_(True)
+                except ImageReadError as e:
+                    _record(spec, [(path, e.reason)])
+                except Exception as e:  # noqa: BLE001 - never crash mid-epoch
+                    _record(spec, [(path, f"unreadable ({type(e).__name__}: {str(e)[:100]})")])
+                return np.zeros((1, 1, 3), np.uint8), np.bool_(False)
+
+            def slow(p: Any) -> tuple[Any, Any]:
+                img, ok = tf.numpy_function(pil_read, [p], [tf.uint8, tf.bool], stateful=False)
+                img.set_shape([None, None, 3])
+                ok.set_shape([])
+                return img, ok
+
+            def fast(p: Any) -> tuple[Any, Any]:
+                img = tf.io.decode_image(tf.io.read_file(p), channels=3, expand_animations=False)
+                img.set_shape([None, None, 3])
+                return img, tf.constant(True)
+
+            def load(p: Any, y: Any, f: Any) -> tuple[Any, Any, Any]:
+                img, ok = tf.cond(f > 0, lambda: fast(p), lambda: slow(p))
+                return to_size(img), y, ok
+
+            def load_fast(p: Any, y: Any) -> tuple[Any, Any]:  # all files plain: no cond, no Python
+                return resize(fast(p)[0]), y
+
+            if (flags > 0).all():
+                ds = source(paths, labels)
+                ds = ds.map(load_fast, num_parallel_calls=autotune, deterministic=deterministic)
+                # a file TF's decoder rejects after all is dropped instead of stopping the epoch
+                ds = ds.ignore_errors(log_warning=True)
+            else:
+                ds = source(paths, labels, flags)
+                ds = ds.map(load, num_parallel_calls=autotune, deterministic=deterministic)
+                ds = ds.ignore_errors(log_warning=True)
+                ds = ds.filter(_ok).map(_drop_ok)
+    if cache:
+        ds = ds.cache("" if cache == "memory" else str(cache))
+    if shuffle and not early:
+        n = max(1, len(idx))
+        ds = ds.shuffle(min(n, 50_000), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder,
+                  num_parallel_calls=autotune, deterministic=deterministic)
+
+    def finish(x: Any, y: Any) -> tuple[Any, Any]:
+        return tf.cast(x, tf.float32), y
+
+    ds = ds.map(finish, num_parallel_calls=autotune, deterministic=deterministic)
+    if augment is not None:
+        ds = ds.map(augment, num_parallel_calls=autotune, deterministic=deterministic)
+    ds = ds.prefetch(autotune)
+    opts = tf.data.Options()
+    opts.deterministic = deterministic
+    opts.experimental_optimization.map_parallelization = True
+    opts.experimental_optimization.parallel_batch = True
+    return ds.with_options(opts)
+
+
+class PredictBatches:
+    """Iterable of ``(paths_ok, float32 batch (B, H, W, 3))``; unreadable files go to ``.skipped``.
+
+    Files are read with the same reader as training (PIL, any format) in a thread pool and
+    resized with TensorFlow's bilinear resize, like :func:`make_dataset`.
+    """
+
+    def __init__(self, paths: Sequence[str], image_size: Sequence[int], batch_size: int = 32,
+                 workers: int = 4, max_pixels: int | None = None):
+        self.paths = [str(p) for p in paths]
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.batch_size = max(1, int(batch_size))
+        self.workers = workers
+        self.max_pixels = max_pixels
+        self.skipped: list[tuple[str, str]] = []
+
+    def _one(self, path: str) -> np.ndarray | str:
+        try:
+            return read_image(path, max_pixels=self.max_pixels)
+        except ImageReadError as e:
+            return e.reason
+        except Exception as e:  # noqa: BLE001
+            return f"unreadable ({type(e).__name__})"
+
+    def __iter__(self) -> Iterator[tuple[list[str], np.ndarray]]:
+        import tensorflow as tf
+
+        h, w = self.image_size
+        self.skipped = []
+        with ThreadPoolExecutor(max_workers=self.workers) as ex:
+            for start in range(0, len(self.paths), self.batch_size):
+                chunk = self.paths[start:start + self.batch_size]
+                ok_paths, arrays = [], []
+                for p, r in zip(chunk, ex.map(self._one, chunk)):
+                    if isinstance(r, str):
+                        self.skipped.append((p, r))
+                        continue
+                    img = tf.image.resize(tf.cast(r, tf.float32), (h, w), method="bilinear")
+                    arrays.append(np.clip(np.round(img.numpy()), 0, 255))
+                    ok_paths.append(p)
+                if ok_paths:
+                    yield ok_paths, np.stack(arrays).astype(np.float32)
+
+
+def image_batches_for_predict(paths: Sequence[str], image_size: Sequence[int], batch_size: int = 32,
+                              ) -> PredictBatches:
+    """Batches of images for ``kerasclf predict``: iterate for ``(paths_ok, float32 batch)``.
+
+    Unreadable files are not yielded; after (or during) iteration ``.skipped`` lists them
+    as ``(path, reason)``.
+
+    Example:
+        >>> batches = image_batches_for_predict(["a.jpg", "bad.jpg"], (224, 224), 32)  # doctest: +SKIP
+        >>> for paths, x in batches: ...  # doctest: +SKIP
+        >>> batches.skipped  # doctest: +SKIP
+        [('bad.jpg', 'zero-byte file')]
+    """
+    return PredictBatches(paths, image_size, batch_size)
