@@ -115,4 +115,24 @@ def build(name: str, **kwargs: Any) -> Any:
 
         if is_application(name):
             return _REGISTRY["backbone_head"][0](backbone=name, **kwargs)
-    return get_builder(name)(**kwargs)
+    fn = get_builder(name)
+    _check_options(name, fn, kwargs)
+    return fn(**kwargs)
+
+
+def _check_options(name: str, fn: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+    """Unknown builder options become a ConfigError naming them (not a Python TypeError)."""
+    import inspect
+
+    params = inspect.signature(fn).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return  # e.g. backbone_head passes the rest to keras.applications, which checks them
+    unknown = [k for k in kwargs if k not in params]
+    if unknown:
+        import difflib
+
+        from kerasclf.errors import ConfigError
+
+        close = difflib.get_close_matches(unknown[0], list(params), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; options: {', '.join(params)}"
+        raise ConfigError(f"model '{name}' has no option '{unknown[0]}'{hint}")

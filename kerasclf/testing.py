@@ -1,0 +1,92 @@
+"""Small real things for tests and examples: tiny models, image folders, and the assets folder.
+
+Example:
+    >>> from kerasclf.testing import tiny_cnn
+    >>> tiny_cnn(3).output_shape
+    (None, 3)
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["tiny_cnn", "square_images", "write_image_folder", "assets_dir", "seed_keras_home",
+           "MOBILENET_025_FILE"]
+
+MOBILENET_025_FILE = "mobilenet_2_5_224_tf_no_top.h5"
+
+
+def tiny_cnn(num_classes: int = 2, input_shape: tuple[int, int, int] = (16, 16, 3), task: str = "auto") -> Any:
+    """A two-conv model with kerasclf's layer names ("resize", "preprocess", "features",
+    "predictions"): seconds to train, for tests of training, analysis and saving."""
+    import keras
+
+    from kerasclf.zoo.heads import classifier_head
+    from kerasclf.zoo.layers import image_stem
+
+    inputs, x = image_stem(input_shape)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(x)
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv2")(x)
+    return keras.Model(inputs, classifier_head(x, num_classes, task), name="tiny_cnn")
+
+
+def square_images(n_per_class: int = 20, size: int = 24, classes: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Images whose class is a bright square at a class-specific position on a noisy background."""
+    rng = np.random.default_rng(seed)
+    side = size // 3
+    corners = [(0, 0), (size - side, size - side), (0, size - side), (size - side, 0), (size // 3, size // 3)]
+    xs, ys = [], []
+    for c in range(classes):
+        y0, x0 = corners[c % len(corners)]
+        for _ in range(n_per_class):
+            img = rng.integers(0, 70, size=(size, size, 3)).astype("uint8")
+            img[y0:y0 + side, x0:x0 + side] = 255
+            xs.append(img)
+            ys.append(c)
+    return np.stack(xs), np.array(ys)
+
+
+def write_image_folder(root: str | Path, n_per_class: int = 16, size: int = 24, classes: int = 3,
+                       formats: tuple[str, ...] = ("png", "jpg")) -> Path:
+    """Write :func:`square_images` as a folder of class subfolders (``class0/…``), mixed formats."""
+    from PIL import Image
+
+    root = Path(root)
+    images, labels = square_images(n_per_class, size, classes)
+    for i, (img, y) in enumerate(zip(images, labels)):
+        folder = root / f"class{y}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(folder / f"img{i}.{formats[i % len(formats)]}")
+    return root
+
+
+def assets_dir() -> Path | None:
+    """``../shared/assets`` beside the repository (or ``$KERASCLF_ASSETS``), if it exists."""
+    env = os.environ.get("KERASCLF_ASSETS")
+    path = Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "assets"
+    return path if path.is_dir() else None
+
+
+def seed_keras_home(home: str | Path, weight_files: list[Path]) -> Path:
+    """Make ``home`` Keras's cache (``$KERAS_HOME``) holding ``models/<file>`` for each file, so
+    ``keras.applications.X(weights="imagenet")`` loads them offline with Keras's own code.
+
+    Keras reads ``KERAS_HOME`` once, at import; this also points the running process at it.
+    Returns the previous cache folder (restore it with :func:`seed_keras_home` ``(old, [])``).
+    """
+    import shutil
+
+    from keras.src.backend import config
+
+    home = Path(home)
+    (home / "models").mkdir(parents=True, exist_ok=True)
+    for f in weight_files:
+        shutil.copy(f, home / "models" / Path(f).name)
+    previous = config._KERAS_DIR
+    config._KERAS_DIR = str(home)
+    os.environ["KERAS_HOME"] = str(home)
+    return Path(previous)

@@ -1,0 +1,34 @@
+"""Shared fixtures: the real assets folder and a Keras cache seeded with the offline weights."""
+import os
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(scope="session")
+def assets_dir():
+    """``../shared/assets``; tests that need it skip with a reason where it is absent."""
+    from kerasclf.testing import assets_dir as find
+
+    path = find()
+    if path is None:
+        pytest.skip("../shared/assets is absent (set KERASCLF_ASSETS to the folder of real test files)")
+    return path
+
+
+@pytest.fixture
+def keras_home_with_mobilenet(assets_dir, tmp_path, monkeypatch):
+    """A temporary KERAS_HOME whose models/ holds the official MobileNet alpha 0.25 weights."""
+    from kerasclf.testing import MOBILENET_025_FILE, seed_keras_home
+
+    weights = assets_dir / "keras" / "models" / MOBILENET_025_FILE
+    if not weights.is_file():
+        pytest.skip(f"{weights} is absent")
+    previous = seed_keras_home(tmp_path / "keras_home", [weights])
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    yield tmp_path / "keras_home"
+    from keras.src.backend import config
+
+    config._KERAS_DIR = str(previous)
