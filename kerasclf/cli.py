@@ -96,8 +96,22 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from kerasclf.predict import format_table, predict_paths
 
-    rows = predict_paths(args.model, args.paths, top_k=args.top_k, batch_size=args.batch_size,
-                         out_csv=args.out)
+    if str(args.model).endswith(".joblib"):  # a scikit-learn head or a clustering of features
+        from kerasclf.features.cluster import ClusterModel, predict_folder, read_names
+        from kerasclf.features.tasks import load_predictor
+
+        predictor = load_predictor(args.model)
+        if isinstance(predictor, ClusterModel):
+            names = read_names(args.names, predictor.k) if args.names else None
+            plot = Path(args.out).with_suffix(".png") if args.out else Path(args.model).with_name("predicted_first15.png")
+            rows = predict_folder(predictor, args.paths, names, plot_path=plot, out_csv=args.out,
+                                  batch_size=args.batch_size, verbose=True)
+            print(f"\n{len(rows)} images assigned; the first 15 are plotted in {plot}")
+            return 0
+        rows = predictor.predict_paths(args.paths, top_k=args.top_k, batch_size=args.batch_size, out_csv=args.out)
+    else:
+        rows = predict_paths(args.model, args.paths, top_k=args.top_k, batch_size=args.batch_size,
+                             out_csv=args.out)
     print(format_table(rows, limit=None if args.all else 50))
     if args.out:
         print(f"\nwrote {len(rows)} rows to {args.out}")
@@ -222,12 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
     z.set_defaults(func=cmd_zoo)
 
     pr = sub.add_parser("predict", help="classify image files or folders with a saved model")
-    pr.add_argument("model", help="a .keras / .h5 file or an export folder")
+    pr.add_argument("model", help="a .keras / .h5 file, an export folder, or a head/clusters .joblib")
     pr.add_argument("paths", nargs="+", help="image files and/or folders")
     pr.add_argument("--top-k", type=int, default=3)
     pr.add_argument("--batch-size", type=int, default=32)
     pr.add_argument("--out", help="write the predictions as CSV here")
     pr.add_argument("--all", action="store_true", help="print every row, not the first 50")
+    pr.add_argument("--names", help="with a clusters.joblib: the filled clusters.csv (cluster,name)")
     pr.set_defaults(func=cmd_predict)
 
     ev = sub.add_parser("evaluate", help="accuracy of a saved model on a folder of class subfolders")

@@ -278,9 +278,8 @@ def _sklearn_entry(entry: dict[str, Any], recipe: Recipe, spec: Any, manifest: P
                         class_names=spec.class_names)
     train_m = evaluate_head(head, feats["train"].features, feats["train"].labels, task=spec.task,
                             class_names=spec.class_names)
-    record = {"model_name": recipe.model.name, "model_options": opts, "image_size": list(size),
-              "layer": "features", "class_names": spec.class_names, "task": spec.task}
-    save_head(run_dir / "head.joblib", head, record)
+    save_head(run_dir / "head.joblib", head, feats["train"].record, extractor=feats["train"].extractor,
+              metrics={"val": val}, overwrite=True)
     metrics = {"model": recipe.model.name, "params": int(extractor.count_params()), "val": val,
                "train_accuracy": train_m["accuracy"], "train_time_s": round(elapsed, 2),
                "train_images_per_s": round(len(parts["train"]) / max(elapsed, 1e-9), 1)}

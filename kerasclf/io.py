@@ -73,9 +73,25 @@ def save_model(model: Any, path: str | Path, *, meta: dict[str, Any] | None = No
     else:
         if path.exists():
             shutil.rmtree(path)
-        model.export(str(path), verbose=False)
+        _export_inference(model, path)
         (path / META_NAME).write_text(text)
     return path
+
+
+def _export_inference(model: Any, path: Path) -> None:
+    """SavedModel with one ``serve`` endpoint that runs the model in inference mode.
+
+    ``model.export`` traced custom layers (ResidualUnit) with batch statistics; an explicit
+    ``training=False`` endpoint via ``keras.export.ExportArchive`` does not.
+    """
+    import keras
+    import tensorflow as tf
+
+    spec = [tf.TensorSpec(shape=(None, *model.inputs[0].shape[1:]), dtype=tf.float32, name="images")]
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(name="serve", fn=lambda x: model(x, training=False), input_signature=spec)
+    archive.write_out(str(path), verbose=False)
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:

@@ -12,9 +12,11 @@ Two kinds of step, freely mixed in one policy:
   inside the model instead (:func:`augment_in_model`).
 * **albumentations** transforms run per image in NumPy/OpenCV through ``tf.numpy_function``; the
   batch-level map is parallel, so several batches are augmented at once. Static shapes are
-  restored with ``set_shape``. Each worker thread gets its own ``A.Compose`` seeded from
-  ``seed`` (albumentations 2.x ``Compose(seed=...)``), so a run is reproducible as a *set* of
-  draws; the exact image→draw pairing depends on thread scheduling.
+  restored with ``set_shape``. Each concurrent call borrows an ``A.Compose`` from a small pool,
+  the n-th one seeded with ``seed + 7919·n`` (albumentations 2.x ``Compose(seed=...)``): with one
+  worker the draws repeat exactly; with several, which batch gets which draws depends on thread
+  scheduling. Below 96×96 pixels the per-image work is Python overhead (GIL-bound), so batches are
+  augmented one at a time rather than fighting over the GIL.
 
 Named policies:
 
@@ -253,29 +255,42 @@ class _AlbStep:
     def __init__(self, transforms: list[Any], seed: int | None):
         self.transforms = transforms
         self.seed = seed
-        self._local = threading.local()
         self._counter = itertools.count()
         self._lock = threading.Lock()
+        self._serial = threading.Lock()
+        # A free list of Compose objects, one per concurrent caller. (threading.local does not
+        # work here: TensorFlow runs numpy_function on its own threads, which get a fresh Python
+        # thread state - and so a fresh threading.local - on every call.)
+        self._free: list[Any] = []
 
-    def _compose(self) -> Any:
-        comp = getattr(self._local, "compose", None)
-        if comp is None:
-            import albumentations as A
+    def _acquire(self) -> Any:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        import albumentations as A
 
-            n = next(self._counter)
-            seed = None if self.seed is None else int(self.seed) + 7919 * n
-            comp = A.Compose(copy.deepcopy(self.transforms), seed=seed)
-            self._local.compose = comp
-        return comp
+        n = next(self._counter)
+        seed = None if self.seed is None else int(self.seed) + 7919 * n
+        return A.Compose(copy.deepcopy(self.transforms), seed=seed)
+
+    def _release(self, comp: Any) -> None:
+        with self._lock:
+            self._free.append(comp)
 
     def _numpy(self, images: np.ndarray) -> np.ndarray:
         if images.shape[-3] * images.shape[-2] < self.SERIAL_BELOW_PIXELS:
-            with self._lock:
+            with self._serial:
                 return self._run(images)
         return self._run(images)
 
     def _run(self, images: np.ndarray) -> np.ndarray:
-        comp = self._compose()
+        comp = self._acquire()
+        try:
+            return self._augment(comp, images)
+        finally:
+            self._release(comp)
+
+    def _augment(self, comp: Any, images: np.ndarray) -> np.ndarray:
         batch = images[None] if images.ndim == 3 else images
         u8 = np.clip(np.rint(batch), 0, 255).astype(np.uint8)  # one vectorised conversion per batch
         for i in range(len(u8)):

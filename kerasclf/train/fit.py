@@ -176,7 +176,8 @@ def train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fal
     compile_for_task(model, spec.task, opt, label_smoothing=cfg_t.label_smoothing,
                      jit_compile=cfg_t.jit_compile, steps_per_execution=cfg_t.steps_per_execution)
 
-    fit_kw = dict(validation_data=val_ds, steps_per_epoch=cfg_t.steps_per_epoch, verbose=verbose)
+    fit_kw = dict(validation_data=val_ds, steps_per_epoch=cfg_t.steps_per_epoch, verbose=verbose,
+                  shuffle=False)  # the tf.data pipeline shuffles
     history: dict[str, list[float]] = {}
     t0 = time.perf_counter()
     done_marker = run_dir / "checkpoints" / "stage1.json"

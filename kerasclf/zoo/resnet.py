@@ -60,13 +60,16 @@ class ResidualUnit(keras.layers.Layer):
             layer.build(shape)
             shape = layer.compute_output_shape(shape)
 
-    def call(self, inputs: Any, training: bool | None = None) -> Any:
+    def call(self, inputs: Any) -> Any:
+        # No explicit `training` argument: Keras passes the outer call's mode to the batch-norm
+        # sub-layers through its call context (an explicit None made exported models use
+        # batch statistics).
         x = inputs
         for layer in self.main_layers:
-            x = layer(x, training=training) if isinstance(layer, keras.layers.BatchNormalization) else layer(x)
+            x = layer(x)
         skip = inputs
         for layer in self.skip_layers:
-            skip = layer(skip, training=training) if isinstance(layer, keras.layers.BatchNormalization) else layer(skip)
+            skip = layer(skip)
         return self.activation(x + skip)
 
     def compute_output_shape(self, input_shape: Any) -> Any:

@@ -55,8 +55,16 @@ def test_load_builtin_and_yaml_errors(tmp_path):
 
 @pytest.mark.parametrize("path", sorted((ROOT / "zoo").glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_zoo_recipe_validates_and_names_a_registered_model(path):
+    from kerasclf.experiment import _entry_recipe, load_comparison
     from kerasclf.zoo import is_registered
 
+    raw = yaml.safe_load(path.read_text())
+    if "models" in raw:  # a comparison: every entry must make a valid recipe
+        comparison = load_comparison(path)
+        for entry in comparison["models"]:
+            _, recipe = _entry_recipe(comparison, entry, path, path.parent)
+            assert is_registered(recipe.model.name), recipe.model.name
+        return
     recipe = load_recipe(path)
     assert is_registered(recipe.model.name), recipe.model.name
     assert yaml.safe_load(recipe.to_yaml())["name"] == recipe.name

@@ -1,0 +1,390 @@
+"""scikit-learn heads on extracted features: fit, evaluate, save with the extractor's record, predict.
+
+Three kinds: ``logreg`` (StandardScaler + LogisticRegression), ``linear_svm`` (StandardScaler +
+LinearSVC, probabilities from a softmax of the decision function, or Platt-calibrated with
+``calibrate=True``) and ``hgb`` (HistGradientBoostingClassifier). A saved head is a joblib file
+plus a JSON record of the feature extractor, so :func:`load_head` returns a :class:`HeadPipeline`
+that goes from image files to class names on its own (``kerasclf predict head.joblib folder/``).
+
+Example:
+    >>> from kerasclf.features import extract_features, fit_head, evaluate_head, save_head  # doctest: +SKIP
+    >>> fs = extract_features("resnet50_features", spec, weights="imagenet")   # doctest: +SKIP
+    >>> head = fit_head(fs.features, fs.labels, kind="logreg")  # doctest: +SKIP
+    >>> evaluate_head(head, fs.features, fs.labels, fs.class_names)["accuracy"]  # doctest: +SKIP
+    >>> save_head("runs/demo/head.joblib", head, fs.record)  # doctest: +SKIP
+    >>> load_head("runs/demo/head.joblib").predict_paths(["new_images/"])[0]["class"]  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kerasclf.errors import ConfigError, DataError, ModelError
+from kerasclf.features.record import ExtractorRecord, build_extractor, save_extractor_files
+
+__all__ = ["HEAD_KINDS", "fit_head", "head_proba", "evaluate_head", "save_head", "load_head",
+           "HeadPipeline", "SoftmaxLinearSVC", "basic_metrics"]
+
+HEAD_KINDS = ("logreg", "linear_svm", "hgb")
+
+try:  # a module-level class so joblib files reload anywhere
+    from sklearn.svm import LinearSVC as _LinearSVC
+except ImportError:  # pragma: no cover
+    _LinearSVC = object  # type: ignore[misc,assignment]
+
+
+class SoftmaxLinearSVC(_LinearSVC):  # type: ignore[misc,valid-type]
+    """LinearSVC with ``predict_proba``: softmax (multiclass) / sigmoid (binary) of decision values.
+
+    The values are scores, not calibrated probabilities; use ``fit_head(..., calibrate=True)``
+    for Platt-calibrated ones.
+    """
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        d = np.asarray(self.decision_function(X), dtype="float64")
+        if d.ndim == 1:
+            p = 1.0 / (1.0 + np.exp(-d))
+            return np.stack([1.0 - p, p], axis=1)
+        d = d - d.max(axis=1, keepdims=True)
+        e = np.exp(d)
+        return e / e.sum(axis=1, keepdims=True)
+
+
+def fit_head(features: np.ndarray, labels: np.ndarray, kind: str = "logreg", *, C: float = 1.0,
+             max_iter: int | None = None, calibrate: bool = False, seed: int = 0,
+             **options: Any) -> Any:
+    """Fit a scikit-learn classifier on features.
+
+    Args:
+        features: ``(N, D)`` features (a memmap is fine).
+        labels: ``(N,)`` integer class ids.
+        kind: ``logreg`` | ``linear_svm`` | ``hgb``.
+        C: inverse regularisation strength (``logreg``, ``linear_svm``).
+        max_iter: solver iterations / boosting rounds (defaults: 1000, 5000, 100).
+        calibrate: ``linear_svm`` only: Platt-calibrated probabilities (3-fold) instead of softmax.
+        seed: random state.
+        **options: passed to the final estimator (e.g. ``learning_rate`` for ``hgb``).
+
+    Returns:
+        A fitted estimator with ``predict_proba`` (a ``Pipeline`` for the linear kinds).
+
+    Raises:
+        ConfigError: unknown kind. DataError: multilabel labels or a single class.
+
+    Example:
+        >>> import numpy as np
+        >>> X = np.r_[np.zeros((10, 2)), np.ones((10, 2))] + np.random.default_rng(0).normal(0, .1, (20, 2))
+        >>> y = np.r_[np.zeros(10, int), np.ones(10, int)]
+        >>> fit_head(X, y, "logreg").score(X, y)
+        1.0
+    """
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X = np.asarray(features, dtype="float32")
+    y = np.asarray(labels)
+    if y.ndim != 1:
+        raise DataError("scikit-learn heads take one class per image; multilabel data needs a Keras head")
+    if len(np.unique(y)) < 2:
+        raise DataError("the labels hold a single class; a head needs at least two")
+    if kind == "logreg":
+        from sklearn.linear_model import LogisticRegression
+
+        est = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter or 1000,
+                                                                 random_state=seed, **options))
+    elif kind == "linear_svm":
+        svc = SoftmaxLinearSVC(C=C, max_iter=max_iter or 5000, random_state=seed, **options)
+        if calibrate:
+            from sklearn.calibration import CalibratedClassifierCV
+
+            svc = CalibratedClassifierCV(svc, cv=3)
+        est = make_pipeline(StandardScaler(), svc)
+    elif kind == "hgb":
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        est = HistGradientBoostingClassifier(max_iter=max_iter or 100, random_state=seed, **options)
+    else:
+        from kerasclf.errors import UnknownNameError
+
+        raise UnknownNameError("head kind", kind, HEAD_KINDS)
+    est.fit(X, y)
+    return est
+
+
+def head_proba(head: Any, features: np.ndarray, num_classes: int | None = None) -> np.ndarray:
+    """``(N, num_classes)`` probabilities, with columns for classes absent from training filled 0.
+
+    Example:
+        >>> head_proba(head, fs.features, num_classes=10).shape  # doctest: +SKIP
+        (1797, 10)
+    """
+    p = np.asarray(head.predict_proba(np.asarray(features, dtype="float32")), dtype="float64")
+    classes = np.asarray(getattr(head, "classes_", np.arange(p.shape[1]))).astype(int)
+    k = num_classes or int(classes.max()) + 1
+    if p.shape[1] == k and np.array_equal(classes, np.arange(k)):
+        return p
+    full = np.zeros((len(p), k))
+    full[:, classes] = p
+    return full
+
+
+def basic_metrics(y: np.ndarray, pred: np.ndarray, class_names: Sequence[str],
+                  task: str = "multiclass") -> dict[str, Any]:
+    """The fallback metrics, in the shape of :func:`kerasclf.analysis.metrics.classification_metrics`.
+
+    ``task``, ``n``, ``accuracy``, ``per_class`` (precision/recall/F1/support), ``macro``,
+    ``confusion_matrix`` (fractions, rows = true class) and ``confusion_counts``.
+    """
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    labels = np.arange(len(class_names))
+    prec, rec, f1, sup = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
+    counts = confusion_matrix(y, pred, labels=labels)
+    frac = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    present = sup > 0
+    return {
+        "task": task, "n": int(len(y)),
+        "accuracy": float(np.mean(y == pred)),
+        "per_class": {str(n): {"precision": float(prec[i]), "recall": float(rec[i]),
+                               "f1": float(f1[i]), "support": int(sup[i])}
+                      for i, n in enumerate(class_names)},
+        "macro": {"precision": float(prec[present].mean()), "recall": float(rec[present].mean()),
+                  "f1": float(f1[present].mean())},
+        "confusion_matrix": np.round(frac, 6).tolist(),
+        "confusion_counts": counts.tolist(),
+    }
+
+
+def evaluate_head(head: Any, features: np.ndarray, labels: np.ndarray,
+                  class_names: Sequence[str] | None = None, task: str | None = None) -> dict[str, Any]:
+    """Metrics of a head, in the same shape as a Keras model's (``metrics.json``).
+
+    Uses :func:`kerasclf.analysis.metrics.classification_metrics` (what ``kerasclf train`` writes)
+    when available, else :func:`basic_metrics`; either way ``accuracy``, per-class
+    precision/recall/F1 and the confusion matrix are there.
+
+    Example:
+        >>> m = evaluate_head(head, fs.features, fs.labels, fs.class_names)   # doctest: +SKIP
+        >>> m["accuracy"], m["confusion_matrix"][0]  # doctest: +SKIP
+    """
+    y = np.asarray(labels).astype(int)
+    if class_names is None:
+        class_names = [str(i) for i in range(max(int(y.max()) + 1, len(getattr(head, "classes_", []))))]
+    k = len(class_names)
+    task = task or ("binary" if k == 2 else "multiclass")
+    p = head_proba(head, features, k)
+    try:
+        from kerasclf.analysis.metrics import classification_metrics
+    except ImportError:
+        classification_metrics = None
+    if classification_metrics is not None:
+        try:
+            if task == "binary":
+                metrics = classification_metrics(y.reshape(-1, 1), p[:, 1:2], task, list(class_names))
+            else:
+                metrics = classification_metrics(y, p, task, list(class_names))
+            metrics = dict(metrics)
+            metrics["n_images"] = int(len(y))
+            return metrics
+        except Exception:  # a different signature: fall back to the local metrics
+            pass
+    metrics = basic_metrics(y, p.argmax(axis=1), class_names, task)
+    metrics["n_images"] = int(len(y))
+    return metrics
+
+
+def _atomic_joblib(obj: Any, path: Path) -> None:
+    import joblib
+
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    joblib.dump(obj, tmp)
+    os.replace(tmp, path)
+
+
+def save_head(path: str | Path, head: Any, record: ExtractorRecord, *, extractor: Any | None = None,
+              metrics: dict[str, Any] | None = None, overwrite: bool = False) -> Path:
+    """Save a fitted head (joblib) with a JSON record of its feature extractor.
+
+    Writes ``path`` (e.g. ``runs/x/head.joblib``) and ``path`` with ``.json`` (the record, human
+    readable). If the extractor cannot be rebuilt from its name (random or in-memory weights),
+    ``extractor`` (the Keras feature model) is saved as ``<stem>.extractor.keras`` beside them.
+
+    Args:
+        path: the ``.joblib`` file to write.
+        head: from :func:`fit_head`.
+        record: ``FeatureSet.record`` of the features the head was fitted on.
+        extractor: the Keras model the features came from, ``FeatureSet.extractor`` or the
+            full model (needed when the record is not rebuildable by name).
+        metrics: optional metrics stored in the JSON.
+        overwrite: replace an existing file.
+
+    Returns:
+        The path written.
+
+    Example:
+        >>> save_head("runs/x/head.joblib", head, fs.record, extractor=model)   # doctest: +SKIP
+    """
+    path = Path(path)
+    if path.suffix != ".joblib":
+        raise ConfigError(f"{path}: a head is saved as a .joblib file; use e.g. head.joblib")
+    if path.exists() and not overwrite:
+        raise ModelError(f"{path} already exists; pass overwrite=True (or --overwrite) or choose another path")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = save_extractor_files(record, extractor, path.parent, path.stem)
+    info = {"kind": "kerasclf.head", "record": record.to_dict(), "estimator": type(head).__name__,
+            "metrics": metrics or {}}
+    _atomic_joblib({"head": head, "info": info}, path)
+    path.with_suffix(".json").write_text(json.dumps(info, indent=2, default=str))
+    return path
+
+
+def load_head(path: str | Path) -> "HeadPipeline":
+    """Reload a head saved by :func:`save_head` as a :class:`HeadPipeline`.
+
+    Raises:
+        ModelError: missing file or not a kerasclf head.
+
+    Example:
+        >>> pipe = load_head("runs/x/head.joblib")  # doctest: +SKIP
+        >>> pipe.predict_paths(["new/"])[0]["class"]  # doctest: +SKIP
+    """
+    import joblib
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"head {path} not found; check the path")
+    try:
+        obj = joblib.load(path)
+    except Exception as exc:
+        raise ModelError(f"{path}: cannot load this joblib file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(obj, dict) or obj.get("info", {}).get("kind") != "kerasclf.head":
+        raise ModelError(f"{path}: not a kerasclf head (save it with kerasclf.features.save_head)")
+    return HeadPipeline(head=obj["head"], record=ExtractorRecord.from_dict(obj["info"]["record"]),
+                        base_dir=path.parent, info=obj["info"])
+
+
+@dataclass
+class HeadPipeline:
+    """Images → feature extractor → scikit-learn head; what ``kerasclf predict`` runs for a head.
+
+    Attributes:
+        head: the fitted scikit-learn estimator.
+        record: the feature extractor's record.
+        base_dir: folder relative extractor files are resolved against.
+        extractor: the Keras feature model (built on first use from ``record``).
+
+    Example:
+        >>> pipe = load_head("runs/x/head.joblib")                        # doctest: +SKIP
+        >>> pipe.predict_proba_images(images).shape  # doctest: +SKIP
+        >>> pipe.predict_paths(["new/"])[0]  # doctest: +SKIP
+        {'path': 'new/a.png', 'class': 'cat', 'probability': 0.93, 'top_k': 'cat:0.93|dog:0.07', 'error': ''}
+    """
+
+    head: Any
+    record: ExtractorRecord
+    base_dir: Path | None = None
+    extractor: Any = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.record.class_names) or [str(c) for c in getattr(self.head, "classes_", [])]
+
+    @property
+    def task(self) -> str:
+        return self.record.task
+
+    @property
+    def image_size(self) -> tuple[int, int] | None:
+        return self.record.image_size
+
+    def feature_extractor(self) -> Any:
+        """The Keras feature model, rebuilt from the record on first use."""
+        if self.extractor is None:
+            self.extractor = build_extractor(self.record, self.base_dir)
+        return self.extractor
+
+    def predict_proba_features(self, features: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(N, K)`` of already extracted features."""
+        return head_proba(self.head, features, len(self.class_names) or None)
+
+    def predict_proba_images(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Class probabilities ``(N, K)`` of raw 0..255 images ``(N, H, W, C)``."""
+        from kerasclf.features.extract import features_for_images
+
+        feats = features_for_images(self.feature_extractor(), images, batch_size=batch_size,
+                                    image_size=self.image_size, channels=self.record.channels)
+        return self.predict_proba_features(feats)
+
+    def predict(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Same as :meth:`predict_proba_images` (so it can stand in for a loaded Keras model)."""
+        return self.predict_proba_images(images, batch_size)
+
+    def predict_paths(self, paths: Sequence[str | Path], *, top_k: int = 3, batch_size: int = 64,
+                      out_csv: str | Path | None = None) -> list[dict[str, Any]]:
+        """Classify image files / folders; rows like :func:`kerasclf.predict.predict_paths`.
+
+        Unreadable files get a row with an empty ``class`` and the reason in ``error``.
+        """
+        from kerasclf.features.extract import file_batches
+
+        files = _collect(paths)
+        names = self.class_names
+        if self.image_size is None:
+            raise ModelError("this head's extractor record has no image size; re-extract with image_size=")
+        rows: list[dict[str, Any]] = []
+        bad: list[tuple[str, str]] = []
+        for ok, images, skipped in file_batches(files, self.image_size, batch_size):
+            bad += skipped
+            if not ok:
+                continue
+            probs = self.predict_proba_images(images, batch_size)
+            for p_, pr in zip(ok, probs):
+                order = np.argsort(-pr)[:max(1, top_k)]
+                rows.append({"path": p_, "class": names[int(order[0])],
+                             "probability": round(float(pr[order[0]]), 6),
+                             "top_k": "|".join(f"{names[i]}:{pr[i]:.4f}" for i in order), "error": ""})
+        rows += [{"path": p_, "class": "", "probability": "", "top_k": "", "error": why} for p_, why in bad]
+        if out_csv is not None:
+            _write_rows(out_csv, rows, ["path", "class", "probability", "top_k", "error"])
+        return rows
+
+
+def _collect(paths: Sequence[str | Path]) -> list[str]:
+    """Image files named or found under folders (the predict module's rules when available)."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    try:
+        from kerasclf.predict import collect_image_paths
+
+        return [str(p) for p in collect_image_paths(paths)]
+    except ImportError:
+        pass
+    exts = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+    out: list[str] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in exts)
+        elif p.is_file():
+            out.append(str(p))
+        else:
+            raise DataError(f"{p}: no such file or folder; check the path")
+    if not out:
+        raise DataError(f"no image files found in {', '.join(map(str, paths))}")
+    return out
+
+
+def _write_rows(path: str | Path, rows: list[dict[str, Any]], fields: list[str]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
