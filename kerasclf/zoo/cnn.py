@@ -20,12 +20,14 @@ __all__ = ["simple_cnn", "deep_cnn"]
 
 @register_model(family="cnn", input_shape=(32, 32, 3), preprocessing="scale01", gradcam_layer="conv4")
 def simple_cnn(num_classes: int = 100, *, input_shape: tuple[int, int, int] | None = None,
-               task: str = "auto", dropout: float = 0.25) -> keras.Model:
+               task: str = "auto", dropout: float = 0.25, bn_momentum: float = 0.9) -> keras.Model:
     """The seed's simple CIFAR-100 net: 4 conv + 3 dense, 1,777,636 params at 100 classes.
 
     Conv 64/128/256/512 (3×3, valid, ReLU) with dropout, batch norm and max-pooling, global
     average pooling, Dense 256, Dense 256, softmax. 1,775,716 trainable; the 1,920 others are
-    the batch-norm moving statistics.
+    the batch-norm moving statistics. ``bn_momentum`` is 0.9 rather than Keras's 0.99 so the
+    moving statistics catch up within a few epochs on small datasets (with 0.99 the validation
+    accuracy of the digits demo sat near 0.3 after 5 epochs while training accuracy was 0.97).
 
     Example:
         >>> m = simple_cnn(10)
@@ -35,14 +37,14 @@ def simple_cnn(num_classes: int = 100, *, input_shape: tuple[int, int, int] | No
     inputs, x = image_stem(input_shape or (32, 32, 3))
     x = keras.layers.Conv2D(64, 3, activation="relu", name="conv1")(x)
     x = keras.layers.Dropout(dropout)(x)
-    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.BatchNormalization(momentum=bn_momentum)(x)
     for i, filters in enumerate((128, 256), start=2):
         x = keras.layers.Conv2D(filters, 3, activation="relu", name=f"conv{i}")(x)
         x = keras.layers.MaxPooling2D()(x)
         x = keras.layers.Dropout(dropout)(x)
-        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.BatchNormalization(momentum=bn_momentum)(x)
     x = keras.layers.Conv2D(512, 3, activation="relu", name="conv4")(x)
-    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.BatchNormalization(momentum=bn_momentum)(x)
     x = keras.layers.GlobalAveragePooling2D(name="features")(x)
     x = keras.layers.Dropout(dropout)(x)
     outputs = classifier_head(x, num_classes, task, pooling=None, hidden=[256, 256])
@@ -52,7 +54,8 @@ def simple_cnn(num_classes: int = 100, *, input_shape: tuple[int, int, int] | No
 @register_model(family="cnn", input_shape=(32, 32, 3), preprocessing="scale01", gradcam_layer="block4_conv3")
 def deep_cnn(num_classes: int = 100, *, input_shape: tuple[int, int, int] | None = None, task: str = "auto",
              l2: float = 5e-4, dropout: float = 0.3, dense: int = 512,
-             blocks: tuple[int, ...] = (128, 256, 512, 512), convs_per_block: int = 3) -> keras.Model:
+             blocks: tuple[int, ...] = (128, 256, 512, 512), convs_per_block: int = 3,
+             bn_momentum: float = 0.9) -> keras.Model:
     """The seed's deep CIFAR-100 net: 12 conv layers in VGG-style blocks + 2 dense, BN, L2.
 
     Four blocks of three 3×3 convolutions (128, 256, 512, 512 filters) each followed by batch
@@ -71,13 +74,13 @@ def deep_cnn(num_classes: int = 100, *, input_shape: tuple[int, int, int] | None
     for b, filters in enumerate(blocks, start=1):
         for c in range(1, convs_per_block + 1):
             x = keras.layers.Conv2D(filters, 3, padding="same", name=f"block{b}_conv{c}")(x)
-            x = keras.layers.BatchNormalization()(x)
+            x = keras.layers.BatchNormalization(momentum=bn_momentum)(x)
             x = keras.layers.Activation("relu")(x)
         x = keras.layers.MaxPooling2D(name=f"block{b}_pool")(x)
         x = keras.layers.Dropout(dropout)(x)
     x = keras.layers.GlobalAveragePooling2D(name="features")(x)
     x = keras.layers.Dense(dense, kernel_regularizer=reg, name="dense1")(x)
-    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.BatchNormalization(momentum=bn_momentum)(x)
     x = keras.layers.Activation("relu")(x)
     x = keras.layers.Dropout(0.5)(x)
     from kerasclf.zoo.heads import output_spec
