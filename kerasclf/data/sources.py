@@ -803,7 +803,8 @@ def load(config: dict[str, Any]) -> DataSpec:
     """
     if not isinstance(config, dict):
         raise ConfigError(f"data must be a mapping with a 'source' key, got {type(config).__name__}")
-    cfg = {k: v for k, v in config.items() if k not in PIPELINE_KEYS}
+    # an option set to null (`--set data.name=null`) means "not given"
+    cfg = {k: v for k, v in config.items() if k not in PIPELINE_KEYS and v is not None}
     name = str(cfg.pop("source", "folder"))
     if name in ("keras_datasets", "keras.datasets"):
         name = "keras"

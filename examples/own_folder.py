@@ -1,0 +1,47 @@
+"""Your own folder of images, the course-project workflow (seed 004):
+
+    python examples/own_folder.py my_images/        # one subfolder per class, >= 100 images each
+
+1. health check (bad files, duplicates across splits, class balance);
+2. six models on one 70/10/20 split: from scratch, feature extraction (Keras and scikit-learn
+   heads), fine-tuning; TTA and an ensemble of the top 3; the best evaluated once on test;
+3. analysis of the best (curves, confusion, galleries with Grad-CAM, t-SNE/PCA, calibration);
+4. predictions for a folder of new images.
+"""
+import argparse
+from pathlib import Path
+
+import yaml
+
+from kerasclf.analysis.run_analysis import analyze_run
+from kerasclf.data.checks import run_check
+from kerasclf.experiment import compare
+from kerasclf.predict import format_table, predict_paths
+
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.add_argument("folder")
+parser.add_argument("--new", help="a folder of new images to classify at the end")
+parser.add_argument("--epochs", type=int, default=5)
+args = parser.parse_args()
+
+run_check(args.folder, out_json="runs/own_folder_check.json")
+
+recipe = yaml.safe_load(Path("zoo/compare_digits.yaml").read_text())
+recipe["name"] = f"compare_{Path(args.folder).name}"
+recipe["data"] = {"source": "folder", "path": args.folder, "image_size": [128, 128], "batch_size": 32,
+                  "augment": "light"}
+recipe["train"]["epochs"] = args.epochs
+for entry in recipe["models"]:
+    entry.pop("data", None)  # every model at 128x128 here
+path = Path("runs") / f"{recipe['name']}.yaml"
+path.parent.mkdir(exist_ok=True)
+path.write_text(yaml.safe_dump(recipe))
+
+board = compare(path)
+print(board.table())
+print(f"best: {board.best}, test accuracy {board.test['accuracy']:.3f}; report: {board.out_dir / 'report.html'}")
+best = board.out_dir / "models" / board.best
+if (best / "model.keras").is_file():
+    print("analysis:", analyze_run(best)["report"])
+    if args.new:
+        print(format_table(predict_paths(best / "model.keras", [args.new], out_csv="runs/new_predictions.csv")))
