@@ -175,6 +175,9 @@ def load_model(path: str | Path, *, num_classes: int | None = None, compile: boo
     meta = read_meta(path)
     import kerasclf.zoo  # noqa: F401  (registers custom layers for deserialisation)
 
+    if fmt != "export":
+        import kerasclf.data.augment  # noqa: F401  (RandomAffine, if augmentation was put in the model)
+
     try:
         if fmt == "export":
             import tensorflow as tf

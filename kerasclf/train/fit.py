@@ -57,12 +57,15 @@ def prepare_run_dir(recipe: Recipe, *, overwrite: bool = False, resume: bool = F
 
 
 def compile_for_task(model: Any, task: str, optimizer: Any, *, label_smoothing: float = 0.0,
-                     jit_compile: Any = "auto", steps_per_execution: int = 1) -> None:
-    """Compile with the loss and metrics that fit the task (binary / multiclass / multilabel)."""
+                     one_hot: bool = False, jit_compile: Any = "auto", steps_per_execution: int = 1) -> None:
+    """Compile with the loss and metrics that fit the task (binary / multiclass / multilabel).
+
+    ``one_hot``: multiclass labels arrive one-hot (label smoothing, MixUp, CutMix).
+    """
     import keras
 
     if task == "multiclass":
-        if label_smoothing:
+        if label_smoothing or one_hot:
             loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
             metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
         else:
@@ -149,16 +152,19 @@ def train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fal
     if recipe.data.augment not in (None, "none", False):
         from kerasclf.data.augment import get_policy
 
-        policy = get_policy(recipe.data.augment, image_size=size, seed=cfg_t.seed)
+        policy = get_policy(recipe.data.augment, image_size=size, seed=cfg_t.seed,
+                            num_classes=spec.num_classes if spec.task == "multiclass" else None)
+    policy_one_hot = bool(getattr(policy, "one_hot_labels", False))  # MixUp / CutMix
+    one_hot = spec.task == "multiclass" and (bool(cfg_t.label_smoothing) or policy_one_hot)
 
-    def ds(name: str, training: bool) -> Any:
+    def ds(name: str, training: bool, *, plain: bool = False) -> Any:
         if name not in parts or len(parts[name]) == 0:
             return None
         d = pipeline.make_dataset(spec, parts[name], image_size=size, channels=channels,
                                   batch_size=recipe.data.batch_size, shuffle=training,
                                   seed=cfg_t.seed, cache=recipe.data.cache,
                                   augment=policy if training else None)
-        if cfg_t.label_smoothing and spec.task == "multiclass":
+        if one_hot and not plain and not (training and policy_one_hot):
             d = d.map(_one_hot(spec.num_classes))
         return d
 
@@ -173,7 +179,7 @@ def train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fal
     if cfg_t.steps_per_epoch:
         train_ds = train_ds.repeat()
     opt = make_optimizer(cfg_t.optimizer, cfg_t.schedule, steps_per_epoch=steps, epochs=cfg_t.epochs)
-    compile_for_task(model, spec.task, opt, label_smoothing=cfg_t.label_smoothing,
+    compile_for_task(model, spec.task, opt, label_smoothing=cfg_t.label_smoothing, one_hot=one_hot,
                      jit_compile=cfg_t.jit_compile, steps_per_execution=cfg_t.steps_per_execution)
 
     fit_kw = dict(validation_data=val_ds, steps_per_epoch=cfg_t.steps_per_epoch, verbose=verbose,
@@ -202,7 +208,7 @@ def train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fal
                               f"unfreeze; remove train.fine_tune or use a transfer model")
         set_backbone_trainable(model, ft.unfreeze)
         opt2 = make_optimizer(cfg_t.optimizer, None, learning_rate=ft.learning_rate)
-        compile_for_task(model, spec.task, opt2, label_smoothing=cfg_t.label_smoothing,
+        compile_for_task(model, spec.task, opt2, label_smoothing=cfg_t.label_smoothing, one_hot=one_hot,
                          jit_compile=cfg_t.jit_compile, steps_per_execution=cfg_t.steps_per_execution)
         cbs = make_callbacks(cfg_t, run_dir, stage=2, has_validation=val_ds is not None) + list(callbacks or [])
         for cb in cbs:  # the best checkpoint must beat stage 1's best, not start from scratch
@@ -237,8 +243,7 @@ def train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fal
     for name, d in (("val", val_ds), ("test", test_ds if evaluate_test else None)):
         if d is None:
             continue
-        plain = ds(name, False) if cfg_t.label_smoothing else d
-        y, p = predict_dataset(model, plain)
+        y, p = predict_dataset(model, ds(name, False, plain=True) if one_hot else d)
         metrics[name] = classification_metrics(y, p, spec.task, spec.class_names)
         if name == ("test" if evaluate_test else "val") and spec.task != "multilabel":
             from kerasclf.analysis.metrics import probs_to_pred

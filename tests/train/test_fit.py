@@ -94,3 +94,11 @@ def test_unknown_model_fails_before_touching_disk(tmp_path, folder):
     with pytest.raises(ConfigError, match="simple_cnn"):
         train(recipe)
     assert not (tmp_path / "runs").exists()
+
+
+def test_mixup_policy_trains_with_one_hot_labels(tmp_path, folder):
+    recipe = _recipe(tmp_path, folder, epochs=1)
+    recipe.data.augment = "mixup"
+    result = train(recipe)
+    assert 0.0 <= result.metrics["test"]["accuracy"] <= 1.0
+    assert (result.run_dir / "confusion.png").is_file()
