@@ -133,17 +133,10 @@ class ClusterModel:
     @classmethod
     def load(cls, path: str | Path) -> "ClusterModel":
         """Reload a model written by :meth:`save`."""
-        import joblib
+        from kerasclf.features.record import load_artifact
 
         path = Path(path)
-        if not path.is_file():
-            raise ModelError(f"clustering model {path} not found; check the path")
-        try:
-            obj = joblib.load(path)
-        except Exception as exc:
-            raise ModelError(f"{path}: cannot load this joblib file ({type(exc).__name__}: {exc})") from None
-        if not isinstance(obj, dict) or obj.get("info", {}).get("kind") != "kerasclf.clusters":
-            raise ModelError(f"{path}: not a kerasclf clustering model (save it with ClusterModel.save)")
+        obj = load_artifact(path, "kerasclf.clusters", "clustering model", "ClusterModel.save")
         info = obj["info"]
         rec = ExtractorRecord.from_dict(info["record"]) if info.get("record") else None
         return cls(kmeans=obj["kmeans"], pca=obj["pca"], scaler=obj.get("scaler"), record=rec,

@@ -255,17 +255,10 @@ def load_head(path: str | Path) -> "HeadPipeline":
         >>> pipe = load_head("runs/x/head.joblib")  # doctest: +SKIP
         >>> pipe.predict_paths(["new/"])[0]["class"]  # doctest: +SKIP
     """
-    import joblib
+    from kerasclf.features.record import load_artifact
 
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"head {path} not found; check the path")
-    try:
-        obj = joblib.load(path)
-    except Exception as exc:
-        raise ModelError(f"{path}: cannot load this joblib file ({type(exc).__name__}: {exc})") from None
-    if not isinstance(obj, dict) or obj.get("info", {}).get("kind") != "kerasclf.head":
-        raise ModelError(f"{path}: not a kerasclf head (save it with kerasclf.features.save_head)")
+    obj = load_artifact(path, "kerasclf.head", "head", "kerasclf.features.save_head")
     return HeadPipeline(head=obj["head"], record=ExtractorRecord.from_dict(obj["info"]["record"]),
                         base_dir=path.parent, info=obj["info"])
 

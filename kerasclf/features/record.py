@@ -317,3 +317,23 @@ def build_extractor(record: ExtractorRecord, base_dir: str | Path | None = None)
             raise ModelError(f"feature extractor '{record.model}' rebuilt with different weights than "
                              f"the features were computed with; use the same weights file / version")
     return fmodel
+
+
+def load_artifact(path: str | Path, kind: str, what: str, hint: str) -> dict[str, Any]:
+    """The dict a kerasclf ``.joblib`` artefact holds, checked to be of ``kind``; one-line errors.
+
+    Example:
+        >>> load_artifact("missing.joblib", "kerasclf.head", "head", "save_head")  # doctest: +SKIP
+    """
+    import joblib
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{what} {path} not found; check the path")
+    try:
+        obj = joblib.load(path)
+    except Exception as exc:
+        raise ModelError(f"{path}: cannot load this joblib file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(obj, dict) or obj.get("info", {}).get("kind") != kind:
+        raise ModelError(f"{path}: not a kerasclf {what} (save it with {hint})")
+    return obj

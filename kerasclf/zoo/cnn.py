@@ -7,7 +7,6 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Any
 
 import keras
 
