@@ -110,7 +110,12 @@ def _is_conv(layer: Any) -> bool:
 
     convs = tuple(getattr(keras.layers, n) for n in ("Conv2D", "SeparableConv2D", "DepthwiseConv2D",
                                                      "Conv2DTranspose") if hasattr(keras.layers, n))
-    return isinstance(layer, convs)
+    if isinstance(layer, convs):
+        return True
+    # a custom block that is not a model but holds convolutions (e.g. the zoo's ResidualUnit)
+    if isinstance(layer, keras.Model) or not hasattr(layer, "_flatten_layers"):
+        return False
+    return any(isinstance(sub, convs) for sub in layer._flatten_layers(include_self=False))
 
 
 def find_last_conv_layer(model: Any) -> str:

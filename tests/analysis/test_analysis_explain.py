@@ -120,3 +120,15 @@ def test_explain_model_is_cached_and_follows_training(make_cnn, make_squares):
     flat2, _ = build_explain_model(model)
     logp = np.log(model.predict(x, verbose=0))
     np.testing.assert_allclose((flat2.predict(x, verbose=0) - logp).std(axis=1), 0, atol=1e-4)
+
+
+def test_last_conv_of_a_resnet_is_its_last_residual_unit():
+    import numpy as np
+
+    from kerasclf.analysis.explain import explain, find_last_conv_layer
+    from kerasclf.zoo import build
+
+    model = build("resnet", num_classes=3, input_shape=(32, 32, 3), stages=(8, 16), units_per_stage=(1, 2))
+    assert find_last_conv_layer(model) == "stage2_unit2"
+    maps = explain(model, np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32"))
+    assert maps.shape == (2, 32, 32) and np.isfinite(maps).all()
