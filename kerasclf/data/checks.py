@@ -246,9 +246,10 @@ def _examine(path: str, max_pixels: int | None, hash_name: str) -> dict[str, Any
     if depth == 16 and not (conv or "").startswith("I;16"):
         conv = f"16-bit {conv or info.mode}"
     out["converted"] = conv
+    import imagehash  # a declared dependency: a missing one must fail loudly, not skip hashing
+    from PIL import Image
+
     try:  # perceptual hash from a small decode (JPEG draft mode keeps this cheap)
-        import imagehash
-        from PIL import Image
 
         with Image.open(io.BytesIO(data)) as im:
             if getattr(im, "n_frames", 1) > 1:
