@@ -88,3 +88,16 @@ def test_demo_reaches_its_promised_accuracy(tmp_path):
     assert result.metrics["test"]["accuracy"] >= 0.95
     sizes = result.metrics["split_sizes"]
     assert sum(sizes.values()) == 1797 and abs(sizes["test"] - 0.2 * 1797) <= 2 and abs(sizes["val"] - 180) <= 2
+
+
+def test_check_reports_bad_files_and_strict_exit(tmp_path, capsys):
+    from kerasclf.testing import write_image_folder
+
+    folder = write_image_folder(tmp_path / "imgs", n_per_class=4, classes=2)
+    (folder / "class0" / "empty.jpg").write_bytes(b"")
+    report = tmp_path / "check.json"
+    assert main(["check", str(folder), "--json", str(report)]) == 0
+    out = capsys.readouterr().out
+    assert "empty.jpg" in out and report.is_file()
+    assert main(["check", str(folder), "--strict"]) == 1
+    assert (folder / "class0" / "empty.jpg").exists()  # never deleted or moved
