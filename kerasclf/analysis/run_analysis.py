@@ -76,6 +76,9 @@ def analyze_run(target: str | Path, data: str | Path | None = None, *, split: st
         val, history, batch_losses, evaluated = None, None, None, "data"
         out = Path(out_dir) if out_dir else target.parent / f"analysis_{Path(data).name}"
         title = f"{target.name} on {data}"
+    if loaded.task == "autoencoder":
+        raise DataError(f"{target} is an autoencoder: `analyze` explains classifiers; see its "
+                        f"reconstructions.png, or cluster its features with `kerasclf cluster`")
     model_name = loaded.meta.get("model_name")
     layer = get_cfg(model_name).gradcam_layer if model_name and is_registered(model_name) else None
     result = analyze(loaded.model, (images, labels), out_dir=out, class_names=loaded.class_names,

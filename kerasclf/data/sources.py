@@ -44,7 +44,7 @@ from kerasclf.errors import ConfigError, DataError, UnknownNameError
 
 __all__ = [
     "from_folder", "from_flat", "from_csv", "from_csv_multilabel", "from_celeba", "from_tfds",
-    "from_keras_dataset", "from_arrays", "from_npz", "digits", "load", "SOURCES", "PIPELINE_KEYS",
+    "from_keras_dataset", "from_arrays", "from_npz", "from_unlabelled", "digits", "load", "SOURCES", "PIPELINE_KEYS",
     "CELEBA_ATTRIBUTES", "CELEBA_SEED_32", "KERAS_CLASS_NAMES", "SPLIT_ALIASES",
 ]
 
@@ -223,6 +223,25 @@ def from_folder(path: str | os.PathLike, *, extensions: Sequence[str] = IMAGE_EX
 
 
 # ----------------------------------------------------------------------------- flat
+def from_unlabelled(path: str | os.PathLike, *, extensions: Sequence[str] = IMAGE_EXTENSIONS,
+                     follow_symlinks: bool = False) -> DataSpec:
+    """Every image under ``path`` (any depth) as one class ``unlabelled``: for autoencoders and
+    clustering, where a folder of photos with no class subfolders is valid input.
+
+    Example:
+        >>> spec = from_unlabelled("photos/")          # doctest: +SKIP
+        >>> spec.class_names
+        ['unlabelled']
+    """
+    folder = _check_dir(path)
+    skipped: list[tuple[str, str]] = []
+    paths = sorted(_walk_images(folder, _exts(extensions), follow_symlinks, skipped))
+    if not paths:
+        raise DataError(f"{folder}: no images found (extensions: {', '.join(_exts(extensions))})")
+    return DataSpec(class_names=["unlabelled"], labels=np.zeros(len(paths), dtype=int), paths=paths,
+                    task="multiclass", source=f"unlabelled folder {folder}", skipped=skipped)
+
+
 def from_flat(path: str | os.PathLike, *, pattern: str = r"^([A-Za-z]+)[._-]",
               extensions: Sequence[str] = IMAGE_EXTENSIONS, follow_symlinks: bool = False) -> DataSpec:
     """Images whose file names carry the class (``cat.12.jpg`` → ``cat``), searched recursively.
@@ -777,7 +796,7 @@ def digits() -> DataSpec:
 SOURCES: dict[str, Callable[..., DataSpec]] = {
     "folder": from_folder, "flat": from_flat, "csv": from_csv, "csv_multilabel": from_csv_multilabel,
     "celeba": from_celeba, "tfds": from_tfds, "keras": from_keras_dataset, "digits": digits,
-    "npz": from_npz,
+    "npz": from_npz, "unlabelled": from_unlabelled,
 }
 _FIRST_ALIASES = {"path", "csv", "file"}  # accepted for a source's first positional argument
 
@@ -828,6 +847,6 @@ def load(config: dict[str, Any]) -> DataSpec:
     for k in ("image_size", "resize_to"):
         if isinstance(cfg.get(k), list):
             cfg[k] = tuple(cfg[k])
-    if name in ("folder", "flat", "npz") and "path" in cfg:
+    if name in ("folder", "flat", "npz", "unlabelled") and "path" in cfg:
         cfg["path"] = os.path.expanduser(str(cfg["path"]))
     return fn(**cfg)

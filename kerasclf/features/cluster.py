@@ -539,7 +539,6 @@ def _as_spec(data: Any) -> Any:
     if hasattr(data, "ids") and hasattr(data, "labels"):
         return data
     from kerasclf.data import sources
-    from kerasclf.data.spec import DataSpec
 
     if str(data) == "digits":
         return sources.digits()
@@ -548,11 +547,7 @@ def _as_spec(data: Any) -> Any:
     except DataError as exc:
         if "no class subfolders" not in str(exc):
             raise
-    from kerasclf.features.heads import _collect
-
-    paths = _collect([data])
-    return DataSpec(class_names=["unlabelled"], labels=np.zeros(len(paths), dtype=int), paths=paths,
-                    task="multiclass", source=f"unlabelled folder {data}")
+    return sources.from_unlabelled(data)
 
 
 def run_cluster(data_path_or_spec: Any, *, features_model: Any, pca: int | float | None, k: int,

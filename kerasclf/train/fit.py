@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import shutil
 import time
@@ -174,13 +175,25 @@ def train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fal
 
     model = build(recipe.model.name, num_classes=spec.num_classes, task=spec.task,
                   input_shape=(*size, channels), **recipe.model.options)
+    autoencoder = model_cfg.family == "autoencoder"
+    if autoencoder:  # unlabelled reconstruction: target = input in 0..1, MSE, monitored on val_loss
+        from kerasclf.train.autoencoder import as_reconstruction
+
+        train_ds, val_ds, test_ds = (as_reconstruction(d) if d is not None else None
+                                     for d in (train_ds, val_ds, test_ds))
+        if "acc" in cfg_t.monitor:
+            cfg_t = dataclasses.replace(cfg_t, monitor="val_loss")
     n_train = len(parts["train"])
     steps = cfg_t.steps_per_epoch or int(np.ceil(n_train / recipe.data.batch_size))
     if cfg_t.steps_per_epoch:
         train_ds = train_ds.repeat()
     opt = make_optimizer(cfg_t.optimizer, cfg_t.schedule, steps_per_epoch=steps, epochs=cfg_t.epochs)
-    compile_for_task(model, spec.task, opt, label_smoothing=cfg_t.label_smoothing, one_hot=one_hot,
-                     jit_compile=cfg_t.jit_compile, steps_per_execution=cfg_t.steps_per_execution)
+    if autoencoder:
+        model.compile(optimizer=opt, loss="mse", jit_compile=cfg_t.jit_compile,
+                      steps_per_execution=cfg_t.steps_per_execution)
+    else:
+        compile_for_task(model, spec.task, opt, label_smoothing=cfg_t.label_smoothing, one_hot=one_hot,
+                         jit_compile=cfg_t.jit_compile, steps_per_execution=cfg_t.steps_per_execution)
 
     fit_kw = dict(validation_data=val_ds, steps_per_epoch=cfg_t.steps_per_epoch, verbose=verbose,
                   shuffle=False)  # the tf.data pipeline shuffles
@@ -223,7 +236,8 @@ def train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fal
     if best_path.is_file():
         model.set_weights(keras.models.load_model(best_path, compile=False).get_weights())
 
-    meta = {"class_names": spec.class_names, "task": spec.task, "image_size": list(size),
+    meta = {"class_names": spec.class_names, "task": "autoencoder" if autoencoder else spec.task,
+            "image_size": list(size),
             "model_name": recipe.model.name, "num_outputs": int(model.outputs[0].shape[-1]),
             "threshold": 0.5, "recipe": recipe.name}
     from kerasclf.io import save_model
@@ -242,6 +256,13 @@ def train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fal
 
     for name, d in (("val", val_ds), ("test", test_ds if evaluate_test else None)):
         if d is None:
+            continue
+        if autoencoder:
+            from kerasclf.train.autoencoder import plot_reconstructions, reconstruction_error
+
+            metrics[name] = {"mse": reconstruction_error(model, d)}
+            if name == "val" or val_ds is None:
+                plot_reconstructions(model, d, run_dir / "reconstructions.png")
             continue
         y, p = predict_dataset(model, ds(name, False, plain=True) if one_hot else d)
         metrics[name] = classification_metrics(y, p, spec.task, spec.class_names)

@@ -102,3 +102,28 @@ def test_mixup_policy_trains_with_one_hot_labels(tmp_path, folder):
     result = train(recipe)
     assert 0.0 <= result.metrics["test"]["accuracy"] <= 1.0
     assert (result.run_dir / "confusion.png").is_file()
+
+
+def test_autoencoder_trains_on_an_unlabelled_folder(tmp_path):
+    from kerasclf.testing import square_images
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    images, _ = square_images(n_per_class=10, size=32, classes=3)
+    for i, img in enumerate(images):
+        Image.fromarray(img).save(folder / f"p{i}.png")  # no class subfolders
+    recipe = Recipe.from_dict({
+        "name": "ae", "output_dir": str(tmp_path / "runs"),
+        "data": {"source": "unlabelled", "path": str(folder), "image_size": [32, 32], "batch_size": 8},
+        "model": {"name": "conv_autoencoder", "latent_dim": 8, "filters": [8, 16]},
+        "train": {"epochs": 3, "verbose": 0, "monitor": "val_accuracy", "optimizer": {"learning_rate": 0.003}},
+    })
+    result = train(recipe)
+    losses = result.history["loss"]
+    assert losses[-1] < losses[0]
+    assert 0.0 <= result.metrics["test"]["mse"] < 0.2
+    for name in ("reconstructions.png", "curves.png", "model.keras"):
+        assert (result.run_dir / name).is_file(), name
+    from kerasclf.io import load_model
+
+    assert load_model(result.model_path).meta["task"] == "autoencoder"
