@@ -427,6 +427,21 @@ def _build_alb(spec: Spec) -> Any:
 
 def get_policy(name_or_list: str | Sequence[str | Spec] | Spec | None, *, image_size: Sequence[int],
                seed: int | None = None, num_classes: int | None = None) -> AugmentPolicy | None:
+    """Build an augmentation policy (see :func:`_get_policy`); its Keras layers always compute in
+    float32, whatever mixed-precision policy the model uses: they run in the data pipeline on
+    0..255 pixels, before the model."""
+    import keras
+
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        return _get_policy(name_or_list, image_size=image_size, seed=seed, num_classes=num_classes)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def _get_policy(name_or_list: str | Sequence[str | Spec] | Spec | None, *, image_size: Sequence[int],
+                seed: int | None = None, num_classes: int | None = None) -> AugmentPolicy | None:
     """Build an augmentation policy by name or from a list of transforms.
 
     Args:

@@ -108,7 +108,22 @@ def _one_hot(num_classes: int):  # for label smoothing with multiclass
     return f
 
 
-def train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = False,
+def train(recipe: Recipe, **kwargs: Any) -> RunResult:
+    """Train the recipe's model on its data and write the run folder (see :func:`_train`).
+
+    Keras's global dtype policy (mixed precision) is restored afterwards, so a run never changes
+    how models built later in the same process compute.
+    """
+    import keras
+
+    previous = keras.mixed_precision.global_policy()
+    try:
+        return _train(recipe, **kwargs)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def _train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = False,
           resume: bool = False, verbose: int | None = None,
           callbacks: list[Any] | None = None, evaluate_test: bool = True) -> RunResult:
     """Train the recipe's model on its data and write the run folder.
@@ -129,7 +144,9 @@ def train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fal
     from kerasclf.zoo import build, get_cfg
     from kerasclf.zoo.transfer import set_backbone_trainable
     from kerasclf.train.callbacks import make_callbacks
+    from kerasclf.train.distribute import chief_path, is_chief, make_strategy, num_replicas, scaled_batch_and_lr
     from kerasclf.train.optim import make_optimizer
+    from kerasclf.train.speed import apply_speed_settings
 
     cfg_t = recipe.train
     verbose = cfg_t.verbose if verbose is None else verbose
@@ -138,8 +155,15 @@ def train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fal
     run_dir = prepare_run_dir(recipe, overwrite=overwrite, resume=resume)
     (run_dir / "recipe.yaml").write_text(recipe.to_yaml())
     keras.utils.set_random_seed(cfg_t.seed)
-    if cfg_t.mixed_precision:
-        keras.mixed_precision.set_global_policy(cfg_t.mixed_precision)
+    # measured defaults for "auto": mixed precision, XLA, steps per execution (train/speed.py)
+    speed = apply_speed_settings(cfg_t, model=recipe.model.options.get("backbone", recipe.model.name))
+    strategy = make_strategy(cfg_t.strategy)
+    replicas = num_replicas(strategy)
+    batch_size, base_lr = scaled_batch_and_lr(recipe.data.batch_size, cfg_t.optimizer.learning_rate, replicas)
+    if replicas > 1:
+        cfg_t = dataclasses.replace(cfg_t, optimizer=dataclasses.replace(cfg_t.optimizer, learning_rate=base_lr))
+    if not is_chief():  # multi-worker: only the chief writes the real run folder
+        run_dir = chief_path(run_dir)
 
     s = recipe.data.split
     manifest = Path(s.manifest) if s.manifest else run_dir / "split.csv"
@@ -162,7 +186,7 @@ def train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fal
         if name not in parts or len(parts[name]) == 0:
             return None
         d = pipeline.make_dataset(spec, parts[name], image_size=size, channels=channels,
-                                  batch_size=recipe.data.batch_size, shuffle=training,
+                                  batch_size=batch_size, shuffle=training,
                                   seed=cfg_t.seed, cache=recipe.data.cache,
                                   augment=policy if training else None)
         if one_hot and not plain and not (training and policy_one_hot):
@@ -173,8 +197,10 @@ def train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fal
     if train_ds is None:
         raise ConfigError(f"{recipe.name}: the training split is empty; check data.split ratios")
 
-    model = build(recipe.model.name, num_classes=spec.num_classes, task=spec.task,
-                  input_shape=(*size, channels), **recipe.model.options)
+
+    with _scope(strategy):
+        model = build(recipe.model.name, num_classes=spec.num_classes, task=spec.task,
+                      input_shape=(*size, channels), **recipe.model.options)
     autoencoder = model_cfg.family == "autoencoder"
     if autoencoder:  # unlabelled reconstruction: target = input in 0..1, MSE, monitored on val_loss
         from kerasclf.train.autoencoder import as_reconstruction
@@ -184,16 +210,17 @@ def train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fal
         if "acc" in cfg_t.monitor:
             cfg_t = dataclasses.replace(cfg_t, monitor="val_loss")
     n_train = len(parts["train"])
-    steps = cfg_t.steps_per_epoch or int(np.ceil(n_train / recipe.data.batch_size))
+    steps = cfg_t.steps_per_epoch or int(np.ceil(n_train / batch_size))
     if cfg_t.steps_per_epoch:
         train_ds = train_ds.repeat()
-    opt = make_optimizer(cfg_t.optimizer, cfg_t.schedule, steps_per_epoch=steps, epochs=cfg_t.epochs)
-    if autoencoder:
-        model.compile(optimizer=opt, loss="mse", jit_compile=cfg_t.jit_compile,
-                      steps_per_execution=cfg_t.steps_per_execution)
-    else:
-        compile_for_task(model, spec.task, opt, label_smoothing=cfg_t.label_smoothing, one_hot=one_hot,
-                         jit_compile=cfg_t.jit_compile, steps_per_execution=cfg_t.steps_per_execution)
+    with _scope(strategy):
+        opt = make_optimizer(cfg_t.optimizer, cfg_t.schedule, steps_per_epoch=steps, epochs=cfg_t.epochs)
+        if autoencoder:
+            model.compile(optimizer=opt, loss="mse", jit_compile=speed["jit_compile"],
+                          steps_per_execution=speed["steps_per_execution"])
+        else:
+            compile_for_task(model, spec.task, opt, label_smoothing=cfg_t.label_smoothing, one_hot=one_hot,
+                             jit_compile=speed["jit_compile"], steps_per_execution=speed["steps_per_execution"])
 
     fit_kw = dict(validation_data=val_ds, steps_per_epoch=cfg_t.steps_per_epoch, verbose=verbose,
                   shuffle=False)  # the tf.data pipeline shuffles
@@ -220,9 +247,10 @@ def train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fal
             raise ConfigError(f"train.fine_tune: model '{recipe.model.name}' has no pretrained backbone to "
                               f"unfreeze; remove train.fine_tune or use a transfer model")
         set_backbone_trainable(model, ft.unfreeze)
-        opt2 = make_optimizer(cfg_t.optimizer, None, learning_rate=ft.learning_rate)
-        compile_for_task(model, spec.task, opt2, label_smoothing=cfg_t.label_smoothing, one_hot=one_hot,
-                         jit_compile=cfg_t.jit_compile, steps_per_execution=cfg_t.steps_per_execution)
+        with _scope(strategy):
+            opt2 = make_optimizer(cfg_t.optimizer, None, learning_rate=ft.learning_rate * replicas)
+            compile_for_task(model, spec.task, opt2, label_smoothing=cfg_t.label_smoothing, one_hot=one_hot,
+                             jit_compile=speed["jit_compile"], steps_per_execution=speed["steps_per_execution"])
         cbs = make_callbacks(cfg_t, run_dir, stage=2, has_validation=val_ds is not None) + list(callbacks or [])
         for cb in cbs:  # the best checkpoint must beat stage 1's best, not start from scratch
             if isinstance(cb, keras.callbacks.ModelCheckpoint) and best is not None:
@@ -250,6 +278,7 @@ def train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fal
         "epochs": len(history.get("loss", [])), "train_time_s": round(train_time, 2),
         "train_images_per_s": round(n_train * max(1, len(history.get("loss", []))) / max(train_time, 1e-9), 1),
         "split_sizes": {k: int(len(v)) for k, v in parts.items()},
+        "speed": {**speed, "strategy": cfg_t.strategy, "replicas": replicas, "global_batch_size": batch_size},
     }
     from kerasclf.analysis.metrics import classification_metrics
     from kerasclf.analysis.plots import plot_confusion, plot_history
@@ -283,6 +312,17 @@ def train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fal
         metrics["skipped_files"] = len(skipped)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
     return RunResult(run_dir=run_dir, model_path=model_path, metrics=metrics, history=history, model=model)
+
+
+def _scope(strategy: Any) -> Any:
+    """The strategy's scope on TensorFlow (build and compile inside it), else a no-op."""
+    import contextlib
+
+    import keras
+
+    if strategy is not None and hasattr(strategy, "scope") and keras.backend.backend() == "tensorflow":
+        return strategy.scope()
+    return contextlib.nullcontext()
 
 
 def _merge(history: dict[str, list[float]], new: dict[str, list[float]]) -> None:

@@ -119,9 +119,9 @@ class TrainCfg:
     monitor: str = "val_loss"
     steps_per_epoch: int | None = None
     seed: int = 42
-    mixed_precision: str | None = None
+    mixed_precision: str | None = "auto"
     jit_compile: Any = "auto"
-    steps_per_execution: int = 1
+    steps_per_execution: Any = "auto"
     strategy: str = "auto"
     verbose: int = 1
 

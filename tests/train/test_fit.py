@@ -127,3 +127,12 @@ def test_autoencoder_trains_on_an_unlabelled_folder(tmp_path):
     from kerasclf.io import load_model
 
     assert load_model(result.model_path).meta["task"] == "autoencoder"
+
+
+def test_training_does_not_leak_its_mixed_precision_policy(tmp_path, folder):
+    import keras
+
+    before = keras.mixed_precision.global_policy().name
+    result = train(_recipe(tmp_path, folder, epochs=1, mixed_precision="mixed_bfloat16"))
+    assert result.metrics["speed"]["mixed_precision"] == "mixed_bfloat16"
+    assert keras.mixed_precision.global_policy().name == before

@@ -1,0 +1,114 @@
+"""Speed settings: mixed-precision choice per device, jit / steps-per-execution parsing, the policy."""
+from types import SimpleNamespace
+
+import pytest
+
+from kerasclf.errors import ConfigError
+from kerasclf.train.speed import (apply_speed_settings, choose_mixed_precision, device_info, resolve_jit,
+                                  resolve_steps_per_execution)
+
+GPU_AMPERE = {"platform": "gpu", "compute_capability": (8, 0), "name": "A100"}
+GPU_HOPPER = {"platform": "gpu", "compute_capability": (9, 0), "name": "H100"}
+GPU_VOLTA = {"platform": "gpu", "compute_capability": (7, 0), "name": "V100"}
+CPU = {"platform": "cpu", "compute_capability": None, "name": "cpu", "cpu_bf16": False}
+CPU_AMX = {"platform": "cpu", "compute_capability": None, "name": "cpu", "cpu_bf16": True}
+
+
+@pytest.mark.parametrize("device, expected", [
+    (GPU_AMPERE, "mixed_bfloat16"), (GPU_HOPPER, "mixed_bfloat16"), (GPU_VOLTA, "mixed_float16"),
+    ({"platform": "gpu", "compute_capability": None}, "mixed_float16"),
+    ({"platform": "tpu"}, "mixed_bfloat16"), (CPU, None), (CPU_AMX, "mixed_bfloat16"),
+])
+def test_auto_mixed_precision_per_device(device, expected, monkeypatch):
+    monkeypatch.delenv("KERASCLF_CPU_BF16", raising=False)
+    assert choose_mixed_precision("auto", device=device) == expected
+
+
+def test_cpu_depthwise_models_stay_float32(monkeypatch):
+    import keras
+
+    monkeypatch.delenv("KERASCLF_CPU_BF16", raising=False)
+    assert choose_mixed_precision("auto", device=CPU_AMX, model="simple_cnn", backend="tensorflow") == "mixed_bfloat16"
+    assert choose_mixed_precision("auto", device=CPU_AMX, model="simple_cnn", backend="jax") is None
+    assert choose_mixed_precision("auto", device=CPU_AMX, model="efficientnet_b0_head") is None
+    assert choose_mixed_precision("auto", device=CPU_AMX, model="MobileNet") is None
+    assert choose_mixed_precision("auto", device=GPU_HOPPER, model="MobileNet") == "mixed_bfloat16"
+    dw = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.DepthwiseConv2D(3)])
+    assert choose_mixed_precision("auto", device=CPU_AMX, model=dw) is None
+
+
+def test_cpu_bf16_override(monkeypatch):
+    monkeypatch.setenv("KERASCLF_CPU_BF16", "1")
+    assert choose_mixed_precision("auto", device=CPU) == "mixed_bfloat16"
+    monkeypatch.setenv("KERASCLF_CPU_BF16", "0")
+    assert choose_mixed_precision("auto", device=CPU_AMX) is None
+
+
+@pytest.mark.parametrize("value", [None, "none", "float32", False, ""])
+def test_mixed_precision_off(value):
+    assert choose_mixed_precision(value, device=GPU_HOPPER) is None
+
+
+def test_explicit_policy_wins_and_unknown_raises():
+    assert choose_mixed_precision("mixed_float16", device=GPU_HOPPER) == "mixed_float16"
+    with pytest.raises(ConfigError, match="mixed_precision"):
+        choose_mixed_precision("bf16")
+
+
+@pytest.mark.parametrize("value, expected", [
+    (True, True), (False, False), ("true", True), ("no", False),
+    (None, False), (1, True), (0, False),
+])
+def test_resolve_jit(value, expected):
+    assert resolve_jit(value) == expected
+
+
+def test_resolve_jit_auto_per_device():
+    assert resolve_jit("auto", device=CPU, backend="tensorflow") is False  # XLA measured slower on CPU
+    assert resolve_jit("AUTO", device=GPU_HOPPER, backend="tensorflow") == "auto"
+    assert resolve_jit("auto", device=CPU, backend="jax") == "auto"  # JAX always jits
+
+
+def test_resolve_jit_rejects_garbage():
+    with pytest.raises(ConfigError, match="jit_compile"):
+        resolve_jit("fast")
+
+
+def test_steps_per_execution():
+    assert resolve_steps_per_execution(8) == 8
+    assert resolve_steps_per_execution("4") == 4
+    assert resolve_steps_per_execution("auto", device=CPU) == 8
+    assert resolve_steps_per_execution("auto", device=GPU_HOPPER) == 8
+    for bad in (0, -1, True, "x", 2.5):
+        with pytest.raises(ConfigError, match="steps_per_execution"):
+            resolve_steps_per_execution(bad)
+
+
+def test_device_info_on_this_machine():
+    info = device_info()
+    assert info["platform"] in ("cpu", "gpu", "tpu")
+
+
+def test_apply_sets_policy_and_keeps_output_float32():
+    import keras
+
+    from kerasclf.zoo import simple_cnn
+
+    cfg = SimpleNamespace(mixed_precision="mixed_bfloat16", jit_compile="auto", steps_per_execution=2)
+    try:
+        chosen = apply_speed_settings(cfg)
+        assert chosen["mixed_precision"] == "mixed_bfloat16"
+        assert chosen["jit_compile"] in (False, "auto") and chosen["steps_per_execution"] == 2
+        assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+        model = simple_cnn(3, input_shape=(32, 32, 3))
+        assert model.get_layer("conv1").compute_dtype == "bfloat16"
+        assert model.get_layer("conv1").variable_dtype == "float32"
+        assert model.get_layer("predictions").compute_dtype == "float32"
+        assert model.output.dtype == "float32"
+        # off again: the policy is reset, not left over from the previous run
+        chosen = apply_speed_settings(SimpleNamespace(mixed_precision=None, jit_compile=False,
+                                                      steps_per_execution=1))
+        assert chosen["mixed_precision"] is None
+        assert keras.mixed_precision.global_policy().name == "float32"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
