@@ -46,19 +46,23 @@ class Leaderboard:
 
     def table(self) -> str:
         cols = ("label", "mode", "train_acc", "val_acc", "val_loss", "params", "train_time_s", "images_per_s")
-        cells = [[_fmt(r.get(c)) for c in cols] for r in self.rows]
+        cells = [[_fmt(r.get(c), c) for c in cols] for r in self.rows]
         w = [max(len(c), *(len(x[i]) for x in cells)) for i, c in enumerate(cols)]
         lines = ["  ".join(c.ljust(w[i]) for i, c in enumerate(cols))]
         lines += ["  ".join(x[i].ljust(w[i]) for i in range(len(cols))) for x in cells]
         return "\n".join(lines)
 
 
-def _fmt(v: Any) -> str:
+def _fmt(v: Any, column: str = "") -> str:
+    if v is None:
+        return ""
+    if column in ("train_time_s", "images_per_s"):
+        return f"{float(v):,.1f}"
     if isinstance(v, float):
-        return f"{v:.4f}" if v < 100 else f"{v:,.0f}"
+        return f"{v:.4f}"
     if isinstance(v, int):
         return f"{v:,}"
-    return "" if v is None else str(v)
+    return str(v)
 
 
 def load_comparison(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:

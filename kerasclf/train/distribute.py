@@ -291,7 +291,8 @@ def chief_path(path: str | os.PathLike) -> Path:
         return path
     task = tf_config().get("task") or {}
     tag = f"{task.get('type', 'worker')}{task.get('index', os.environ.get('KERAS_DISTRIBUTION_PROCESS_ID', 0))}"
-    tmp = Path(tempfile.gettempdir()) / f"kerasclf_worker_{tag}_{os.getpid()}"
+    # stable across restarts (no pid), so a restarted worker finds what it wrote before
+    tmp = Path(tempfile.gettempdir()) / f"kerasclf_worker_{tag}"
     tmp.mkdir(parents=True, exist_ok=True)
     return tmp / path.name
 

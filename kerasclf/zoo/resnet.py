@@ -29,18 +29,20 @@ class ResidualUnit(keras.layers.Layer):
     ``custom_objects`` once ``kerasclf.zoo`` is imported.
     """
 
-    def __init__(self, filters: int, strides: int = 1, activation: str = "relu", **kwargs: Any):
+    def __init__(self, filters: int, strides: int = 1, activation: str = "relu", bn_momentum: float = 0.99,
+                 **kwargs: Any):
         super().__init__(**kwargs)
         self.filters = int(filters)
         self.strides = int(strides)
+        self.bn_momentum = float(bn_momentum)
         self.activation = keras.activations.get(activation)
         self._activation_name = activation if isinstance(activation, str) else keras.activations.serialize(activation)
         self.main_layers = [
             keras.layers.Conv2D(self.filters, 3, strides=self.strides, padding="same", use_bias=False),
-            keras.layers.BatchNormalization(),
+            keras.layers.BatchNormalization(momentum=self.bn_momentum),
             keras.layers.Activation(self.activation),
             keras.layers.Conv2D(self.filters, 3, strides=1, padding="same", use_bias=False),
-            keras.layers.BatchNormalization(),
+            keras.layers.BatchNormalization(momentum=self.bn_momentum),
         ]
         self.skip_layers: list[Any] = []
 
@@ -49,7 +51,7 @@ class ResidualUnit(keras.layers.Layer):
         if self.strides > 1 or channels != self.filters:
             self.skip_layers = [
                 keras.layers.Conv2D(self.filters, 1, strides=self.strides, padding="same", use_bias=False),
-                keras.layers.BatchNormalization(),
+                keras.layers.BatchNormalization(momentum=self.bn_momentum),
             ]
         shape = input_shape
         for layer in self.main_layers:
@@ -80,13 +82,13 @@ class ResidualUnit(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "filters": self.filters, "strides": self.strides,
-                "activation": self._activation_name}
+                "activation": self._activation_name, "bn_momentum": self.bn_momentum}
 
 
 @register_model(family="resnet", input_shape=(64, 64, 3), preprocessing="scale01", gradcam_layer=None)
 def resnet(num_classes: int = 10, *, input_shape: tuple[int, int, int] | None = None, task: str = "auto",
            stages: Sequence[int] = (64, 128, 256, 512), units_per_stage: Sequence[int] = (2, 2, 2, 2),
-           stem_filters: int | None = None, dropout: float = 0.0) -> keras.Model:
+           stem_filters: int | None = None, dropout: float = 0.0, bn_momentum: float = 0.9) -> keras.Model:
     """A ResNet of :class:`ResidualUnit` blocks (ResNet-18 layout by default; 34: ``(3, 4, 6, 3)``).
 
     Stem conv 7×7/2 + max-pool (3×3 conv, no pool, for inputs under 64 px), then stages of
@@ -107,16 +109,16 @@ def resnet(num_classes: int = 10, *, input_shape: tuple[int, int, int] | None = 
     stem = stem_filters or stages[0]
     if min(shape[:2]) >= 64:
         x = keras.layers.Conv2D(stem, 7, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
-        x = keras.layers.BatchNormalization(name="stem_bn")(x)
+        x = keras.layers.BatchNormalization(momentum=bn_momentum, name="stem_bn")(x)
         x = keras.layers.Activation("relu")(x)
         x = keras.layers.MaxPooling2D(3, strides=2, padding="same")(x)
     else:
         x = keras.layers.Conv2D(stem, 3, padding="same", use_bias=False, name="stem_conv")(x)
-        x = keras.layers.BatchNormalization(name="stem_bn")(x)
+        x = keras.layers.BatchNormalization(momentum=bn_momentum, name="stem_bn")(x)
         x = keras.layers.Activation("relu")(x)
     for s, (filters, units) in enumerate(zip(stages, units_per_stage)):
         for u in range(units):
             strides = 2 if (u == 0 and s > 0) else 1
-            x = ResidualUnit(filters, strides=strides, name=f"stage{s + 1}_unit{u + 1}")(x)
+            x = ResidualUnit(filters, strides=strides, bn_momentum=bn_momentum, name=f"stage{s + 1}_unit{u + 1}")(x)
     outputs = classifier_head(x, num_classes, task, pooling="avg", dropout=dropout)
     return keras.Model(inputs, outputs, name="resnet")
