@@ -13,6 +13,7 @@ from typing import Any
 import keras
 
 from kerasclf.errors import ConfigError
+from kerasclf.train.distribute import backup_dir
 from kerasclf.train.recipe import TrainCfg
 
 __all__ = ["make_callbacks", "BatchLossLogger"]
@@ -61,7 +62,8 @@ def make_callbacks(cfg: TrainCfg, run_dir: str | Path, *, stage: int = 1,
     monitor = cfg.monitor if has_validation else cfg.monitor.replace("val_", "")
     mode = "max" if any(s in monitor for s in ("acc", "auc", "f1")) else "min"
     cbs: list[Any] = [
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup" / f"stage{stage}"), delete_checkpoint=True),
+        keras.callbacks.BackupAndRestore(str(backup_dir(run_dir / "backup" / f"stage{stage}")),
+                                         delete_checkpoint=True),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         BatchLossLogger(run_dir / "batch_loss.csv"),
         keras.callbacks.ModelCheckpoint(str(run_dir / "checkpoints" / "best.keras"), monitor=monitor,

@@ -144,12 +144,15 @@ def _train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fa
     from kerasclf.zoo import build, get_cfg
     from kerasclf.zoo.transfer import set_backbone_trainable
     from kerasclf.train.callbacks import make_callbacks
-    from kerasclf.train.distribute import chief_path, is_chief, make_strategy, num_replicas, scaled_batch_and_lr
+    from kerasclf.train.distribute import (chief_path, is_chief, make_strategy, num_replicas, scaled_batch_and_lr,
+                                          shard_by_data, tf_config)
     from kerasclf.train.optim import make_optimizer
     from kerasclf.train.speed import apply_speed_settings
 
     cfg_t = recipe.train
     verbose = cfg_t.verbose if verbose is None else verbose
+    # first: MultiWorkerMirroredStrategy must exist before any other TensorFlow work
+    strategy = make_strategy(cfg_t.strategy)
     model_cfg = get_cfg(recipe.model.name)  # fail fast on an unknown model, before touching disk
     spec = spec if spec is not None else _load_spec(recipe)
     run_dir = prepare_run_dir(recipe, overwrite=overwrite, resume=resume)
@@ -157,7 +160,6 @@ def _train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fa
     keras.utils.set_random_seed(cfg_t.seed)
     # measured defaults for "auto": mixed precision, XLA, steps per execution (train/speed.py)
     speed = apply_speed_settings(cfg_t, model=recipe.model.options.get("backbone", recipe.model.name))
-    strategy = make_strategy(cfg_t.strategy)
     replicas = num_replicas(strategy)
     batch_size, base_lr = scaled_batch_and_lr(recipe.data.batch_size, cfg_t.optimizer.learning_rate, replicas)
     if replicas > 1:
@@ -191,6 +193,8 @@ def _train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fa
                                   augment=policy if training else None)
         if one_hot and not plain and not (training and policy_one_hot):
             d = d.map(_one_hot(spec.num_classes))
+        if replicas > 1 and tf_config():  # workers split in-memory datasets by element
+            d = shard_by_data(d)
         return d
 
     train_ds, val_ds, test_ds = ds("train", True), ds("val", False), ds("test", False)

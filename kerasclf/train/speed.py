@@ -298,7 +298,7 @@ def apply_speed_settings(train_cfg: Any, *, model: Any = None) -> dict[str, Any]
 
     Example:
         >>> from kerasclf.train.recipe import TrainCfg
-        >>> s = apply_speed_settings(TrainCfg(mixed_precision=None, jit_compile=False))
+        >>> s = apply_speed_settings(TrainCfg(mixed_precision=None, jit_compile=False, steps_per_execution=1))
         >>> s["mixed_precision"], s["jit_compile"], s["steps_per_execution"]
         (None, False, 1)
     """
