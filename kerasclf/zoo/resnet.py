@@ -37,12 +37,14 @@ class ResidualUnit(keras.layers.Layer):
         self.bn_momentum = float(bn_momentum)
         self.activation = keras.activations.get(activation)
         self._activation_name = activation if isinstance(activation, str) else keras.activations.serialize(activation)
+        # sub-layers share this layer's dtype policy (mixed precision survives a reload)
+        dt = self.dtype_policy
         self.main_layers = [
-            keras.layers.Conv2D(self.filters, 3, strides=self.strides, padding="same", use_bias=False),
-            keras.layers.BatchNormalization(momentum=self.bn_momentum),
-            keras.layers.Activation(self.activation),
-            keras.layers.Conv2D(self.filters, 3, strides=1, padding="same", use_bias=False),
-            keras.layers.BatchNormalization(momentum=self.bn_momentum),
+            keras.layers.Conv2D(self.filters, 3, strides=self.strides, padding="same", use_bias=False, dtype=dt),
+            keras.layers.BatchNormalization(momentum=self.bn_momentum, dtype=dt),
+            keras.layers.Activation(self.activation, dtype=dt),
+            keras.layers.Conv2D(self.filters, 3, strides=1, padding="same", use_bias=False, dtype=dt),
+            keras.layers.BatchNormalization(momentum=self.bn_momentum, dtype=dt),
         ]
         self.skip_layers: list[Any] = []
 
@@ -50,8 +52,9 @@ class ResidualUnit(keras.layers.Layer):
         channels = input_shape[-1]
         if self.strides > 1 or channels != self.filters:
             self.skip_layers = [
-                keras.layers.Conv2D(self.filters, 1, strides=self.strides, padding="same", use_bias=False),
-                keras.layers.BatchNormalization(momentum=self.bn_momentum),
+                keras.layers.Conv2D(self.filters, 1, strides=self.strides, padding="same", use_bias=False,
+                                    dtype=self.dtype_policy),
+                keras.layers.BatchNormalization(momentum=self.bn_momentum, dtype=self.dtype_policy),
             ]
         shape = input_shape
         for layer in self.main_layers:

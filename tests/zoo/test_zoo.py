@@ -120,3 +120,18 @@ def test_autoencoder_parts_are_reachable():
     assert model.get_layer("decoder").output.shape[1:] == (32, 32, 3)
     with pytest.raises(ConfigError, match="divisible"):
         build("conv_autoencoder", input_shape=(30, 30, 3))
+
+
+def test_residual_unit_reloads_under_mixed_precision(tmp_path):
+    import keras
+
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = build("resnet", num_classes=3, input_shape=(32, 32, 3), stages=(8, 16), units_per_stage=(1, 1))
+        model.save(tmp_path / "bf16.keras")
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    x = np.random.default_rng(2).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    reloaded = keras.models.load_model(tmp_path / "bf16.keras")  # reloaded under float32 global policy
+    np.testing.assert_allclose(reloaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
