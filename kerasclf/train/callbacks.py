@@ -22,8 +22,10 @@ __all__ = ["make_callbacks", "BatchLossLogger"]
 class BatchLossLogger(keras.callbacks.Callback):
     """Appends ``epoch, batch, loss`` for every training batch to a CSV (loss per iteration).
 
-    Keras 3 reports the running mean of the epoch in ``logs["loss"]``; the batch's own loss is
-    recovered from consecutive means (exact for equal-sized batches, as all but the last are).
+    Keras 3 reports the running mean of the epoch in ``logs["loss"]``; the loss of the batches
+    since the previous call is recovered from consecutive means (exact for equal-sized batches,
+    as all but the last are). With ``steps_per_execution=k`` Keras calls back every k batches,
+    so each row is then the mean of those k batches.
     """
 
     def __init__(self, path: str | Path):
@@ -31,17 +33,20 @@ class BatchLossLogger(keras.callbacks.Callback):
         self.path = Path(path)
         self._epoch = 0
         self._prev_mean = 0.0
+        self._prev_seen = 0
         self._rows: list[tuple[int, int, float]] = []
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._epoch = epoch
         self._prev_mean = 0.0
+        self._prev_seen = 0
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         if logs and "loss" in logs:
-            mean = float(logs["loss"])
-            self._rows.append((self._epoch, batch, (batch + 1) * mean - batch * self._prev_mean))
-            self._prev_mean = mean
+            mean, seen = float(logs["loss"]), batch + 1
+            chunk = max(1, seen - self._prev_seen)
+            self._rows.append((self._epoch, batch, (seen * mean - self._prev_seen * self._prev_mean) / chunk))
+            self._prev_mean, self._prev_seen = mean, seen
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         new = not self.path.exists()
