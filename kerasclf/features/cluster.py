@@ -112,12 +112,9 @@ class ClusterModel:
         """
         import joblib
 
-        path = Path(path)
-        if path.suffix != ".joblib":
-            raise ConfigError(f"{path}: a clustering model is saved as a .joblib file")
-        if path.exists() and not overwrite:
-            raise ModelError(f"{path} already exists; pass overwrite=True (or --overwrite)")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        from kerasclf.features.record import artifact_target
+
+        path = artifact_target(path, "clustering model", overwrite)
         record = self.record
         if record is not None:
             record = save_extractor_files(record, extractor, path.parent, path.stem)

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from kerasclf.errors import ConfigError, DataError, ModelError
+from kerasclf.errors import DataError, ModelError
 from kerasclf.features.record import ExtractorRecord, build_extractor, save_extractor_files
 
 __all__ = ["HEAD_KINDS", "fit_head", "head_proba", "evaluate_head", "save_head", "load_head",
@@ -231,12 +231,9 @@ def save_head(path: str | Path, head: Any, record: ExtractorRecord, *, extractor
     Example:
         >>> save_head("runs/x/head.joblib", head, fs.record, extractor=model)   # doctest: +SKIP
     """
-    path = Path(path)
-    if path.suffix != ".joblib":
-        raise ConfigError(f"{path}: a head is saved as a .joblib file; use e.g. head.joblib")
-    if path.exists() and not overwrite:
-        raise ModelError(f"{path} already exists; pass overwrite=True (or --overwrite) or choose another path")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from kerasclf.features.record import artifact_target
+
+    path = artifact_target(path, "head", overwrite)
     record = save_extractor_files(record, extractor, path.parent, path.stem)
     info = {"kind": "kerasclf.head", "record": record.to_dict(), "estimator": type(head).__name__,
             "metrics": metrics or {}}

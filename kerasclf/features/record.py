@@ -337,3 +337,16 @@ def load_artifact(path: str | Path, kind: str, what: str, hint: str) -> dict[str
     if not isinstance(obj, dict) or obj.get("info", {}).get("kind") != kind:
         raise ModelError(f"{path}: not a kerasclf {what} (save it with {hint})")
     return obj
+
+
+def artifact_target(path: str | Path, what: str, overwrite: bool) -> Path:
+    """Check where a ``.joblib`` artefact will be written: the suffix, and no silent overwrite."""
+    from kerasclf.errors import ConfigError
+
+    path = Path(path)
+    if path.suffix != ".joblib":
+        raise ConfigError(f"{path}: a {what} is saved as a .joblib file; use e.g. {what.split()[-1]}.joblib")
+    if path.exists() and not overwrite:
+        raise ModelError(f"{path} already exists; pass overwrite=True (or --overwrite) or choose another path")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path

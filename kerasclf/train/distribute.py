@@ -289,12 +289,17 @@ def chief_path(path: str | os.PathLike) -> Path:
     path = Path(path)
     if is_chief():
         return path
-    task = tf_config().get("task") or {}
-    tag = f"{task.get('type', 'worker')}{task.get('index', os.environ.get('KERAS_DISTRIBUTION_PROCESS_ID', 0))}"
+    tag = _worker_tag()
     # stable across restarts (no pid), so a restarted worker finds what it wrote before
     tmp = Path(tempfile.gettempdir()) / f"kerasclf_worker_{tag}"
     tmp.mkdir(parents=True, exist_ok=True)
     return tmp / path.name
+
+
+def _worker_tag() -> str:
+    """``<type><index>`` of this worker (``worker1``), from TF_CONFIG or the JAX process id."""
+    task = tf_config().get("task") or {}
+    return f"{task.get('type', 'worker')}{task.get('index', os.environ.get('KERAS_DISTRIBUTION_PROCESS_ID', 0))}"
 
 
 def backup_dir(path: str | os.PathLike) -> Path:
@@ -311,9 +316,7 @@ def backup_dir(path: str | os.PathLike) -> Path:
     path = Path(path)
     if is_chief():
         return path
-    task = tf_config().get("task") or {}
-    tag = f"{task.get('type', 'worker')}{task.get('index', os.environ.get('KERAS_DISTRIBUTION_PROCESS_ID', 0))}"
-    return path.with_name(f"{path.name}_{tag}")
+    return path.with_name(f"{path.name}_{_worker_tag()}")
 
 
 def cleanup_chief_path(path: str | os.PathLike) -> None:

@@ -14,7 +14,9 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +67,33 @@ def _application(name: str) -> Any:
     return getattr(keras.applications, name)
 
 
+def _keras_models_dir() -> str:
+    """Where Keras's own loader looks for application weights: ``$KERAS_HOME/models``."""
+    from keras.src.backend import config
+
+    return str(Path(config.keras_home()) / "models")
+
+
+@contextlib.contextmanager
+def _recording_get_file(tried: list[str]) -> Iterator[None]:
+    """While active, note each weights file Keras's loader asks for (``<cache>/models/<fname>``
+    and its URL), so a failure can name it. Keras's own ``get_file`` still does the work."""
+    from keras.src.utils import file_utils
+
+    original = file_utils.get_file
+
+    def recording(fname: Any = None, origin: Any = None, *args: Any, **kw: Any) -> Any:
+        subdir = kw.get("cache_subdir", "datasets")
+        tried.append(f"{Path(_keras_models_dir()).parent / subdir / str(fname)} (URL {origin})")
+        return original(fname, origin, *args, **kw)
+
+    file_utils.get_file = recording
+    try:
+        yield
+    finally:
+        file_utils.get_file = original
+
+
 def load_backbone(name: str, input_shape: tuple[int, int, int], weights: Any = "imagenet",
                   **kwargs: Any) -> keras.Model:
     """``keras.applications.<name>(include_top=False, ...)`` with a clear error if weights fail.
@@ -80,18 +109,25 @@ def load_backbone(name: str, input_shape: tuple[int, int, int], weights: Any = "
             raise ModelError(f"weights file {path} not found; pass weights='imagenet', None or an existing file")
     if kwargs.get("pooling") is not None:
         raise ConfigError("pooling is chosen by kerasclf's head; remove the backbone 'pooling' option")
+    tried: list[str] = []
     try:
-        backbone = app(include_top=False, weights="imagenet" if weights == "imagenet" else None,
-                       input_shape=tuple(input_shape), name="backbone", **kwargs)
+        with _recording_get_file(tried):
+            backbone = app(include_top=False, weights="imagenet" if weights == "imagenet" else None,
+                           input_shape=tuple(input_shape), name="backbone", **kwargs)
         if path is not None:
             backbone.load_weights(str(path))
     except TypeError as exc:
         raise ConfigError(f"backbone {name}: {exc}") from None
     except Exception as exc:  # network, corrupt cache, shape mismatch: say which file and what to do
-        tried = str(path) if path else f"the ImageNet file of {name} (in $KERAS_HOME/models or downloaded)"
+        if path is not None:
+            where = str(path)
+        elif tried:
+            where = tried[-1]
+        else:
+            where = f"the ImageNet file of {name} in {_keras_models_dir()} (or downloaded)"
         note = f"; known problem: {KNOWN_WEIGHT_ISSUES}" if name.startswith("EfficientNet") else ""
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ModelError(f"could not load {name} weights from {tried} with Keras {keras.__version__} "
+        raise ModelError(f"could not load {name} weights from {where} with Keras {keras.__version__} "
                          f"({type(exc).__name__}: {first}){note}; fix: pass weights=None to train from "
                          f"scratch or weights=<path to a local weights file> (see docs/models.md)") from None
     return backbone
