@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["tiny_cnn", "square_images", "write_image_folder", "assets_dir", "seed_keras_home",
+__all__ = ["tiny_cnn", "tiny_transfer", "tiny_resnet", "square_images", "write_image_folder", "assets_dir", "seed_keras_home",
            "MOBILENET_025_FILE"]
 
 MOBILENET_025_FILE = "mobilenet_2_5_224_tf_no_top.h5"
@@ -32,6 +32,38 @@ def tiny_cnn(num_classes: int = 2, input_shape: tuple[int, int, int] = (16, 16, 
     x = keras.layers.MaxPooling2D()(x)
     x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv2")(x)
     return keras.Model(inputs, classifier_head(x, num_classes, task), name="tiny_cnn")
+
+
+def tiny_transfer(num_classes: int = 2, input_shape: tuple[int, int, int] = (32, 32, 3), task: str = "auto",
+                  weights: Any = None, **options: Any) -> Any:
+    """The smallest real transfer model: MobileNet v1 alpha 0.25 (218,544 backbone params) at
+    32×32 with the shared head, nested "backbone", frozen by default. For tests of fine-tuning
+    stages, Grad-CAM through a backbone and saving nested models. ``weights="imagenet"`` works
+    offline once the ``keras_home_with_mobilenet`` fixture has seeded Keras's cache (then use
+    ``input_shape=(224, 224, 3)`` or any size Keras accepts for that file).
+
+    Example:
+        >>> m = tiny_transfer(3)
+        >>> m.get_layer("backbone").trainable, m.output_shape
+        (False, (None, 3))
+    """
+    from kerasclf.zoo.transfer import backbone_head
+
+    return backbone_head(num_classes, backbone="MobileNet", alpha=0.25, input_shape=input_shape, task=task,
+                         weights=weights, **options)
+
+
+def tiny_resnet(num_classes: int = 2, input_shape: tuple[int, int, int] = (16, 16, 3), task: str = "auto") -> Any:
+    """A two-unit :func:`kerasclf.zoo.resnet` (stages 8, 16): exercises the custom
+    ``ResidualUnit`` layer in saving, reloading and explanation tests in well under a second.
+
+    Example:
+        >>> tiny_resnet(3).count_params() < 10_000
+        True
+    """
+    from kerasclf.zoo.resnet import resnet
+
+    return resnet(num_classes, input_shape=input_shape, task=task, stages=(8, 16), units_per_stage=(1, 1))
 
 
 def square_images(n_per_class: int = 20, size: int = 24, classes: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,8 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 @pytest.fixture(scope="session")
 def assets_dir():
-    """``../shared/assets``; tests that need it skip with a reason where it is absent."""
+    """``../shared/assets`` beside the repository (or ``$KERASCLF_ASSETS``); tests that need it
+    skip with a reason where it is absent."""
     from kerasclf.testing import assets_dir as find
 
     path = find()
@@ -20,15 +21,21 @@ def assets_dir():
 
 @pytest.fixture
 def keras_home_with_mobilenet(assets_dir, tmp_path, monkeypatch):
-    """A temporary KERAS_HOME whose models/ holds the official MobileNet alpha 0.25 weights."""
+    """A temporary KERAS_HOME whose models/ holds the official MobileNet alpha 0.25 weights.
+
+    Keras reads ``KERAS_HOME`` once, at import (``keras.src.backend.config._KERAS_DIR``), and
+    ``get_file`` asks ``config.keras_home()`` at call time, so both the variable and the module
+    attribute are patched here; monkeypatch restores both afterwards.
+    """
+    import keras.src.backend.config as kcfg
+
     from kerasclf.testing import MOBILENET_025_FILE, seed_keras_home
 
     weights = assets_dir / "keras" / "models" / MOBILENET_025_FILE
     if not weights.is_file():
-        pytest.skip(f"{weights} is absent")
-    previous = seed_keras_home(tmp_path / "keras_home", [weights])
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
-    yield tmp_path / "keras_home"
-    from keras.src.backend import config
-
-    config._KERAS_DIR = str(previous)
+        pytest.skip(f"{weights} is absent (see ../shared/assets/README.md)")
+    home = tmp_path / "keras_home"
+    monkeypatch.setenv("KERAS_HOME", str(home))  # recorded first, so the old value comes back
+    monkeypatch.setattr(kcfg, "_KERAS_DIR", str(home))
+    seed_keras_home(home, [weights])
+    return home

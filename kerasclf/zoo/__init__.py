@@ -16,7 +16,7 @@ import keras
 from kerasclf.zoo.registry import ModelCfg, build, get_builder, get_cfg, is_registered, list_models, register_model
 from kerasclf.zoo.layers import Preprocess, image_stem
 from kerasclf.zoo.heads import classifier_head, output_spec
-from kerasclf.zoo.cnn import deep_cnn, simple_cnn
+from kerasclf.zoo.cnn import SEED_EXACT_BLOCKS, deep_cnn, simple_cnn
 from kerasclf.zoo.resnet import ResidualUnit, resnet
 from kerasclf.zoo.transfer import (APPLICATIONS, backbone_head, efficientnet_b0_head, is_application,
                                    resnet50_features, set_backbone_trainable, vgg16_head)
@@ -24,7 +24,7 @@ from kerasclf.zoo.autoencoder import conv_autoencoder
 
 __all__ = [
     "ModelCfg", "build", "get_builder", "get_cfg", "is_registered", "list_models", "register_model",
-    "Preprocess", "image_stem", "classifier_head", "output_spec", "simple_cnn", "deep_cnn",
+    "Preprocess", "image_stem", "classifier_head", "output_spec", "simple_cnn", "deep_cnn", "SEED_EXACT_BLOCKS",
     "ResidualUnit", "resnet", "APPLICATIONS", "backbone_head", "vgg16_head", "efficientnet_b0_head",
     "resnet50_features", "set_backbone_trainable", "is_application", "conv_autoencoder",
     "input_size", "feature_model",

@@ -94,6 +94,18 @@ def _recording_get_file(tried: list[str]) -> Iterator[None]:
         file_utils.get_file = original
 
 
+def _first_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: " + (str(exc).strip().splitlines() or [""])[0][:200]
+
+
+def _weights_error(name: str, where: str, exc: BaseException) -> ModelError:
+    """The ModelError for weights that would not load: backbone, file, Keras version, fix."""
+    note = f"; known problem: {KNOWN_WEIGHT_ISSUES}" if name.startswith("EfficientNet") else ""
+    return ModelError(f"could not load {name} weights from {where} with Keras {keras.__version__} "
+                      f"({_first_line(exc)}){note}; fix: pass weights=None to train from scratch or "
+                      f"weights=<path to a local weights file of {name}> (see docs/models.md)")
+
+
 def load_backbone(name: str, input_shape: tuple[int, int, int], weights: Any = "imagenet",
                   **kwargs: Any) -> keras.Model:
     """``keras.applications.<name>(include_top=False, ...)`` with a clear error if weights fail.
@@ -112,24 +124,21 @@ def load_backbone(name: str, input_shape: tuple[int, int, int], weights: Any = "
     tried: list[str] = []
     try:
         with _recording_get_file(tried):
+            # Keras's default model name: EfficientNet, EfficientNetV2 and ConvNeXt build the
+            # weights file name from it (name="backbone" would ask for "backbone_notop.h5").
             backbone = app(include_top=False, weights="imagenet" if weights == "imagenet" else None,
-                           input_shape=tuple(input_shape), name="backbone", **kwargs)
-        if path is not None:
+                           input_shape=tuple(input_shape), **kwargs)
+    except Exception as exc:
+        if not tried:  # failed before any weights file was asked for: a bad option or input size
+            raise ConfigError(f"backbone {name} (input_shape={tuple(input_shape)}, options {kwargs}): "
+                              f"{_first_line(exc)}") from None
+        raise _weights_error(name, tried[-1], exc) from None
+    backbone.name = "backbone"
+    if path is not None:
+        try:
             backbone.load_weights(str(path))
-    except TypeError as exc:
-        raise ConfigError(f"backbone {name}: {exc}") from None
-    except Exception as exc:  # network, corrupt cache, shape mismatch: say which file and what to do
-        if path is not None:
-            where = str(path)
-        elif tried:
-            where = tried[-1]
-        else:
-            where = f"the ImageNet file of {name} in {_keras_models_dir()} (or downloaded)"
-        note = f"; known problem: {KNOWN_WEIGHT_ISSUES}" if name.startswith("EfficientNet") else ""
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ModelError(f"could not load {name} weights from {where} with Keras {keras.__version__} "
-                         f"({type(exc).__name__}: {first}){note}; fix: pass weights=None to train from "
-                         f"scratch or weights=<path to a local weights file> (see docs/models.md)") from None
+        except Exception as exc:
+            raise _weights_error(name, str(path), exc) from None
     return backbone
 
 

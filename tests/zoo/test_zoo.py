@@ -33,6 +33,15 @@ def test_deep_cnn_documented_figure():
     assert len(convs) == 12
 
 
+def test_deep_cnn_seed_exact_layout_reproduces_all_three_figures():
+    from kerasclf.zoo import SEED_EXACT_BLOCKS
+
+    model = build("deep_cnn", num_classes=100, blocks=SEED_EXACT_BLOCKS)
+    print(f"deep_cnn default: 15,086,180; SEED_EXACT_BLOCKS: {model.count_params():,}")
+    assert (model.count_params(), _trainable(model)) == (15_047_588, 15_038_116)
+    assert len([layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]) == 12
+
+
 SMALL = {"simple_cnn": (32, 32, 3), "deep_cnn": (32, 32, 3), "resnet": (32, 32, 3),
          "vgg16_head": (32, 32, 3), "efficientnet_b0_head": (32, 32, 3), "resnet50_features": (32, 32, 3),
          "backbone_head": (32, 32, 3), "conv_autoencoder": (32, 32, 3)}
