@@ -165,11 +165,12 @@ def compare(recipe_path: str | Path, *, overrides: list[str] | None = None, outp
     want_tta = raw.get("tta", False) if tta is None else tta
     k = int(raw.get("ensemble", 0) if ensemble is None else ensemble)
     keras_rows = [r for r in rows if r["mode"] != "sklearn"]
+    arrays = _SplitArrays(spec, manifest)
     if want_tta and keras_rows:
-        gains["tta"] = _tta_gain(keras_rows[0], spec, manifest)
+        gains["tta"] = _tta_gain(keras_rows[0], spec, arrays)
     if k >= 2 and len(keras_rows) >= 2:
-        gains["ensemble"] = _ensemble_gain(keras_rows[:k], spec, manifest)
-    test = _evaluate_best(best, spec, manifest)
+        gains["ensemble"] = _ensemble_gain(keras_rows[:k], spec, arrays)
+    test = _evaluate_best(best, spec, arrays)
     board = Leaderboard(out_dir=out, rows=rows, best=best["label"], test=test, gains=gains)
     _write_outputs(board)
     return board
@@ -196,11 +197,23 @@ def _last(hist: Path, key: str) -> float | None:
     return float(rows[-1][key]) if rows and rows[-1].get(key) not in (None, "") else None
 
 
-def _split_arrays(spec: Any, manifest: Path, part: str, image_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    from kerasclf.analysis.run_analysis import split_arrays
-    from kerasclf.data import splits
+class _SplitArrays:
+    """The images and labels of a split at an image size, read once and reused by TTA, the
+    ensemble and the final test evaluation."""
 
-    return split_arrays(spec, splits.read_manifest(manifest, spec)[part], image_size)
+    def __init__(self, spec: Any, manifest: Path):
+        from kerasclf.data import splits
+
+        self.spec, self.parts = spec, splits.read_manifest(manifest, spec)
+        self._memo: dict[tuple[str, tuple[int, int]], tuple[np.ndarray, np.ndarray]] = {}
+
+    def __call__(self, part: str, image_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        from kerasclf.analysis.run_analysis import split_arrays
+
+        key = (part, tuple(int(v) for v in image_size))
+        if key not in self._memo:
+            self._memo[key] = split_arrays(self.spec, self.parts[part], key[1])
+        return self._memo[key]
 
 
 def _predictor(row: dict[str, Any]) -> Any:
@@ -226,22 +239,22 @@ def _accuracy(y: np.ndarray, p: np.ndarray, task: str, names: list[str]) -> floa
     return float(classification_metrics(y, p, task, names)["accuracy"])
 
 
-def _tta_gain(row: dict[str, Any], spec: Any, manifest: Path) -> dict[str, Any]:
+def _tta_gain(row: dict[str, Any], spec: Any, arrays: _SplitArrays) -> dict[str, Any]:
     """Horizontal-flip TTA: average the predictions of the image and its mirror."""
     model = _predictor(row)
-    x, y = _split_arrays(spec, manifest, "val", model.image_size)
+    x, y = arrays("val", model.image_size)
     p0 = model.predict(x)
     p1 = (p0 + model.predict(x[:, :, ::-1, :])) / 2.0
     a0, a1 = _accuracy(y, p0, spec.task, spec.class_names), _accuracy(y, p1, spec.task, spec.class_names)
     return {"model": row["label"], "val_acc": a0, "val_acc_tta": a1, "gain": a1 - a0}
 
 
-def _ensemble_gain(rows: list[dict[str, Any]], spec: Any, manifest: Path) -> dict[str, Any]:
+def _ensemble_gain(rows: list[dict[str, Any]], spec: Any, arrays: _SplitArrays) -> dict[str, Any]:
     """Average of the top-k models' probabilities on validation, against the best single one."""
     probs, y = [], None
     for r in rows:
         model = _predictor(r)
-        x, y = _split_arrays(spec, manifest, "val", model.image_size)
+        x, y = arrays("val", model.image_size)
         probs.append(model.predict(x))
     single = _accuracy(y, probs[0], spec.task, spec.class_names)
     mean = _accuracy(y, np.mean(probs, axis=0), spec.task, spec.class_names)
@@ -249,12 +262,11 @@ def _ensemble_gain(rows: list[dict[str, Any]], spec: Any, manifest: Path) -> dic
             "gain": mean - single}
 
 
-def _evaluate_best(row: dict[str, Any], spec: Any, manifest: Path) -> dict[str, Any]:
+def _evaluate_best(row: dict[str, Any], spec: Any, arrays: _SplitArrays) -> dict[str, Any]:
     from kerasclf.analysis.metrics import classification_metrics
 
-    model = _predictor(row)
-    size = model.image_size if hasattr(model, "image_size") else (32, 32)
-    x, y = _split_arrays(spec, manifest, "test", size)
+    model = _predictor(row)  # a LoadedModel or a scikit-learn HeadPipeline: both know their size
+    x, y = arrays("test", model.image_size)
     result = classification_metrics(y, _predict(model, x), spec.task, spec.class_names)
     result["model"] = row["label"]
     result["val_acc"] = row["val_acc"]

@@ -18,7 +18,7 @@ import numpy as np
 from kerasclf.errors import DataError, ModelError
 
 __all__ = ["collect_image_paths", "class_probabilities", "predict_paths", "format_table",
-           "evaluate_model"]
+           "folder_for_model", "evaluate_model"]
 
 
 def collect_image_paths(paths: Iterable[str | Path]) -> list[Path]:
@@ -110,6 +110,21 @@ def format_table(rows: Sequence[dict[str, Any]], limit: int | None = 50) -> str:
     return "\n".join(out)
 
 
+def folder_for_model(loaded: Any, data: str | Path) -> tuple[Any, np.ndarray]:
+    """A folder of class subfolders read for a saved model: ``(spec, remap)`` where
+    ``remap[folder_label]`` is the model's class index. Folder classes must be model classes
+    (by name; a subset in any order is fine), else a one-line ModelError names them."""
+    from kerasclf.data.sources import from_folder
+
+    spec = from_folder(data)
+    names = loaded.class_names
+    unknown = [c for c in spec.class_names if c not in names]
+    if unknown:
+        raise ModelError(f"{data}: class folder(s) {', '.join(unknown)} are not classes of {loaded.path} "
+                         f"(it knows: {', '.join(names[:20])}); rename the folders to match")
+    return spec, np.array([names.index(c) for c in spec.class_names])
+
+
 def evaluate_model(model: str | Path, data: str | Path, *, batch_size: int = 32) -> dict[str, Any]:
     """Accuracy and per-class metrics of a saved model on a folder of class subfolders.
 
@@ -118,18 +133,12 @@ def evaluate_model(model: str | Path, data: str | Path, *, batch_size: int = 32)
     """
     from kerasclf.analysis.metrics import classification_metrics
     from kerasclf.data.pipeline import make_dataset
-    from kerasclf.data.sources import from_folder
     from kerasclf.io import load_model
 
     loaded = load_model(model)
-    spec = from_folder(data)
+    spec, remap = folder_for_model(loaded, data)
     names = loaded.class_names
-    unknown = [c for c in spec.class_names if c not in names]
-    if unknown:
-        raise ModelError(f"{data}: class folder(s) {', '.join(unknown)} are not classes of {model} "
-                         f"(it knows: {', '.join(names[:20])}); rename the folders to match")
     ds = make_dataset(spec, image_size=loaded.image_size, batch_size=batch_size, shuffle=False, cache=None)
-    remap = np.array([names.index(c) for c in spec.class_names])
     ys, ps = [], []
     for images, labels in ds:
         ps.append(loaded.predict(np.asarray(images)))

@@ -78,6 +78,13 @@ def test_demo_train_predict_evaluate(tmp_path, capsys):
     (folder / "broken.png").unlink()
     assert main(["evaluate", str(model), str(folder)]) == 0
     assert "accuracy" in capsys.readouterr().out
+    # a class folder the model does not know: one line naming it, for evaluate and analyze alike
+    (folder / "letters").mkdir()
+    Image.fromarray(np.zeros((32, 32), "uint8")).save(folder / "letters" / "a.png")
+    for command in (["evaluate", str(model), str(folder)], ["analyze", str(model), str(folder)]):
+        assert main(command) == 2
+        line = _err_line(capsys)
+        assert "letters" in line and "rename the folders" in line
 
 
 @pytest.mark.slow

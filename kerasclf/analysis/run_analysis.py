@@ -63,14 +63,12 @@ def analyze_run(target: str | Path, data: str | Path | None = None, *, split: st
         if data is None:
             raise DataError(f"{target} is a model file: give the folder to analyse it on, "
                             f"e.g. `kerasclf analyze {target} held_out/`")
+        from kerasclf.predict import folder_for_model
+
         loaded = load_model(target)
-        spec = sources.from_folder(data)
-        names = loaded.class_names
-        missing = [c for c in spec.class_names if c not in names]
-        if missing:
-            raise DataError(f"{data}: class folder(s) {', '.join(missing)} are not classes of {target}")
+        spec, remap = folder_for_model(loaded, data)
         images, labels = split_arrays(spec, None, loaded.image_size)
-        labels = np.array([names.index(spec.class_names[int(i)]) for i in labels.reshape(-1)])
+        labels = remap[labels.reshape(-1).astype(int)]
         if loaded.task == "binary":
             labels = labels.reshape(-1, 1).astype("float32")
         val, history, batch_losses, evaluated = None, None, None, "data"

@@ -201,7 +201,6 @@ def _train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fa
     if train_ds is None:
         raise ConfigError(f"{recipe.name}: the training split is empty; check data.split ratios")
 
-
     with _scope(strategy):
         model = build(recipe.model.name, num_classes=spec.num_classes, task=spec.task,
                       input_shape=(*size, channels), **recipe.model.options)
@@ -217,14 +216,16 @@ def _train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fa
     steps = cfg_t.steps_per_epoch or int(np.ceil(n_train / batch_size))
     if cfg_t.steps_per_epoch:
         train_ds = train_ds.repeat()
-    with _scope(strategy):
-        opt = make_optimizer(cfg_t.optimizer, cfg_t.schedule, steps_per_epoch=steps, epochs=cfg_t.epochs)
+
+    def compile_with(opt: Any) -> None:  # both stages: the run's loss, metrics and speed settings
+        fast = dict(jit_compile=speed["jit_compile"], steps_per_execution=speed["steps_per_execution"])
         if autoencoder:
-            model.compile(optimizer=opt, loss="mse", jit_compile=speed["jit_compile"],
-                          steps_per_execution=speed["steps_per_execution"])
+            model.compile(optimizer=opt, loss="mse", **fast)
         else:
-            compile_for_task(model, spec.task, opt, label_smoothing=cfg_t.label_smoothing, one_hot=one_hot,
-                             jit_compile=speed["jit_compile"], steps_per_execution=speed["steps_per_execution"])
+            compile_for_task(model, spec.task, opt, label_smoothing=cfg_t.label_smoothing, one_hot=one_hot, **fast)
+
+    with _scope(strategy):
+        compile_with(make_optimizer(cfg_t.optimizer, cfg_t.schedule, steps_per_epoch=steps, epochs=cfg_t.epochs))
 
     fit_kw = dict(validation_data=val_ds, steps_per_epoch=cfg_t.steps_per_epoch, verbose=verbose,
                   shuffle=False)  # the tf.data pipeline shuffles
@@ -252,9 +253,7 @@ def _train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fa
                               f"unfreeze; remove train.fine_tune or use a transfer model")
         set_backbone_trainable(model, ft.unfreeze)
         with _scope(strategy):
-            opt2 = make_optimizer(cfg_t.optimizer, None, learning_rate=ft.learning_rate * replicas)
-            compile_for_task(model, spec.task, opt2, label_smoothing=cfg_t.label_smoothing, one_hot=one_hot,
-                             jit_compile=speed["jit_compile"], steps_per_execution=speed["steps_per_execution"])
+            compile_with(make_optimizer(cfg_t.optimizer, None, learning_rate=ft.learning_rate * replicas))
         cbs = make_callbacks(cfg_t, run_dir, stage=2, has_validation=val_ds is not None) + list(callbacks or [])
         for cb in cbs:  # the best checkpoint must beat stage 1's best, not start from scratch
             if isinstance(cb, keras.callbacks.ModelCheckpoint) and best is not None:
@@ -266,7 +265,7 @@ def _train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fa
 
     best_path = run_dir / "checkpoints" / "best.keras"
     if best_path.is_file():
-        model.set_weights(keras.models.load_model(best_path, compile=False).get_weights())
+        model.load_weights(best_path)  # the weights only; no second model is deserialised
 
     meta = {"class_names": spec.class_names, "task": "autoencoder" if autoencoder else spec.task,
             "image_size": list(size),
@@ -284,7 +283,7 @@ def _train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fa
         "split_sizes": {k: int(len(v)) for k, v in parts.items()},
         "speed": {**speed, "strategy": cfg_t.strategy, "replicas": replicas, "global_batch_size": batch_size},
     }
-    from kerasclf.analysis.metrics import classification_metrics
+    from kerasclf.analysis.metrics import classification_metrics, probs_to_pred
     from kerasclf.analysis.plots import plot_confusion, plot_history
 
     for name, d in (("val", val_ds), ("test", test_ds if evaluate_test else None)):
@@ -300,8 +299,6 @@ def _train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fa
         y, p = predict_dataset(model, ds(name, False, plain=True) if one_hot else d)
         metrics[name] = classification_metrics(y, p, spec.task, spec.class_names)
         if name == ("test" if evaluate_test else "val") and spec.task != "multilabel":
-            from kerasclf.analysis.metrics import probs_to_pred
-
             plot_confusion(y.reshape(-1) if spec.task == "binary" else y,
                            probs_to_pred(p, spec.task, 0.5), spec.class_names, run_dir / "confusion.png")
     batch_loss = run_dir / "batch_loss.csv"
