@@ -98,7 +98,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if str(args.model).endswith(".joblib"):  # a scikit-learn head or a clustering of features
         from kerasclf.features.cluster import ClusterModel, predict_folder, read_names
-        from kerasclf.features.tasks import load_predictor
+        from kerasclf.features.commands import load_predictor
 
         predictor = load_predictor(args.model)
         if isinstance(predictor, ClusterModel):

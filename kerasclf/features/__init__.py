@@ -13,8 +13,8 @@ from kerasclf.features.extract import (FeatureSet, extract_features, feature_mod
                                        features_for_images, image_batches, load_any_model)
 from kerasclf.features.heads import (HEAD_KINDS, HeadPipeline, evaluate_head, fit_head, load_head,
                                      save_head)
-from kerasclf.features.tasks import load_predictor, run_features, run_head
-from kerasclf.features.record import (ExtractorRecord, build_extractor, data_fingerprint,
+from kerasclf.features.commands import load_predictor, run_features, run_head
+from kerasclf.features.artifacts import (ExtractorRecord, build_extractor, data_fingerprint,
                                       weights_fingerprint)
 
 __all__ = [

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from kerasclf.errors import ConfigError, DataError, ModelError
-from kerasclf.features.record import ExtractorRecord, build_extractor, save_extractor_files
+from kerasclf.features.artifacts import ExtractorRecord, build_extractor, save_extractor_files
 
 __all__ = ["ClusterModel", "fit_clusters", "elbow_silhouette", "montages", "write_names_template",
            "read_names", "cluster_scores", "predict_folder", "run_cluster", "NAMES_HEADER"]
@@ -112,7 +112,7 @@ class ClusterModel:
         """
         import joblib
 
-        from kerasclf.features.record import artifact_target
+        from kerasclf.features.artifacts import artifact_target
 
         path = artifact_target(path, "clustering model", overwrite)
         record = self.record
@@ -130,7 +130,7 @@ class ClusterModel:
     @classmethod
     def load(cls, path: str | Path) -> "ClusterModel":
         """Reload a model written by :meth:`save`."""
-        from kerasclf.features.record import load_artifact
+        from kerasclf.features.artifacts import load_artifact
 
         path = Path(path)
         obj = load_artifact(path, "kerasclf.clusters", "clustering model", "ClusterModel.save")

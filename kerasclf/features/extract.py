@@ -3,7 +3,7 @@
 :func:`extract_features` runs images through a model cut at a layer (``"features"`` by default:
 the pooled output before the head of every zoo model), batch by batch, writing each batch into a
 ``.npy`` memmap so memory stays flat however many images there are. The result is cached under a
-key that hashes the model (name + architecture + :func:`~kerasclf.features.record.weights_fingerprint`),
+key that hashes the model (name + architecture + :func:`~kerasclf.features.artifacts.weights_fingerprint`),
 the layer, the image size and channels, and the data (ids + labels + pixels or file stats), so a
 second call with the same inputs is a cache hit that reads the memmap back (``from_cache=True``).
 An extraction writes into a temporary folder that is renamed into place only when complete, so an
@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from kerasclf.errors import DataError, ModelError
-from kerasclf.features.record import (RECORD_VERSION, ExtractorRecord, config_fingerprint,
+from kerasclf.features.artifacts import (RECORD_VERSION, ExtractorRecord, config_fingerprint,
                                       data_fingerprint, hash_json, weights_fingerprint)
 
 __all__ = ["FeatureSet", "extract_features", "feature_model", "load_any_model", "image_batches",
@@ -56,7 +56,7 @@ class FeatureSet:
         features: float32 ``(N, D)``; a read-only memmap when it came from the cache.
         labels: the labels of the N items (as in the :class:`~kerasclf.data.spec.DataSpec`).
         ids: the N item ids (paths, or ``#i`` for in-memory arrays).
-        record: the :class:`~kerasclf.features.record.ExtractorRecord` of the extractor.
+        record: the :class:`~kerasclf.features.artifacts.ExtractorRecord` of the extractor.
         from_cache: ``True`` when read back from the cache without running the model.
         key: the cache key (sha1).
         path: the cache folder of this entry (``None`` when caching was off).

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from kerasclf.errors import DataError, ModelError
-from kerasclf.features.record import ExtractorRecord, build_extractor, save_extractor_files
+from kerasclf.features.artifacts import ExtractorRecord, build_extractor, save_extractor_files
 
 __all__ = ["HEAD_KINDS", "fit_head", "head_proba", "evaluate_head", "save_head", "load_head",
            "HeadPipeline", "SoftmaxLinearSVC", "basic_metrics"]
@@ -231,7 +231,7 @@ def save_head(path: str | Path, head: Any, record: ExtractorRecord, *, extractor
     Example:
         >>> save_head("runs/x/head.joblib", head, fs.record, extractor=model)   # doctest: +SKIP
     """
-    from kerasclf.features.record import artifact_target
+    from kerasclf.features.artifacts import artifact_target
 
     path = artifact_target(path, "head", overwrite)
     record = save_extractor_files(record, extractor, path.parent, path.stem)
@@ -252,7 +252,7 @@ def load_head(path: str | Path) -> "HeadPipeline":
         >>> pipe = load_head("runs/x/head.joblib")  # doctest: +SKIP
         >>> pipe.predict_paths(["new/"])[0]["class"]  # doctest: +SKIP
     """
-    from kerasclf.features.record import load_artifact
+    from kerasclf.features.artifacts import load_artifact
 
     path = Path(path)
     obj = load_artifact(path, "kerasclf.head", "head", "kerasclf.features.save_head")

@@ -2,7 +2,7 @@
 kind of feature pipeline for ``kerasclf predict``.
 
 Example:
-    >>> from kerasclf.features.tasks import run_features, run_head, load_predictor
+    >>> from kerasclf.features.commands import run_features, run_head, load_predictor
     >>> run_features("resnet50_features", "photos/", weights="imagenet")["n_images"]   # doctest: +SKIP
     >>> run_head("photos/", features_model="resnet50_features", kind="logreg",
     ...          out_dir="runs/photos_logreg")["metrics"]["accuracy"]                 # doctest: +SKIP
