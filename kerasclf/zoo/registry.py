@@ -8,14 +8,16 @@ Example:
 """
 from __future__ import annotations
 
+import difflib
 import fnmatch
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kerasclf.errors import UnknownNameError
+from kerasclf.errors import ConfigError, UnknownNameError
 
-__all__ = ["ModelCfg", "register_model", "build", "list_models", "get_cfg", "is_registered"]
+__all__ = ["ModelCfg", "register_model", "register_alias", "build", "list_models", "get_cfg", "is_registered"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,9 @@ class ModelCfg:
 
 
 _REGISTRY: dict[str, tuple[Callable[..., Any], ModelCfg]] = {}
+# name -> (registered builder it stands for, options it fixes, its own cfg); e.g. every
+# keras.applications class name is an alias of backbone_head(backbone=<name>). Not listed.
+_ALIASES: dict[str, tuple[str, dict[str, Any], ModelCfg]] = {}
 
 
 def register_model(*, family: str, input_shape: tuple[int, int, int], name: str | None = None,
@@ -74,6 +79,17 @@ def register_model(*, family: str, input_shape: tuple[int, int, int], name: str 
     return wrap
 
 
+def register_alias(cfg: ModelCfg, target: str, **fixed: Any) -> None:
+    """Make ``cfg.name`` a model name that builds ``target(**fixed, **options)``, described by ``cfg``.
+
+    Aliases are buildable and have a cfg (so recipes, features and Grad-CAM work with them) but
+    ``list_models`` does not list them. Used for the ``keras.applications`` class names.
+    """
+    if target not in _REGISTRY:
+        raise KeyError(f"register_alias: '{target}' is not a registered builder")
+    _ALIASES[cfg.name] = (target, dict(fixed), cfg)
+
+
 def _ensure_loaded() -> None:
     # Importing the package imports every family module, which registers its builders.
     import kerasclf.zoo  # noqa: F401
@@ -87,21 +103,31 @@ def list_models(pattern: str = "*", *, include_private: bool = False) -> list[st
 
 
 def is_registered(name: str) -> bool:
+    """Whether ``build(name)`` knows ``name``: a registered builder or an alias such as ``"MobileNetV2"``."""
     _ensure_loaded()
-    return name in _REGISTRY
+    return name in _REGISTRY or name in _ALIASES
 
 
 def get_cfg(name: str) -> ModelCfg:
-    """The :class:`ModelCfg` of a registered model; raises with close matches if unknown."""
+    """The :class:`ModelCfg` of a model name ``build`` accepts; raises with close matches if unknown.
+
+    Example:
+        >>> cfg = get_cfg("MobileNetV2")
+        >>> cfg.family, cfg.input_shape, cfg.preprocessing, cfg.backbone, cfg.pretrained
+        ('transfer', (224, 224, 3), 'tf', 'backbone', True)
+    """
     _ensure_loaded()
-    if name not in _REGISTRY:
-        raise UnknownNameError("model", name, _REGISTRY, hint="run `kerasclf zoo` to list them")
-    return _REGISTRY[name][1]
+    if name in _REGISTRY:
+        return _REGISTRY[name][1]
+    if name in _ALIASES:
+        return _ALIASES[name][2]
+    raise UnknownNameError("model", name, [*_REGISTRY, *_ALIASES], hint="run `kerasclf zoo` to list them")
 
 
 def get_builder(name: str) -> Callable[..., Any]:
+    """The builder function of a registered model (for an alias: the builder it stands for)."""
     get_cfg(name)
-    return _REGISTRY[name][0]
+    return _REGISTRY[_ALIASES[name][0]][0] if name in _ALIASES else _REGISTRY[name][0]
 
 
 def build(name: str, **kwargs: Any) -> Any:
@@ -109,30 +135,25 @@ def build(name: str, **kwargs: Any) -> Any:
 
     ``build("MobileNetV2", num_classes=5)`` is ``build("backbone_head", backbone="MobileNetV2", ...)``.
     """
-    _ensure_loaded()
-    if name not in _REGISTRY:
-        from kerasclf.zoo.transfer import is_application  # lazy: avoids a cycle
-
-        if is_application(name):
-            return _REGISTRY["backbone_head"][0](backbone=name, **kwargs)
     fn = get_builder(name)
+    if name in _ALIASES:
+        fixed = _ALIASES[name][1]
+        clash = sorted(set(fixed) & set(kwargs))
+        if clash:
+            raise ConfigError(f"model '{name}' already sets option '{clash[0]}' (={fixed[clash[0]]!r}); "
+                              f"remove it, or use model '{_ALIASES[name][0]}' to choose it")
+        kwargs = {**fixed, **kwargs}
     _check_options(name, fn, kwargs)
     return fn(**kwargs)
 
 
 def _check_options(name: str, fn: Callable[..., Any], kwargs: dict[str, Any]) -> None:
     """Unknown builder options become a ConfigError naming them (not a Python TypeError)."""
-    import inspect
-
     params = inspect.signature(fn).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return  # e.g. backbone_head passes the rest to keras.applications, which checks them
     unknown = [k for k in kwargs if k not in params]
     if unknown:
-        import difflib
-
-        from kerasclf.errors import ConfigError
-
         close = difflib.get_close_matches(unknown[0], list(params), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else f"; options: {', '.join(params)}"
         raise ConfigError(f"model '{name}' has no option '{unknown[0]}'{hint}")

@@ -25,9 +25,9 @@ import keras
 from kerasclf.errors import ConfigError, ModelError, UnknownNameError
 from kerasclf.zoo.heads import classifier_head
 from kerasclf.zoo.layers import image_stem
-from kerasclf.zoo.registry import register_model
+from kerasclf.zoo.registry import ModelCfg, register_alias, register_model
 
-__all__ = ["APPLICATIONS", "is_application", "load_backbone", "backbone_head", "vgg16_head",
+__all__ = ["APPLICATIONS", "is_application", "application_cfg", "load_backbone", "backbone_head", "vgg16_head",
            "efficientnet_b0_head", "resnet50_features", "set_backbone_trainable"]
 
 # name -> (preprocessing mode inside the model, default input size); modes follow each
@@ -209,6 +209,26 @@ def backbone_head(num_classes: int = 2, *, backbone: str = "MobileNetV2",
     return _transfer_model(backbone, num_classes, task, input_shape, weights, trainable, fine_tune_from,
                            pooling="flatten" if flatten else "avg", dropout=dropout, hidden=hidden,
                            model_name=f"{backbone.lower()}_head", **backbone_kwargs)
+
+
+def application_cfg(name: str) -> ModelCfg:
+    """The :class:`ModelCfg` of ``build(name)`` for a keras.applications class name: family
+    ``transfer``, the backbone's default input size and preprocessing, nested layer "backbone".
+
+    Example:
+        >>> application_cfg("InceptionV3").input_shape
+        (299, 299, 3)
+    """
+    _application(name)  # an unknown name raises with close matches
+    mode, size = APPLICATIONS[name]
+    return ModelCfg(name=name, family="transfer", input_shape=(size, size, 3),
+                    preprocessing="builtin" if mode == "none" else mode, backbone="backbone",
+                    pretrained=True, description=f"keras.applications.{name} (no top) + the shared head")
+
+
+for _name in APPLICATIONS:  # every application class name builds backbone_head(backbone=<name>)
+    if is_application(_name):
+        register_alias(application_cfg(_name), "backbone_head", backbone=_name)
 
 
 @register_model(family="transfer", input_shape=(224, 224, 3), preprocessing="caffe", backbone="backbone",
