@@ -16,7 +16,34 @@ from kerasclf.errors import ConfigError
 from kerasclf.train.distribute import backup_dir
 from kerasclf.train.recipe import TrainCfg
 
-__all__ = ["make_callbacks", "BatchLossLogger"]
+__all__ = ["make_callbacks", "BatchLossLogger", "monitor_mode"]
+
+# Parts of a Keras metric name that say which way is better. "Lower" is checked first, so a
+# loss or error of anything ("accuracy_loss", "mean_absolute_error") is minimised.
+_LOWER_IS_BETTER = ("loss", "error", "mse", "mae", "mape", "msle", "rmse", "crossentropy", "hinge",
+                    "divergence", "logcosh", "poisson", "false_positives", "false_negatives")
+_HIGHER_IS_BETTER = ("acc", "auc", "precision", "recall", "f1", "fbeta", "iou", "io_u", "r2",
+                     "sensitivity", "specificity", "true_positives", "true_negatives", "kappa")
+
+
+def monitor_mode(monitor: str, *, key: str = "train.monitor") -> str:
+    """``"max"`` or ``"min"``: whether a higher value of the monitored Keras metric is better.
+
+    Accuracy / AUC / precision / recall / F1 / IoU-like metrics are maximised, losses and errors
+    (MSE, MAE, crossentropy ...) minimised; the ``val_`` prefix does not matter. A name that says
+    neither is a ConfigError naming ``key`` (Keras's "auto" would silently minimise it).
+
+    Example:
+        >>> monitor_mode("val_auc"), monitor_mode("val_f1_score"), monitor_mode("val_loss")
+        ('max', 'max', 'min')
+    """
+    name = monitor.lower().removeprefix("val_")
+    if any(part in name for part in _LOWER_IS_BETTER):
+        return "min"
+    if any(part in name for part in _HIGHER_IS_BETTER):
+        return "max"
+    raise ConfigError(f"{key} '{monitor}': cannot tell whether higher is better; monitor a loss/error or an "
+                      f"accuracy/auc/precision/recall/f1/iou metric (e.g. val_loss, val_accuracy)")
 
 
 class BatchLossLogger(keras.callbacks.Callback):
@@ -65,7 +92,7 @@ def make_callbacks(cfg: TrainCfg, run_dir: str | Path, *, stage: int = 1,
     run_dir = Path(run_dir)
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     monitor = cfg.monitor if has_validation else cfg.monitor.replace("val_", "")
-    mode = "max" if any(s in monitor for s in ("acc", "auc", "f1")) else "min"
+    mode = monitor_mode(monitor)
     cbs: list[Any] = [
         keras.callbacks.BackupAndRestore(str(backup_dir(run_dir / "backup" / f"stage{stage}")),
                                          delete_checkpoint=True),
@@ -79,7 +106,8 @@ def make_callbacks(cfg: TrainCfg, run_dir: str | Path, *, stage: int = 1,
         es_monitor = es.monitor if has_validation else es.monitor.replace("val_", "")
         cbs.append(keras.callbacks.EarlyStopping(
             monitor=es_monitor, patience=es.patience, min_delta=es.min_delta,
-            mode="max" if "acc" in es_monitor else "min", restore_best_weights=es.restore_best_weights))
+            mode=monitor_mode(es_monitor, key="train.early_stopping.monitor"),
+            restore_best_weights=es.restore_best_weights))
     if cfg.reduce_lr is not None:
         if schedule_active:
             raise ConfigError("train.reduce_lr cannot be combined with train.schedule (a schedule owns "
@@ -87,5 +115,6 @@ def make_callbacks(cfg: TrainCfg, run_dir: str | Path, *, stage: int = 1,
         r = cfg.reduce_lr
         r_monitor = r.monitor if has_validation else r.monitor.replace("val_", "")
         cbs.append(keras.callbacks.ReduceLROnPlateau(monitor=r_monitor, factor=r.factor, patience=r.patience,
-                                                     min_lr=r.min_lr, mode="max" if "acc" in r_monitor else "min"))
+                                                     min_lr=r.min_lr,
+                                                     mode=monitor_mode(r_monitor, key="train.reduce_lr.monitor")))
     return cbs
