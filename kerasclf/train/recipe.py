@@ -66,9 +66,11 @@ class ModelSection:
 
 @dataclass
 class OptimizerCfg:
+    """``momentum``: sgd / rmsprop only (unset: 0.9 for sgd, 0.0 for rmsprop); ``weight_decay``: every
+    optimizer (unset: 1e-4 for adamw, none for the others); ``clipnorm`` > 0 clips each gradient."""
     name: str = "adam"
     learning_rate: float = 1e-3
-    momentum: float = 0.9
+    momentum: float | None = None
     weight_decay: float | None = None
     clipnorm: float | None = None
 
