@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +26,10 @@ from typing import Any
 import numpy as np
 import yaml
 
-from kerasclf.errors import ConfigError
+from kerasclf.errors import ConfigError, KerasclfError, RunExistsError
 from kerasclf.train.recipe import Recipe, apply_overrides
 
-__all__ = ["compare", "Leaderboard", "load_comparison", "MODES"]
+__all__ = ["compare", "Leaderboard", "load_comparison", "MODES", "RecipeChangedError"]
 
 MODES = ("scratch", "feature_extraction", "fine_tune", "sklearn")
 _ENTRY_KEYS = {"name", "label", "mode", "train", "data", "head", "layer"}
@@ -115,27 +116,98 @@ def _entry_recipe(raw: dict[str, Any], entry: dict[str, Any], manifest: Path, ou
     return label, recipe
 
 
+class RecipeChangedError(RunExistsError):
+    """A comparison folder holds results of another recipe; resuming would mix the two."""
+
+    def __init__(self, path: str | Path, change: str):
+        KerasclfError.__init__(self, f"{path} was run with a different recipe ({change}); pass --overwrite "
+                                     f"to replace it, or give the comparison a new name")
+        self.path, self.change = Path(path), change
+
+
+def _first_difference(old: Any, new: Any, where: str = "") -> str | None:
+    """Where two YAML trees first differ, as ``key.path: old -> new``; ``None`` when equal."""
+    here = where or "recipe"
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in [*old, *(k for k in new if k not in old)]:
+            path = f"{where}.{key}" if where else str(key)
+            if key not in new or key not in old:
+                return f"{path} {'removed' if key not in new else 'added'}"
+            change = _first_difference(old[key], new[key], path)
+            if change:
+                return change
+        return None
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        for i, (a, b) in enumerate(zip(old, new)):
+            change = _first_difference(a, b, f"{where}[{i}]")
+            if change:
+                return change
+        return None
+    if isinstance(old, list) and isinstance(new, list):
+        return f"{here}: {len(old)} -> {len(new)} entries"
+    return None if old == new else f"{here}: {repr(old)[:60]} -> {repr(new)[:60]}"
+
+
+def _stored_comparison(out: Path) -> dict[str, Any] | None:
+    """The recipe as run that ``out/comparison.yaml`` holds; ``None`` if ``out`` is no comparison folder."""
+    path = out / "comparison.yaml"
+    if not path.is_file():
+        return None
+    try:
+        stored = yaml.safe_load(path.read_text())
+    except yaml.YAMLError:
+        return None
+    return stored if isinstance(stored, dict) and isinstance(stored.get("models"), list) else None
+
+
+def _claim_folder(out: Path, raw: dict[str, Any], *, overwrite: bool) -> None:
+    """Make ``out`` this comparison's folder: a new one, the same recipe resumed, or (``overwrite``)
+    a previous comparison replaced. A different recipe without ``overwrite`` is refused, and a
+    folder that is not a kerasclf comparison is never deleted."""
+    as_run = yaml.safe_dump(raw, sort_keys=False)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        stored = _stored_comparison(out) if out.is_dir() else None
+        if stored is None:
+            raise ConfigError(f"{out} exists and is not a kerasclf comparison folder (no valid comparison.yaml); "
+                              f"refusing to touch it, even with --overwrite; give the comparison another name")
+        if overwrite:
+            shutil.rmtree(out)
+        else:
+            change = _first_difference(stored, yaml.safe_load(as_run))
+            if change:
+                raise RecipeChangedError(out, change)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "comparison.yaml").write_text(as_run)
+
+
+def _check_entry(run_dir: Path, recipe: Recipe) -> None:
+    """Refuse to reuse a model's folder (metrics, checkpoints) that another recipe made."""
+    if not run_dir.is_dir() or not any(run_dir.iterdir()):
+        return
+    stored_path = run_dir / "recipe.yaml"
+    if not stored_path.is_file():
+        raise RecipeChangedError(run_dir, "it holds no recipe.yaml to compare with")
+    change = _first_difference(yaml.safe_load(stored_path.read_text()), yaml.safe_load(recipe.to_yaml()))
+    if change:
+        raise RecipeChangedError(run_dir, change)
+
+
 def compare(recipe_path: str | Path, *, overrides: list[str] | None = None, output_dir: str | None = None,
             overwrite: bool = False, tta: bool | None = None, ensemble: int | None = None,
             verbose: int = 0) -> Leaderboard:
     """Train every model of a comparison recipe on one split; write the leaderboard and report.
 
-    Resuming: a model whose run folder holds ``metrics.json`` is read back, not retrained.
-    ``--overwrite`` starts the comparison afresh.
+    Resuming: only the identical recipe (``comparison.yaml`` in the folder, and each model's
+    ``recipe.yaml``) resumes, and a model whose folder holds ``metrics.json`` is read back, not
+    retrained. After an edit, :class:`RecipeChangedError` names the folder; ``overwrite=True``
+    (``--overwrite``) replaces a previous comparison folder (never any other folder).
     """
     from kerasclf.data import sources, splits
     from kerasclf.train.fit import train
 
     raw = load_comparison(recipe_path, overrides)
     out = Path(output_dir or raw.get("output_dir", "runs")) / raw["name"]
-    if out.exists() and overwrite:
-        import shutil
-
-        if not (out / "comparison.yaml").is_file():
-            raise ConfigError(f"{out} is not a kerasclf comparison folder; refusing to delete it")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "comparison.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    _claim_folder(out, raw, overwrite=overwrite)
 
     base = Recipe.from_dict({k: v for k, v in raw.items() if k in ("name", "data", "train")})
     spec = sources.load({"source": base.data.source, **base.data.options})
@@ -147,9 +219,12 @@ def compare(recipe_path: str | Path, *, overrides: list[str] | None = None, outp
     for entry in raw["models"]:
         label, recipe = _entry_recipe(raw, entry, manifest, out)
         run_dir = out / "models" / label
+        _check_entry(run_dir, recipe)
         if (run_dir / "metrics.json").is_file():
             metrics = json.loads((run_dir / "metrics.json").read_text())
         elif entry.get("mode") == "sklearn":
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "recipe.yaml").write_text(recipe.to_yaml())  # the recipe as run (train writes its own)
             metrics = _sklearn_entry(entry, recipe, spec, manifest, run_dir)
         else:
             if run_dir.exists():  # an interrupted model: continue it

@@ -1,10 +1,13 @@
 """`compare`: six small models (three modes + a scikit-learn head) on one split, resumable."""
 import json
 
+import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
-from kerasclf.experiment import compare
+from kerasclf.errors import ConfigError
+from kerasclf.experiment import RecipeChangedError, compare
 
 MODELS = [
     {"name": "simple_cnn", "mode": "scratch", "label": "simple"},
@@ -40,7 +43,13 @@ def test_compare_six_models_leaderboard_and_resume(recipe, tmp_path):
     vals = [r["val_acc"] for r in board.rows]
     assert vals == sorted(vals, reverse=True) and board.best == board.rows[0]["label"]
     assert all(r["params"] and r["train_time_s"] is not None for r in board.rows)
-    assert 0.0 <= board.test["accuracy"] <= 1.0 and board.test["model"] == board.best
+    test = board.test
+    print(f"\nbest {board.best}: val {board.rows[0]['val_acc']:.3f}, test {test['accuracy']:.3f}")
+    assert test["model"] == board.best and test["val_acc"] == board.rows[0]["val_acc"]
+    with (out / "split.csv").open() as f:
+        assert test["n"] == sum(row["split"] == "test" for row in csv.DictReader(f))
+    assert test["accuracy"] == pytest.approx(np.trace(test["confusion_counts"]) / test["n"])
+    assert test["accuracy"] > 0.3  # ten digits: chance is 0.1
     assert set(board.gains) == {"tta", "ensemble"}
     for name in ("leaderboard.csv", "leaderboard.json", "split.csv", "report.html"):
         assert (out / name).is_file(), name
@@ -57,3 +66,104 @@ def test_compare_six_models_leaderboard_and_resume(recipe, tmp_path):
     assert [r["label"] for r in again.rows] == [r["label"] for r in board.rows]
     assert stamps == {r["label"]: (out / "models" / r["label"] / "metrics.json").stat().st_mtime_ns
                       for r in again.rows}
+
+
+# --- an edited recipe never silently reuses or rewrites a comparison folder -------------------
+
+def _small(root, epochs=1, lr=0.01, name="small"):
+    """A one-model comparison on 24 tiny images (three classes), written to ``root/<name>.yaml``."""
+    images = root / "images"
+    if not images.is_dir():
+        rng = np.random.default_rng(0)
+        for c in range(3):
+            (images / f"c{c}").mkdir(parents=True)
+            for i in range(8):
+                Image.fromarray(rng.integers(0, 255, (16, 16, 3)).astype("uint8")).save(images / f"c{c}" / f"{i}.png")
+    path = root / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": name, "output_dir": str(root / "runs"),
+        "data": {"source": "folder", "path": str(images), "image_size": [32, 32], "batch_size": 8},
+        "train": {"epochs": epochs, "verbose": 0, "jit_compile": False},
+        "models": [{"name": "simple_cnn", "label": "cnn", "train": {"optimizer": {"name": "sgd",
+                                                                                  "learning_rate": lr}}}],
+    }))
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_done(tmp_path_factory):
+    """One finished one-model comparison, shared (read-only) by the tests below: ``(root, out)``."""
+    root = tmp_path_factory.mktemp("cmp_small")
+    compare(_small(root))
+    return root, root / "runs" / "small"
+
+
+def _state(out):
+    return ((out / "comparison.yaml").read_text(), (out / "split.csv").read_text(),
+            (out / "models" / "cnn" / "recipe.yaml").read_text(),
+            (out / "models" / "cnn" / "metrics.json").stat().st_mtime_ns)
+
+
+def test_compare_resumes_only_the_identical_recipe(small_done):
+    root, out = small_done
+    before = _state(out)
+    board = compare(_small(root))  # the identical recipe resumes: nothing retrained or rewritten
+    assert _state(out) == before and board.rows[0]["label"] == "cnn"
+    for edit, overrides, change in [({"epochs": 2}, None, "train.epochs: 1 -> 2"),
+                                    ({"lr": 0.05}, None, "models[0].train.optimizer.learning_rate: 0.01 -> 0.05"),
+                                    ({}, ["data.batch_size=4"], "data.batch_size: 8 -> 4")]:
+        with pytest.raises(RecipeChangedError) as info:
+            compare(_small(root, **edit), overrides=overrides)
+        message = str(info.value)
+        assert str(out) in message and change in message and "--overwrite" in message and "\n" not in message
+        assert _state(out) == before  # comparison.yaml, split.csv and the model's results untouched
+    _small(root)  # the recipe file as it was
+
+
+def test_cli_compare_prints_one_line_and_exits_2_on_an_edited_recipe(small_done, capsys):
+    from kerasclf.cli import main
+
+    root, out = small_done
+    before = _state(out)
+    assert main(["compare", str(_small(root)), "--set", "train.epochs=3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "train.epochs: 1 -> 3" in err and "--overwrite" in err
+    assert len(err.splitlines()) == 1 and _state(out) == before
+
+
+def test_compare_refuses_a_model_folder_made_by_another_recipe(small_done):
+    root, out = small_done
+    stored = out / "models" / "cnn" / "recipe.yaml"
+    original = stored.read_text()
+    recipe = yaml.safe_load(original)
+    recipe["train"]["epochs"] = 7  # e.g. a folder left by an older comparison of the same name
+    stored.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    try:
+        with pytest.raises(RecipeChangedError,
+                           match=r"models/cnn was run with a different recipe \(train.epochs: 7 -> 1\)"):
+            compare(_small(root))
+    finally:
+        stored.write_text(original)
+
+
+def test_overwrite_replaces_a_previous_comparison(tmp_path):
+    out = tmp_path / "runs" / "small"
+    (out / "models" / "cnn").mkdir(parents=True)
+    (out / "comparison.yaml").write_text(yaml.safe_dump({"name": "small", "models": [{"name": "resnet"}]}))
+    (out / "models" / "cnn" / "metrics.json").write_text('{"stale": true}')
+    with pytest.raises(RecipeChangedError, match="models removed|models\\[0\\].name: 'resnet' -> 'simple_cnn'"):
+        compare(_small(tmp_path, epochs=2))
+    board = compare(_small(tmp_path, epochs=2), overwrite=True)
+    assert yaml.safe_load((out / "comparison.yaml").read_text())["train"]["epochs"] == 2
+    metrics = json.loads((out / "models" / "cnn" / "metrics.json").read_text())
+    assert "stale" not in metrics and metrics["epochs"] == 2 and board.rows[0]["label"] == "cnn"
+
+
+def test_compare_never_touches_a_folder_that_is_not_a_comparison(tmp_path):
+    out = tmp_path / "runs" / "small"
+    out.mkdir(parents=True)
+    (out / "notes.txt").write_text("mine")
+    for overwrite in (False, True):
+        with pytest.raises(ConfigError, match="not a kerasclf comparison folder"):
+            compare(_small(tmp_path), overwrite=overwrite)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
