@@ -16,6 +16,7 @@ parser.add_argument("folder", help="cat/ and dog/ subfolders, or a flat folder w
 parser.add_argument("--flat", action="store_true", help="class from the file name (cat.12.jpg)")
 parser.add_argument("--mobilenet", action="store_true")
 parser.add_argument("--epochs", type=int, default=3)
+parser.add_argument("--overwrite", action="store_true", help="replace the output folder if it exists")
 args = parser.parse_args()
 
 overrides = [f"data.path={args.folder}", f"train.epochs={args.epochs}"]
@@ -23,7 +24,7 @@ if args.flat:
     overrides += ["data.source=flat", r"data.pattern=^([A-Za-z]+)[._-]"]
 if args.mobilenet:
     overrides += ["model.name=backbone_head", "model.backbone=MobileNet", "model.alpha=0.25"]
-result = train(load_recipe("zoo/catsdogs_vgg16.yaml", overrides), overwrite=True)
+result = train(load_recipe("zoo/catsdogs_vgg16.yaml", overrides), overwrite=args.overwrite)
 print(f"test accuracy: {result.metrics['test']['accuracy']:.3f}")
 
 one_photo = next(p for p in sorted(Path(args.folder).rglob("*.jpg")))

@@ -13,6 +13,7 @@ parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.R
 parser.add_argument("celeba", help="folder with list_attr_celeba.txt and img_align_celeba/")
 parser.add_argument("--epochs", type=int, default=3)
 parser.add_argument("--attributes", default="seed32", help="seed32, a number, or a comma list")
+parser.add_argument("--overwrite", action="store_true", help="replace the output folder if it exists")
 args = parser.parse_args()
 
 root = Path(args.celeba)
@@ -20,7 +21,7 @@ attrs = args.attributes if args.attributes in ("seed32",) or args.attributes.isd
 result = train(load_recipe("zoo/celeba_resnet.yaml", [
     f"data.attr_file={root / 'list_attr_celeba.txt'}", f"data.image_dir={root / 'img_align_celeba'}",
     f"data.attributes={attrs}", f"train.epochs={args.epochs}",
-    "model.stages=[32, 64, 128]", "model.units_per_stage=[1, 1, 1]"]), overwrite=True)
+    "model.stages=[32, 64, 128]", "model.units_per_stage=[1, 1, 1]"]), overwrite=args.overwrite)
 test = result.metrics["test"]
 print(f"mean per-attribute accuracy: {test['accuracy']:.3f}")
 report = analyze_run(result.run_dir, explain_methods=("gradcam",))

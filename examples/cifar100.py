@@ -16,6 +16,7 @@ parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.R
 parser.add_argument("net", choices=sorted(RECIPES))
 parser.add_argument("--epochs", type=int, help="override the recipe's epochs")
 parser.add_argument("--subset", help="an .npz of CIFAR-100 arrays instead of the full download")
+parser.add_argument("--overwrite", action="store_true", help="replace the output folder if it exists")
 args = parser.parse_args()
 
 overrides = [f"name=cifar100_{args.net}"]
@@ -23,5 +24,5 @@ if args.epochs:
     overrides.append(f"train.epochs={args.epochs}")
 if args.subset:
     overrides += ["data.source=npz", f"data.path={args.subset}", "data.name=null"]
-result = train(load_recipe(RECIPES[args.net], overrides), overwrite=True)
+result = train(load_recipe(RECIPES[args.net], overrides), overwrite=args.overwrite)
 print(f"test accuracy: {result.metrics['test']['accuracy']:.3f}  (run folder: {result.run_dir})")

@@ -22,6 +22,7 @@ parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.R
 parser.add_argument("folder")
 parser.add_argument("--new", help="a folder of new images to classify at the end")
 parser.add_argument("--epochs", type=int, default=5)
+parser.add_argument("--overwrite", action="store_true", help="replace the output folder if it exists")
 args = parser.parse_args()
 
 run_check(args.folder, out_json="runs/own_folder_check.json")
@@ -37,7 +38,7 @@ path = Path("runs") / f"{recipe['name']}.yaml"
 path.parent.mkdir(exist_ok=True)
 path.write_text(yaml.safe_dump(recipe))
 
-board = compare(path)
+board = compare(path, overwrite=args.overwrite)
 print(board.table())
 print(f"best: {board.best}, test accuracy {board.test['accuracy']:.3f}; report: {board.out_dir / 'report.html'}")
 best = board.out_dir / "models" / board.best
