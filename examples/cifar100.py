@@ -9,8 +9,8 @@ import argparse
 
 from kerasclf.train import load_recipe, train
 
-RECIPES = {"simple": "zoo/cifar100_simple_cnn.yaml", "deep": "zoo/cifar100_deep_cnn.yaml",
-           "effnet": "zoo/cifar100_efficientnet_b0.yaml"}
+RECIPES = {"simple": "cifar100_simple_cnn", "deep": "cifar100_deep_cnn",  # built-in recipe names
+           "effnet": "cifar100_efficientnet_b0"}
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("net", choices=sorted(RECIPES))

@@ -2,33 +2,41 @@
 
 A user error (:class:`~kerasclf.errors.KerasclfError`) is printed on one line and exits 2.
 
+TensorFlow's C++ start-up lines are hidden (``import kerasclf`` does it, see
+:mod:`kerasclf._startup`); ``kerasclf --verbose COMMAND`` shows them.
+
 Example:
     $ kerasclf demo
     $ kerasclf zoo "*net*"
-    $ kerasclf train zoo/cifar100_simple_cnn.yaml --set train.epochs=3
+    $ kerasclf recipes
+    $ kerasclf train cifar100_simple_cnn --set train.epochs=3
     $ kerasclf predict runs/demo/model.keras new_images/ --out predictions.csv
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from kerasclf import __version__
+from kerasclf.data.checks import run_check
+from kerasclf.errors import KerasclfError
+from kerasclf.evaluate import analyze_run, evaluate_model
+from kerasclf.features.cluster import ClusterModel, as_spec, predict_folder, read_names, run_cluster
+from kerasclf.features.commands import load_predictor
+from kerasclf.features.extract import extract_features
+from kerasclf.predict import format_table, predict_paths
+from kerasclf.recipes import describe
+from kerasclf.train import load_recipe, train
+from kerasclf.zoo import build, get_cfg, list_models
+
 __all__ = ["main", "build_parser"]
 
 
-def _quiet_tensorflow() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
-    from kerasclf.train import load_recipe, train
-
     overrides = list(args.set or [])
     if args.epochs is not None:
         overrides.append(f"train.epochs={args.epochs}")
@@ -47,8 +55,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from kerasclf.train import load_recipe, train
-
     overrides = list(args.set or [])
     if args.name:
         overrides.append(f"name={args.name}")
@@ -71,8 +77,6 @@ def _print_run(result: Any) -> None:
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
-    from kerasclf.zoo import build, get_cfg, list_models
-
     names = list_models(args.pattern)
     rows = []
     for name in names:
@@ -93,13 +97,17 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recipes(args: argparse.Namespace) -> int:
+    """Print each built-in recipe's name and description, one per line."""
+    described = describe()
+    width = max(map(len, described))
+    for name, text in described.items():
+        print(f"{name.ljust(width)}  {text}")
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
-    from kerasclf.predict import format_table, predict_paths
-
     if str(args.model).endswith(".joblib"):  # a scikit-learn head or a clustering of features
-        from kerasclf.features.cluster import ClusterModel, predict_folder, read_names
-        from kerasclf.features.commands import load_predictor
-
         predictor = load_predictor(args.model)
         if isinstance(predictor, ClusterModel):
             names = read_names(args.names, predictor.k) if args.names else None
@@ -119,8 +127,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from kerasclf.predict import evaluate_model
-
     metrics = evaluate_model(args.model, args.data, batch_size=args.batch_size)
     print(f"images: {metrics['n_images']}  accuracy: {metrics['accuracy']:.4f}")
     if args.json:
@@ -130,8 +136,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from kerasclf.data.checks import run_check
-
     report = run_check(args.data, out_json=args.json)
     return 1 if args.strict and report.bad_files else 0
 
@@ -151,8 +155,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from kerasclf.analysis.run_analysis import analyze_run
-
     methods = tuple(m for m in args.explain.split(",") if m) if args.explain != "none" else ()
     result = analyze_run(args.target, args.data, split=args.split, out_dir=args.out,
                          explain_methods=methods, max_gallery=args.gallery)
@@ -168,10 +170,7 @@ def _weights_arg(value: str | None) -> Any:
 
 
 def cmd_features(args: argparse.Namespace) -> int:
-    from kerasclf.features.cluster import _as_spec
-    from kerasclf.features.extract import extract_features
-
-    spec = _as_spec(args.data)
+    spec = as_spec(args.data)
     kw = {} if args.weights == "default" else {"weights": _weights_arg(args.weights)}
     fs = extract_features(args.model, spec, layer=args.layer, batch_size=args.batch_size,
                           cache_dir=args.cache_dir, verbose=1, **kw)
@@ -183,8 +182,6 @@ def cmd_features(args: argparse.Namespace) -> int:
 
 
 def cmd_cluster(args: argparse.Namespace) -> int:
-    from kerasclf.features.cluster import run_cluster
-
     pca = None if args.pca in (None, "none") else (float(args.pca) if "." in args.pca else int(args.pca))
     elbow = [int(k) for k in args.elbow.split(",")] if args.elbow else None
     kw = {} if args.weights == "default" else {"weights": _weights_arg(args.weights)}
@@ -200,9 +197,10 @@ def cmd_cluster(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kerasclf", description="Image classification with Keras 3: "
                                 "train, compare, analyse, predict.")
-    from kerasclf import __version__
-
     p.add_argument("--version", action="version", version=f"kerasclf {__version__}")
+    p.add_argument("--verbose", action="store_true", dest="tf_logs",
+                   help="show TensorFlow's C++ start-up lines (give it before the command: "
+                        "kerasclf --verbose zoo); same as KERASCLF_VERBOSE=1")
     sub = p.add_subparsers(dest="command", required=True)
 
     def verbosity(sp: argparse.ArgumentParser) -> None:
@@ -220,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
 
     t = sub.add_parser("train", help="train one recipe (YAML) into runs/<name>/")
-    t.add_argument("recipe", help="a YAML recipe path or a built-in recipe name")
+    t.add_argument("recipe", help="a YAML recipe path or a built-in recipe name (see `kerasclf recipes`)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a recipe key, e.g. --set train.epochs=3 (repeatable)")
     t.add_argument("--name", help="run name (default: the recipe's)")
@@ -234,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. '*net*'")
     z.add_argument("--no-params", action="store_true", help="skip building models to count params")
     z.set_defaults(func=cmd_zoo)
+
+    rc = sub.add_parser("recipes", help="list the built-in recipes: name and description")
+    rc.set_defaults(func=cmd_recipes)
 
     pr = sub.add_parser("predict", help="classify image files or folders with a saved model")
     pr.add_argument("model", help="a .keras / .h5 file, an export folder, or a head/clusters .joblib")
@@ -275,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     fe = sub.add_parser("features", help="extract (and cache) pooled features of a model on a dataset")
     fe.add_argument("model", help="zoo name (resnet50_features), .keras file of a trained model")
     fe.add_argument("data", help="a folder, or 'digits'")
-    fe.add_argument("--layer", default="features")
+    fe.add_argument("--layer", default="auto", help="feature layer (default: the zoo model's, else \"features\", else the output)")
     fe.add_argument("--weights", default="default", help="imagenet | none | a weights file")
     fe.add_argument("--batch-size", type=int, default=64)
     fe.add_argument("--cache-dir", default=None, help="feature cache folder (default ~/.cache/kerasclf/features)")
@@ -285,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("data", help="a folder (class subfolders optional), or 'digits'")
     cl.add_argument("--features", default="resnet50_features", help="zoo name or model file")
     cl.add_argument("--weights", default="default", help="imagenet | none | a weights file")
-    cl.add_argument("--layer", default="features")
+    cl.add_argument("--layer", default="auto", help="feature layer (default: the zoo model's, else \"features\", else the output)")
     cl.add_argument("--pca", default="50", help="components (int), variance kept (0.95) or none")
     cl.add_argument("--k", type=int, default=8)
     cl.add_argument("--elbow", help="comma-separated K values for the elbow/silhouette plot")
@@ -303,9 +304,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``kerasclf`` console script."""
-    _quiet_tensorflow()
-    from kerasclf.errors import KerasclfError
-
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

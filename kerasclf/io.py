@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import zipfile
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from kerasclf.errors import ModelError
+from kerasclf.zoo import build
 
 __all__ = ["save_model", "load_model", "LoadedModel", "read_meta", "model_format"]
 
@@ -188,9 +190,7 @@ def load_model(path: str | Path, *, num_classes: int | None = None, compile: boo
 
             model = keras.models.load_model(path, compile=compile)
     except (OSError, ValueError, TypeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{path}: could not load this {fmt} model ({first[:200]}); "
-                         f"was it saved by Keras 3 / kerasclf?") from None
+        raise ModelError(_load_error(path, fmt, exc)) from None
     loaded = LoadedModel(path=path, format=fmt, model=model, meta=meta)
     if num_classes is not None:
         units = loaded.num_outputs
@@ -200,6 +200,48 @@ def load_model(path: str | Path, *, num_classes: int | None = None, compile: boo
                              f"({len(loaded.class_names)} classes) but num_classes={num_classes} was "
                              f"given; use the model trained for these classes or pass num_classes={len(loaded.class_names)}")
     return loaded
+
+
+def load_any_model(model_or_name: Any, **build_kwargs: Any) -> Any:
+    """A Keras model from a model, a :class:`LoadedModel`, a saved ``.keras``/``.h5`` file or a zoo name.
+
+    Args:
+        model_or_name: ``keras.Model``; ``LoadedModel``; path to ``.keras``/``.h5``; registry or
+            ``keras.applications`` name.
+        **build_kwargs: passed to :func:`kerasclf.zoo.build` for a name (e.g. ``weights=None``).
+
+    Example:
+        >>> m = load_any_model("resnet50_features", weights="imagenet")   # doctest: +SKIP
+    """
+    if isinstance(model_or_name, LoadedModel):
+        return model_or_name.model
+    if not isinstance(model_or_name, (str, Path)):
+        return model_or_name  # already a model
+    name = str(model_or_name)
+    if Path(name).suffix in (".keras", ".h5", ".hdf5") or Path(name).is_dir():
+        loaded = load_model(name)
+        if loaded.format == "export":
+            raise ModelError(f"{name}: an exported SavedModel has no layers to cut; "
+                             f"use the .keras file of the model")
+        return loaded.model
+    return build(name, **build_kwargs)
+
+
+_UNKNOWN_CLASS = re.compile(r"Could not locate (?:class|function) '([^']+)'")
+
+
+def _load_error(path: Path, fmt: str, exc: Exception) -> str:
+    """One line for a model Keras could not load; an unregistered custom class names the fix."""
+    text = str(exc).strip()
+    missing = _UNKNOWN_CLASS.search(text)
+    if missing:
+        name = missing.group(1)
+        return (f"{path}: Keras does not know the custom class '{name}' this model uses; "
+                f"`import kerasclf` (it registers its own layers) and the package that defines any other "
+                f"custom layer before `keras.saving.load_model`; if '{name}' is a kerasclf layer, the model "
+                f"was saved by a newer kerasclf: upgrade it")
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return f"{path}: could not load this {fmt} model ({first[:200]}); was it saved by Keras 3 / kerasclf?"
 
 
 def _json_default(obj: Any) -> Any:

@@ -1,12 +1,18 @@
 """The command line: one-line errors with exit 2, the zoo listing, train/predict/evaluate."""
-import subprocess
-import sys
+import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+import keras
+
+import kerasclf
 from kerasclf.cli import main
+from kerasclf.zoo import build
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _err_line(capsys):
@@ -32,7 +38,7 @@ def test_empty_class_folder_is_one_line_exit_2(tmp_path, capsys):
     (tmp_path / "imgs" / "cat").mkdir(parents=True)
     (tmp_path / "imgs" / "dog").mkdir()
     Image.fromarray(np.zeros((8, 8, 3), "uint8")).save(tmp_path / "imgs" / "cat" / "a.png")
-    code = main(["train", "zoo/own_folder.yaml", "--set", f"data.path={tmp_path / 'imgs'}",
+    code = main(["train", "own_folder", "--set", f"data.path={tmp_path / 'imgs'}",
                  "--output-dir", str(tmp_path / "runs")])
     assert code == 2
     assert "dog" in _err_line(capsys)
@@ -44,9 +50,23 @@ def test_zoo_lists_models(capsys):
     assert "simple_cnn" in out and "1,777,636" in out and "32x32x3" in out
 
 
-def test_console_script_entry_point():
-    proc = subprocess.run([sys.executable, "-m", "kerasclf.cli", "--version"], capture_output=True, text=True)
-    assert proc.returncode == 0 and "kerasclf" in proc.stdout
+def test_unregistered_custom_layer_is_one_line_naming_the_fix(tmp_path, monkeypatch, capsys):
+    model = tmp_path / "m.keras"
+    build("simple_cnn", num_classes=2).save(model)
+    Image.fromarray(np.zeros((8, 8, 3), "uint8")).save(tmp_path / "a.png")
+    monkeypatch.delitem(keras.saving.get_custom_objects(), "kerasclf>Preprocess")
+    assert main(["predict", str(model), str(tmp_path / "a.png")]) == 2
+    line = _err_line(capsys)
+    assert "'Preprocess'" in line and "`import kerasclf`" in line
+
+
+def test_console_script_entry_point(capsys):
+    """`kerasclf` is cli.main (run as a program in tests/test_startup.py); --version answers."""
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"kerasclf": "kerasclf.cli:main"}
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.strip() == f"kerasclf {kerasclf.__version__}"
 
 
 def test_demo_train_predict_evaluate(tmp_path, capsys):

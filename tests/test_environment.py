@@ -1,5 +1,6 @@
 """environment.yml parses and pins the same TensorFlow as pyproject.toml."""
 import re
+import sys
 import tomllib
 from pathlib import Path
 
@@ -40,3 +41,12 @@ def test_readme_opens_with_the_two_setup_lines():
     assert len(lines) == 2
     assert "kerasclf demo" in lines[0] and lines[1].startswith("pytest")
     assert text.index("<!-- setup:begin -->") < 1200  # near the top
+
+
+def test_python_claim_matches_code():
+    """README, pyproject and environment.yml agree on Python 3.11+ (the suite itself uses tomllib)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["requires-python"] == ">=3.11"
+    assert sys.version_info >= (3, 11)
+    readme = (ROOT / "README.md").read_text()
+    assert "Python 3.11+" in readme and "3.10" not in readme

@@ -53,7 +53,7 @@ def test_load_builtin_and_yaml_errors(tmp_path):
         load_recipe(tmp_path / "missing.yaml")
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "zoo").glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", sorted((ROOT / "kerasclf" / "recipes").glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_zoo_recipe_validates_and_names_a_registered_model(path):
     from kerasclf.experiment import _entry_recipe, load_comparison
     from kerasclf.zoo import is_registered
