@@ -24,7 +24,7 @@ if args.flat:
     overrides += ["data.source=flat", r"data.pattern=^([A-Za-z]+)[._-]"]
 if args.mobilenet:
     overrides += ["model.name=backbone_head", "model.backbone=MobileNet", "model.alpha=0.25"]
-result = train(load_recipe("zoo/catsdogs_vgg16.yaml", overrides), overwrite=args.overwrite)
+result = train(load_recipe("catsdogs_vgg16", overrides), overwrite=args.overwrite)
 print(f"test accuracy: {result.metrics['test']['accuracy']:.3f}")
 
 one_photo = next(p for p in sorted(Path(args.folder).rglob("*.jpg")))

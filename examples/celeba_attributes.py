@@ -6,7 +6,7 @@ a ResNet of ResidualUnits, binary accuracy at a threshold chosen on validation.
 import argparse
 from pathlib import Path
 
-from kerasclf.analysis.run_analysis import analyze_run
+from kerasclf.evaluate import analyze_run
 from kerasclf.train import load_recipe, train
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -18,7 +18,7 @@ args = parser.parse_args()
 
 root = Path(args.celeba)
 attrs = args.attributes if args.attributes in ("seed32",) or args.attributes.isdigit() else f"[{args.attributes}]"
-result = train(load_recipe("zoo/celeba_resnet.yaml", [
+result = train(load_recipe("celeba_resnet", [
     f"data.attr_file={root / 'list_attr_celeba.txt'}", f"data.image_dir={root / 'img_align_celeba'}",
     f"data.attributes={attrs}", f"train.epochs={args.epochs}",
     "model.stages=[32, 64, 128]", "model.units_per_stage=[1, 1, 1]"]), overwrite=args.overwrite)

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import yaml
 
-from kerasclf.analysis.run_analysis import analyze_run
+from kerasclf.evaluate import analyze_run
 from kerasclf.data.checks import run_check
 from kerasclf.experiment import compare
 from kerasclf.predict import format_table, predict_paths
+from kerasclf.recipes import builtin_path
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("folder")
@@ -27,7 +28,7 @@ args = parser.parse_args()
 
 run_check(args.folder, out_json="runs/own_folder_check.json")
 
-recipe = yaml.safe_load(Path("zoo/compare_digits.yaml").read_text())
+recipe = yaml.safe_load(builtin_path("compare_digits").read_text())
 recipe["name"] = f"compare_{Path(args.folder).name}"
 recipe["data"] = {"source": "folder", "path": args.folder, "image_size": [128, 128], "batch_size": 32,
                   "augment": "light"}

@@ -26,7 +26,16 @@ from typing import Any
 import numpy as np
 import yaml
 
+from kerasclf.analysis.metrics import classification_metrics
+from kerasclf.analysis.report import comparison_report
+from kerasclf.data import sources, splits
+from kerasclf.data.pipeline import split_arrays
 from kerasclf.errors import ConfigError, KerasclfError, RunExistsError
+from kerasclf.features.extract import extract_features
+from kerasclf.features.heads import evaluate_head, fit_head, load_head, save_head
+from kerasclf.io import load_model
+from kerasclf.train.fit import train
+from kerasclf.zoo import build, get_cfg
 from kerasclf.train.recipe import Recipe, apply_overrides
 
 __all__ = ["compare", "Leaderboard", "load_comparison", "MODES", "RecipeChangedError"]
@@ -202,9 +211,6 @@ def compare(recipe_path: str | Path, *, overrides: list[str] | None = None, outp
     retrained. After an edit, :class:`RecipeChangedError` names the folder; ``overwrite=True``
     (``--overwrite``) replaces a previous comparison folder (never any other folder).
     """
-    from kerasclf.data import sources, splits
-    from kerasclf.train.fit import train
-
     raw = load_comparison(recipe_path, overrides)
     out = Path(output_dir or raw.get("output_dir", "runs")) / raw["name"]
     _claim_folder(out, raw, overwrite=overwrite)
@@ -277,28 +283,20 @@ class _SplitArrays:
     ensemble and the final test evaluation."""
 
     def __init__(self, spec: Any, manifest: Path):
-        from kerasclf.data import splits
-
         self.spec, self.parts = spec, splits.read_manifest(manifest, spec)
         self._memo: dict[tuple[str, tuple[int, int]], tuple[np.ndarray, np.ndarray]] = {}
 
     def __call__(self, part: str, image_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-        from kerasclf.analysis.run_analysis import split_arrays
-
         key = (part, tuple(int(v) for v in image_size))
         if key not in self._memo:
-            self._memo[key] = split_arrays(self.spec, self.parts[part], key[1])
+            self._memo[key] = split_arrays(self.spec, self.parts[part], image_size=key[1])
         return self._memo[key]
 
 
 def _predictor(row: dict[str, Any]) -> Any:
     run_dir = Path(row["run_dir"])
     if row["mode"] == "sklearn":
-        from kerasclf.features.heads import load_head
-
         return load_head(run_dir / "head.joblib")
-    from kerasclf.io import load_model
-
     return load_model(run_dir / "model.keras")
 
 
@@ -309,8 +307,6 @@ def _predict(pred: Any, images: np.ndarray) -> np.ndarray:
 
 
 def _accuracy(y: np.ndarray, p: np.ndarray, task: str, names: list[str]) -> float:
-    from kerasclf.analysis.metrics import classification_metrics
-
     return float(classification_metrics(y, p, task, names)["accuracy"])
 
 
@@ -338,8 +334,6 @@ def _ensemble_gain(rows: list[dict[str, Any]], spec: Any, arrays: _SplitArrays) 
 
 
 def _evaluate_best(row: dict[str, Any], spec: Any, arrays: _SplitArrays) -> dict[str, Any]:
-    from kerasclf.analysis.metrics import classification_metrics
-
     model = _predictor(row)  # a LoadedModel or a scikit-learn HeadPipeline: both know their size
     x, y = arrays("test", model.image_size)
     result = classification_metrics(y, _predict(model, x), spec.task, spec.class_names)
@@ -350,14 +344,9 @@ def _evaluate_best(row: dict[str, Any], spec: Any, arrays: _SplitArrays) -> dict
 
 def _sklearn_entry(entry: dict[str, Any], recipe: Recipe, spec: Any, manifest: Path, run_dir: Path) -> dict[str, Any]:
     """A scikit-learn head on features of a (frozen) zoo model, scored like the Keras models."""
-    from kerasclf.data import splits
-    from kerasclf.features.extract import extract_features
-    from kerasclf.features.heads import evaluate_head, fit_head, save_head
-    from kerasclf.zoo import build
-
     run_dir.mkdir(parents=True, exist_ok=True)
     parts = splits.read_manifest(manifest, spec)
-    size = tuple(recipe.data.image_size or (224, 224))
+    size = tuple(recipe.data.image_size or get_cfg(recipe.model.name).input_shape[:2])
     opts = {k: v for k, v in recipe.model.options.items() if k != "trainable"}
     extractor = build(recipe.model.name, num_classes=max(2, spec.num_classes), input_shape=(*size, 3), **opts)
     t0 = time.perf_counter()
@@ -386,9 +375,4 @@ def _write_outputs(board: Leaderboard) -> None:
         w.writerows(board.rows)
     summary = {"best": board.best, "test": board.test, "gains": board.gains, "leaderboard": board.rows}
     (out / "leaderboard.json").write_text(json.dumps(summary, indent=2, default=float))
-    try:
-        from kerasclf.analysis.report import comparison_report
-
-        comparison_report(board, out / "report.html")
-    except ImportError:  # pragma: no cover - the analysis layer is part of the package
-        pass
+    comparison_report(board, out / "report.html")

@@ -12,7 +12,7 @@ Example:
 from kerasclf.analysis.analyze import analyze, load_split
 from kerasclf.analysis.calibration import (apply_temperature, expected_calibration_error, fit_temperature,
                                            negative_log_likelihood, reliability_diagram)
-from kerasclf.analysis.embed import embed_features, model_features
+from kerasclf.analysis.embed import embed_features
 from kerasclf.analysis.explain import build_explain_model, explain, find_last_conv_layer, overlay
 from kerasclf.analysis.metrics import choose_thresholds, classification_metrics, per_sample_loss, probs_to_pred
 from kerasclf.analysis.plots import plot_confusion, plot_gallery, plot_history, plot_per_class
@@ -23,7 +23,7 @@ __all__ = [
     "classification_metrics", "probs_to_pred", "choose_thresholds", "per_sample_loss",
     "plot_history", "plot_confusion", "plot_gallery", "plot_per_class",
     "explain", "find_last_conv_layer", "build_explain_model", "overlay",
-    "embed_features", "model_features",
+    "embed_features",
     "expected_calibration_error", "reliability_diagram", "fit_temperature", "apply_temperature",
     "negative_log_likelihood",
     "write_report", "Section", "Table", "gap_sentence", "comparison_report",

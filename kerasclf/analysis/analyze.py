@@ -30,11 +30,19 @@ from typing import Any
 
 import numpy as np
 
+from kerasclf.data.pipeline import split_arrays
+from kerasclf.data.spec import DataSpec
 from kerasclf.errors import ConfigError, DataError, KerasclfError
+from kerasclf.zoo.cut import feature_model, input_size
 
-from .calibration import apply_temperature, expected_calibration_error, fit_temperature, negative_log_likelihood, \
-    reliability_diagram
-from .embed import embed_features, model_features
+from .calibration import (
+    apply_temperature,
+    expected_calibration_error,
+    fit_temperature,
+    negative_log_likelihood,
+    reliability_diagram,
+)
+from .embed import embed_features
 from .explain import METHODS as EXPLAIN_METHODS
 from .explain import explain
 from .metrics import choose_thresholds, classification_metrics, per_sample_loss, probs_to_pred
@@ -44,19 +52,11 @@ from .report import SECTION_IDS, Section, Table, gap_sentence, write_report
 __all__ = ["analyze", "load_split"]
 
 
-def _model_image_size(model: Any, default: tuple[int, int] = (224, 224)) -> tuple[int, int]:
-    try:
-        cfg = model.get_layer("resize").get_config()
-        return int(cfg["height"]), int(cfg["width"])
-    except (ValueError, KeyError, AttributeError):
-        shape = tuple(model.inputs[0].shape[1:3])
-        return (int(shape[0]), int(shape[1])) if None not in shape else default
-
-
 def load_split(data: Any, *, image_size: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(images, labels)`` from an ``(images, labels)`` pair or a :class:`~kerasclf.data.spec.DataSpec`.
 
-    A spec holding file paths is read and resized to ``image_size`` (uint8).
+    A spec is read with the one pipeline (:func:`kerasclf.data.pipeline.split_arrays`) at
+    ``image_size`` (its own size for in-memory images when ``None``).
 
     Example:
         >>> import numpy as np
@@ -64,20 +64,10 @@ def load_split(data: Any, *, image_size: tuple[int, int] | None = None) -> tuple
         >>> x.shape, y.tolist()
         ((2, 4, 4, 3), [0, 1])
     """
-    if isinstance(data, (tuple, list)) and len(data) == 2:
+    if isinstance(data, DataSpec):
+        x, y = split_arrays(data, image_size=image_size)
+    elif isinstance(data, (tuple, list)) and len(data) == 2:
         x, y = np.asarray(data[0]), np.asarray(data[1])
-    elif hasattr(data, "labels") and (getattr(data, "images", None) is not None or getattr(data, "paths", None)):
-        y = np.asarray(data.labels)
-        if data.images is not None:
-            x = np.asarray(data.images)
-        else:
-            from PIL import Image
-
-            from kerasclf.data.reader import read_image
-
-            size = image_size or (224, 224)
-            x = np.stack([np.asarray(Image.fromarray(read_image(p)).convert("RGB").resize((size[1], size[0])))
-                          for p in data.paths])
     else:
         raise DataError("analysis data must be (images, labels) arrays or a DataSpec; "
                         "pass images= and labels=, or a spec from kerasclf.data")
@@ -87,6 +77,12 @@ def load_split(data: Any, *, image_size: tuple[int, int] | None = None) -> tuple
     if len(x) == 0:
         raise DataError("analysis data is empty; pass the validation or test split")
     return x, y
+
+
+def _read_split(model: Any, data: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Image files are read at the model's own input size; in-memory images as they are."""
+    files = isinstance(data, DataSpec) and data.images is None
+    return load_split(data, image_size=input_size(model) if files else None)
 
 
 def _predict(model: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
@@ -177,12 +173,11 @@ def analyze(model: Any, data: Any = None, *, out_dir: str | Path, class_names: S
     if bad:
         raise ConfigError(f"unknown explanation method '{bad[0]}'; use any of: {', '.join(EXPLAIN_METHODS)}")
     names = [str(c) for c in class_names]
-    size = _model_image_size(model)
     if data is None:
         if images is None or labels is None:
             raise DataError("analyze needs the data to analyse: pass (images, labels) or images= and labels=")
         data = (images, labels)
-    x, y_raw = load_split(data, image_size=size)
+    x, y_raw = _read_split(model, data)
     out = Path(out_dir)
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -200,7 +195,7 @@ def analyze(model: Any, data: Any = None, *, out_dir: str | Path, class_names: S
     val_probs = val_y = None
     thresholds: Any = 0.5
     if val_data is not None:
-        vx, vy = load_split(val_data, image_size=size)
+        vx, vy = _read_split(model, val_data)
         val_probs = _predict(model, vx, batch_size)
         if task == "binary" and val_probs.shape[1] == 2:
             val_probs = val_probs[:, 1:]
@@ -249,7 +244,7 @@ def analyze(model: Any, data: Any = None, *, out_dir: str | Path, class_names: S
     keys = ["accuracy", "precision", "recall", "f1", "support"] + (["threshold"] if task == "multilabel" else [])
     keys = [k for k in keys if any(k in v for v in per.values())]
     sections.append(Section(SECTION_IDS["per-class"], id="per-class",
-                            text=(f"Thresholds per attribute chosen on validation to maximise F1."
+                            text=("Thresholds per attribute chosen on validation to maximise F1."
                                   if task == "multilabel" and val_probs is not None else ""),
                             table=Table(["class" if task != "multilabel" else "attribute", *keys],
                                         [[n, *[v.get(k) for k in keys]] for n, v in per.items()]),
@@ -292,7 +287,7 @@ def analyze(model: Any, data: Any = None, *, out_dir: str | Path, class_names: S
     # --- embeddings -----------------------------------------------------------------------------
     if embed_methods:
         try:
-            feats = model_features(model, x, batch_size=batch_size)
+            feats = np.asarray(feature_model(model).predict(x.astype("float32"), batch_size=batch_size, verbose=0))
             emb = embed_features(feats, y, fig_dir, methods=tuple(embed_methods), class_names=names, seed=seed)
             files.update({f"embedding_{k}": v for k, v in emb.items()})
             sections.append(Section(SECTION_IDS["embeddings"], id="embeddings",

@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.optimize import minimize_scalar
 
+from kerasclf.analysis._figure import new_figure, save_figure
 from kerasclf.errors import DataError
 
 __all__ = [
@@ -201,8 +203,6 @@ def fit_temperature(val_logits_or_probs: Any, y_val: Any, *, task: str | None = 
         >>> 3.5 < fit_temperature(4 * z, y, task="binary") < 4.5        # 4x over-confident
         True
     """
-    from scipy.optimize import minimize_scalar
-
     x = np.asarray(val_logits_or_probs, dtype="float64")
     y = np.asarray(y_val)
     if len(x) == 0 or len(x) != len(y):
@@ -241,13 +241,11 @@ def reliability_diagram(y_true: Any, probs: Any, path: str | Path, *, n_bins: in
         >>> reliability_diagram([0, 1, 1], [[0.2], [0.7], [0.9]], "/tmp/rel.png")  # doctest: +SKIP
         PosixPath('/tmp/rel.png')
     """
-    from kerasclf.analysis.plots import _new_figure, _save
-
     conf, ok = confidence_and_correct(y_true, probs, task)
     ece = expected_calibration_error(y_true, probs, n_bins, task=task)
     bins = _bins(conf, ok, n_bins)
     width = 1.0 / n_bins
-    fig = _new_figure((6.0, 6.5))
+    fig = new_figure((6.0, 6.5))
     ax = fig.add_axes((0.12, 0.36, 0.83, 0.56))
     hx = fig.add_axes((0.12, 0.08, 0.83, 0.2), sharex=ax)
     lefts = [b[0] for b in bins]
@@ -272,4 +270,4 @@ def reliability_diagram(y_true: Any, probs: Any, path: str | Path, *, n_bins: in
     hx.bar(lefts, [b[3] for b in bins], width=width, align="edge", color="#8c8c8c", edgecolor="white")
     hx.set_xlabel("confidence of the predicted label")
     hx.set_ylabel("count")
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
 
+from kerasclf.analysis._figure import new_figure, save_figure
 from kerasclf.errors import ConfigError, DataError
 
-__all__ = ["embed_features", "project", "tsne_perplexity", "model_features"]
+__all__ = ["embed_features", "project", "tsne_perplexity"]
 
 METHODS = ("pca", "tsne")
 
@@ -46,15 +49,9 @@ def project(features: Any, method: str = "pca", *, seed: int = 0) -> np.ndarray:
         raise DataError(f"a 2-D projection needs at least 3 samples; got {len(x)}")
     x = (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-8)
     if method == "pca":
-        from sklearn.decomposition import PCA
-
         z = PCA(n_components=min(2, x.shape[1]), random_state=seed).fit_transform(x)
     elif method == "tsne":
-        from sklearn.manifold import TSNE
-
         if x.shape[1] > 50:  # the usual speed-up: t-SNE on the top principal components
-            from sklearn.decomposition import PCA
-
             x = PCA(n_components=min(50, len(x) - 1), random_state=seed).fit_transform(x)
         z = TSNE(n_components=2, perplexity=tsne_perplexity(len(x)), init="pca", random_state=seed,
                  learning_rate="auto").fit_transform(x)
@@ -93,8 +90,6 @@ def embed_features(features: Any, labels: Any, path: str | Path, *, methods: Seq
         >>> embed_features(feats, labels, "runs/x/figures", class_names=["cat", "dog"])  # doctest: +SKIP
         {'pca': PosixPath('runs/x/figures/embedding_pca.png'), 'tsne': ...}
     """
-    from kerasclf.analysis.plots import _new_figure, _save
-
     x = np.asarray(features, dtype="float64")
     y = _colour_labels(labels)
     if len(x) != len(y):
@@ -115,7 +110,7 @@ def embed_features(features: Any, labels: Any, path: str | Path, *, methods: Seq
     out: dict[str, Path] = {}
     for method in methods:
         z = project(x, method, seed=seed)
-        fig = _new_figure((6.4, 5.4))
+        fig = new_figure((6.4, 5.4))
         ax = fig.add_subplot(1, 1, 1)
         if k <= 20:
             cmap = "tab10" if k <= 10 else "tab20"
@@ -136,23 +131,5 @@ def embed_features(features: Any, labels: Any, path: str | Path, *, methods: Seq
         ax.set_xticks([])
         ax.set_yticks([])
         fig.tight_layout()
-        out[method] = _save(fig, out_dir / f"{stem}{method}.png")
+        out[method] = save_figure(fig, out_dir / f"{stem}{method}.png")
     return out
-
-
-def model_features(model: Any, images: Any, *, layer: str = "features", batch_size: int = 32) -> np.ndarray:
-    """Outputs of ``layer`` (the pooled features before the head) for ``images``.
-
-    Example:
-        >>> feats = model_features(model, images)  # doctest: +SKIP
-    """
-    import keras
-
-    try:
-        out = model.get_layer(layer).output
-    except ValueError as e:
-        raise ConfigError(f"model '{model.name}' has no layer '{layer}'; pass the name of its pooled "
-                          f"feature layer") from e
-    sub = keras.Model(model.inputs, out)
-    feats = np.asarray(sub.predict(np.asarray(images, dtype="float32"), batch_size=batch_size, verbose=0))
-    return feats.reshape(len(feats), -1)

@@ -39,7 +39,10 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
+import keras
 import numpy as np
+import tensorflow as tf
+from scipy.ndimage import zoom
 
 from kerasclf.errors import BackendError, ModelError
 
@@ -53,8 +56,6 @@ _ALIASES = {"gradcam": "gradcam", "grad-cam": "gradcam", "gradcam++": "gradcam++
 
 
 def _require_tensorflow() -> None:
-    import keras
-
     backend = keras.backend.backend()
     if backend != "tensorflow":
         raise BackendError(f"explanations (Grad-CAM, saliency) use tf-keras-vis, which needs the TensorFlow "
@@ -66,15 +67,11 @@ def _require_tensorflow() -> None:
 
 
 def _is_model(layer: Any) -> bool:
-    import keras
-
     return isinstance(layer, keras.Model)
 
 
 def _graph(model: Any) -> Any:
     """The functional graph of a model (a Sequential model keeps one inside)."""
-    import keras
-
     if isinstance(model, keras.Sequential):
         fn = getattr(model, "_functional", None)
         if fn is None:
@@ -106,8 +103,6 @@ def _out_shape(layer: Any) -> tuple | None:
 
 
 def _is_conv(layer: Any) -> bool:
-    import keras
-
     convs = tuple(getattr(keras.layers, n) for n in ("Conv2D", "SeparableConv2D", "DepthwiseConv2D",
                                                      "Conv2DTranspose") if hasattr(keras.layers, n))
     if isinstance(layer, convs):
@@ -205,8 +200,6 @@ def _output_layer(model: Any) -> Any:
 
 def _linear_copy(layer: Any, input_shape: tuple) -> Any:
     """The same layer with a linear activation (weights copied), or ``None`` when already linear."""
-    import keras
-
     act = getattr(layer, "activation", None)
     if act is None or act is keras.activations.linear or getattr(act, "__name__", "") == "linear":
         if isinstance(layer, keras.layers.Softmax) or (isinstance(layer, keras.layers.Activation)
@@ -225,8 +218,6 @@ def _linear_copy(layer: Any, input_shape: tuple) -> Any:
 
 
 def _copy_head_weights(src: Any, dst: Any) -> None:
-    import keras
-
     weights = src.get_weights()
     act = getattr(src, "activation", None)
     if getattr(act, "__name__", "") == "softmax" and isinstance(src, keras.layers.Dense) and len(weights) == 2:
@@ -260,8 +251,6 @@ def build_explain_model(model: Any, layer: str | None = None, *, linear_output: 
         >>> flat.get_layer(TAP).output.shape[1:3]               # doctest: +SKIP
         (1, 1)
     """
-    import keras
-
     try:
         cached = _CACHE.get(model, {}).get((layer, linear_output))
     except TypeError:  # unhashable or not weak-referenceable: no cache
@@ -359,7 +348,6 @@ def explain(model: Any, images: Any, *, method: str = "gradcam", class_index: in
         True
     """
     _require_tensorflow()
-    import tensorflow as tf
     from tf_keras_vis.utils.scores import BinaryScore, CategoricalScore
 
     key = _ALIASES.get(str(method).lower().replace(" ", ""))
@@ -405,8 +393,6 @@ def _upsample(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     tf-keras-vis' ``expand_cam`` uses ``scipy.ndimage.zoom``, which aligns the corner pixels and so
     shifts the map by up to half a feature-map cell towards the centre; ``tf.image.resize``
     keeps every cell over the pixels it covers."""
-    import tensorflow as tf
-
     return tf.image.resize(cam[..., None], size, method="bilinear").numpy()[..., 0]
 
 
@@ -445,8 +431,6 @@ def overlay(image: Any, heatmap: Any, *, alpha: float = 0.6, cmap: str = "jet") 
         (8, 8, 3)
     """
     from matplotlib import colormaps
-    from scipy.ndimage import zoom
-
     img = np.asarray(image)
     if img.ndim == 3 and img.shape[-1] == 1:
         img = img[..., 0]

@@ -17,7 +17,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from sklearn.metrics import f1_score, precision_recall_fscore_support
 
+from kerasclf.analysis.calibration import expected_calibration_error
 from kerasclf.errors import DataError
 
 __all__ = [
@@ -153,8 +155,6 @@ def choose_thresholds(y_true: Any, probs: Any, *, grid: Sequence[float] | None =
         >>> choose_thresholds(np.array([[1], [0], [1]]), np.array([[0.3], [0.1], [0.35]]))
         [0.3]
     """
-    from sklearn.metrics import f1_score
-
     y = np.asarray(y_true)
     p = np.asarray(probs, dtype="float64")
     if y.ndim == 1:
@@ -174,7 +174,6 @@ def choose_thresholds(y_true: Any, probs: Any, *, grid: Sequence[float] | None =
 
 
 def _per_class(y: np.ndarray, pred: np.ndarray, names: list[str]) -> tuple[dict[str, Any], dict[str, float]]:
-    from sklearn.metrics import precision_recall_fscore_support
 
     k = len(names)
     prec, rec, f1, sup = precision_recall_fscore_support(y, pred, labels=list(range(k)), zero_division=0)
@@ -220,8 +219,6 @@ def classification_metrics(y_true: Any, probs: Any, task: str, class_names: Sequ
     p = np.asarray(probs, dtype="float64")
     if len(p) == 0:
         raise DataError("no predictions to score; the split is empty")
-    from kerasclf.analysis.calibration import expected_calibration_error
-
     out: dict[str, Any] = {"task": task, "n": int(len(p))}
     if task == "multilabel":
         y = _labels(y_true, task, p.shape[1])
@@ -231,8 +228,6 @@ def classification_metrics(y_true: Any, probs: Any, task: str, class_names: Sequ
             names = names[: p.shape[1]] + [f"attr{i}" for i in range(len(names), p.shape[1])]
         thr = np.broadcast_to(np.asarray(threshold, dtype="float64"), (p.shape[1],))
         pred = probs_to_pred(p, task, thr)
-        from sklearn.metrics import precision_recall_fscore_support
-
         per = {}
         for k, name in enumerate(names):
             pr, rc, f1, _ = precision_recall_fscore_support(y[:, k], pred[:, k], labels=[1], zero_division=0)

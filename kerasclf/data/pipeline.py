@@ -30,12 +30,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
+import tensorflow as tf
 
 from kerasclf.data.reader import DEFAULT_MAX_PIXELS, ImageReadError, read_image
 from kerasclf.data.spec import DataSpec
-from kerasclf.errors import ConfigError
+from kerasclf.errors import ConfigError, DataError
 
-__all__ = ["make_dataset", "prevalidate", "image_batches_for_predict", "PredictBatches"]
+__all__ = ["make_dataset", "prevalidate", "file_batches", "FileBatches", "spec_batches", "split_arrays"]
 
 _FAST_MODES = {"JPEG": {"RGB", "L"}, "PNG": {"RGB", "RGBA", "L", "LA", "P"}, "GIF": {"P", "L", "RGB"},
                "BMP": {"RGB"}}
@@ -164,8 +165,6 @@ def make_dataset(spec: DataSpec, index: Sequence[int] | np.ndarray | None = None
     Example:
         >>> ds = make_dataset(spec, parts["train"], image_size=(224, 224), shuffle=True, seed=42)  # doctest: +SKIP
     """
-    import tensorflow as tf
-
     if channels not in (1, 3):
         raise ConfigError(f"channels={channels}: use 1 or 3")
     if batch_size < 1:
@@ -276,61 +275,100 @@ def make_dataset(spec: DataSpec, index: Sequence[int] | np.ndarray | None = None
     return ds.with_options(opts)
 
 
-class PredictBatches:
-    """Iterable of ``(paths_ok, float32 batch (B, H, W, 3))``; unreadable files go to ``.skipped``.
+class FileBatches:
+    """Iterable of ``(paths_ok, float32 batch (B, H, W, channels))`` over image files.
 
-    Files are read with the same reader as training (PIL, any format) in a thread pool and
-    resized with TensorFlow's bilinear resize, like :func:`make_dataset`.
+    The files go through :func:`make_dataset` itself, so prediction, feature extraction and
+    analysis see exactly the pixels training saw (same decoder choice, same resize). Unusable
+    files are not yielded; ``.skipped`` lists them as ``(path, reason)`` (complete once the
+    iteration has finished).
     """
 
     def __init__(self, paths: Sequence[str], image_size: Sequence[int], batch_size: int = 32,
-                 workers: int = 4, max_pixels: int | None = None):
+                 channels: int = 3, max_pixels: int | None = None):
         self.paths = [str(p) for p in paths]
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.batch_size = max(1, int(batch_size))
-        self.workers = workers
+        self.channels = channels
         self.max_pixels = max_pixels
         self.skipped: list[tuple[str, str]] = []
 
-    def _one(self, path: str) -> np.ndarray | str:
-        try:
-            return read_image(path, max_pixels=self.max_pixels)
-        except ImageReadError as e:
-            return e.reason
-        except Exception as e:  # noqa: BLE001
-            return f"unreadable ({type(e).__name__})"
-
     def __iter__(self) -> Iterator[tuple[list[str], np.ndarray]]:
-        import tensorflow as tf
-
-        h, w = self.image_size
         self.skipped = []
-        with ThreadPoolExecutor(max_workers=self.workers) as ex:
-            for start in range(0, len(self.paths), self.batch_size):
-                chunk = self.paths[start:start + self.batch_size]
-                ok_paths, arrays = [], []
-                for p, r in zip(chunk, ex.map(self._one, chunk)):
-                    if isinstance(r, str):
-                        self.skipped.append((p, r))
-                        continue
-                    img = tf.image.resize(tf.cast(r, tf.float32), (h, w), method="bilinear")
-                    arrays.append(np.clip(np.round(img.numpy()), 0, 255))
-                    ok_paths.append(p)
-                if ok_paths:
-                    yield ok_paths, np.stack(arrays).astype(np.float32)
+        if not self.paths:
+            return
+        # the label of each item is its position, so the paths of a batch are known exactly
+        spec = DataSpec(class_names=["_"], labels=np.arange(len(self.paths)), paths=self.paths,
+                        source="files")
+        self.skipped = spec.skipped  # filled as files are met
+        ds = make_dataset(spec, image_size=self.image_size, channels=self.channels,
+                          batch_size=self.batch_size, cache=None, max_pixels=self.max_pixels)
+        seen: set[int] = set()
+        for x, pos in ds:
+            pos = np.asarray(pos).reshape(-1)
+            seen.update(int(i) for i in pos)
+            yield [self.paths[i] for i in pos], np.asarray(x, dtype=np.float32)
+        listed = {p for p, _ in spec.skipped}
+        lost = [(p, "could not be decoded") for i, p in enumerate(self.paths)
+                if i not in seen and p not in listed]
+        _record(spec, lost)
 
 
-def image_batches_for_predict(paths: Sequence[str], image_size: Sequence[int], batch_size: int = 32,
-                              ) -> PredictBatches:
-    """Batches of images for ``kerasclf predict``: iterate for ``(paths_ok, float32 batch)``.
+def file_batches(paths: Sequence[str], image_size: Sequence[int], batch_size: int = 32, *,
+                 channels: int = 3) -> FileBatches:
+    """Batches of image files for prediction: iterate for ``(paths_ok, float32 batch)``.
 
-    Unreadable files are not yielded; after (or during) iteration ``.skipped`` lists them
-    as ``(path, reason)``.
+    Unreadable files are not yielded; after the iteration ``.skipped`` lists them as
+    ``(path, reason)``.
 
     Example:
-        >>> batches = image_batches_for_predict(["a.jpg", "bad.jpg"], (224, 224), 32)  # doctest: +SKIP
+        >>> batches = file_batches(["a.jpg", "bad.jpg"], (224, 224), 32)  # doctest: +SKIP
         >>> for paths, x in batches: ...  # doctest: +SKIP
         >>> batches.skipped  # doctest: +SKIP
         [('bad.jpg', 'zero-byte file')]
     """
-    return PredictBatches(paths, image_size, batch_size)
+    return FileBatches(paths, image_size, batch_size, channels)
+
+
+def spec_batches(spec: DataSpec, index: Sequence[int] | np.ndarray | None = None, *,
+                 image_size: Sequence[int] | None = None, channels: int = 3,
+                 batch_size: int = 64) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(float32 images 0..255, labels)`` batches of a spec's items, in order, read as training reads them.
+
+    ``image_size=None`` keeps the native size of in-memory images; image files need a size.
+    Unusable files are left out and listed in ``spec.skipped``.
+
+    Example:
+        >>> from kerasclf.data.spec import DataSpec
+        >>> spec = DataSpec.from_arrays(np.zeros((5, 8, 8, 1), "uint8"), np.arange(5) % 2)
+        >>> [x.shape for x, _ in spec_batches(spec, batch_size=4)]
+        [(4, 8, 8, 3), (1, 8, 8, 3)]
+    """
+    if image_size is None:
+        if spec.images is None:
+            raise DataError(f"{spec.source or 'data'}: image files need an image size; pass image_size=(H, W)")
+        image_size = spec.images.shape[1:3]
+    ds = make_dataset(spec, index, image_size=image_size, channels=channels, batch_size=batch_size,
+                      shuffle=False, cache=None)
+    for x, y in ds:
+        yield np.asarray(x, dtype=np.float32), np.asarray(y)
+
+
+def split_arrays(spec: DataSpec, index: Sequence[int] | np.ndarray | None = None, *,
+                 image_size: Sequence[int] | None = None, channels: int = 3,
+                 batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """All images (float32 0..255) and labels of one split, in manifest order (see :func:`spec_batches`).
+
+    Example:
+        >>> from kerasclf.data.spec import DataSpec
+        >>> x, y = split_arrays(DataSpec.from_arrays(np.zeros((3, 4, 4, 3), "uint8"), [0, 1, 1]))
+        >>> x.shape, y.tolist()
+        ((3, 4, 4, 3), [0, 1, 1])
+    """
+    xs, ys = [], []
+    for x, y in spec_batches(spec, index, image_size=image_size, channels=channels, batch_size=batch_size):
+        xs.append(x)
+        ys.append(y)
+    if not xs:
+        raise DataError(f"{spec.source or 'data'}: no readable images in this split; run `kerasclf check` on it")
+    return np.concatenate(xs), np.concatenate(ys)

@@ -23,16 +23,18 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from kerasclf.errors import DataError
 
 __all__ = ["IMAGE_EXTENSIONS", "DEFAULT_MAX_PIXELS", "ImageReadError", "ImageInfo", "read_image",
-           "inspect_image", "is_image_file"]
+           "inspect_image", "is_image_file", "collect_image_paths"]
 
 #: File extensions (lower case, with the dot) that sources and prediction treat as images.
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
@@ -95,8 +97,6 @@ def is_image_file(name: str | os.PathLike, extensions: tuple[str, ...] = IMAGE_E
 
 def _to_rgb(img: Any) -> np.ndarray:
     """Convert an opened, loaded PIL image of any mode to an (H, W, 3) uint8 array."""
-    from PIL import Image
-
     mode = img.mode
     if mode == "RGB":
         arr = np.asarray(img)
@@ -130,8 +130,6 @@ def _to_rgb(img: Any) -> np.ndarray:
 
 def _open_checked(path: str, max_pixels: int | None) -> tuple[Any, int]:
     """Open ``path`` with PIL after the cheap checks; return (image, file size)."""
-    from PIL import Image, UnidentifiedImageError
-
     if not os.path.exists(path):
         raise ImageReadError(path, "no such file")
     if os.path.isdir(path):
@@ -172,8 +170,6 @@ def _short(e: BaseException) -> str:
 
 
 def _load(img: Any, path: str) -> None:
-    from PIL import Image
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -251,8 +247,6 @@ def inspect_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> 
     except ImageReadError as e:
         info.reason = e.reason
         try:  # still report the size of a too-large image
-            from PIL import Image
-
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 old = Image.MAX_IMAGE_PIXELS
@@ -284,6 +278,36 @@ def inspect_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> 
         return info
     finally:
         img.close()
+
+
+def collect_image_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    """Image files named directly or found (recursively, sorted) under the given folders.
+
+    Hidden files and folders are left out; symlinked folders are not followed (no loops).
+
+    Example:
+        >>> collect_image_paths(["photos/", "extra.jpg"])  # doctest: +SKIP
+        [PosixPath('photos/a.jpg'), PosixPath('photos/sub/b.png'), PosixPath('extra.jpg')]
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    paths = list(paths)
+    out: list[Path] = []
+    for p in map(_as_path, paths):
+        if p.is_dir():
+            found = []
+            for root, dirs, files in os.walk(p):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                found += [Path(root) / f for f in files if not f.startswith(".") and is_image_file(f)]
+            out += sorted(found)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise DataError(f"{p}: no such file or folder; check the path")
+    if not out:
+        raise DataError(f"no image files found in {', '.join(map(str, paths))}; "
+                        f"supported: {', '.join(IMAGE_EXTENSIONS)}")
+    return out
 
 
 def _as_path(p: str | os.PathLike) -> Path:  # small helper shared with sources

@@ -2,7 +2,7 @@
 
 Sources and the keys :func:`load` accepts for each (``source:`` in a recipe's ``data`` section;
 the pipeline keys ``image_size``, ``batch_size``, ``cache``, ``augment``, ``split``, ``channels``
-and ``shuffle`` belong to the trainer and are ignored here):
+and ``shuffle`` belong to :class:`kerasclf.train.recipe.DataCfg` and never reach this module):
 
 =========  ==================================================================================
 folder     ``path``, ``extensions``, ``follow_symlinks``
@@ -36,7 +36,10 @@ import os
 import re
 from typing import Any, Callable, Sequence
 
+import keras
 import numpy as np
+from PIL import Image
+from sklearn.datasets import load_digits
 
 from kerasclf.data.reader import IMAGE_EXTENSIONS, is_image_file
 from kerasclf.data.spec import DataSpec, infer_task
@@ -44,7 +47,7 @@ from kerasclf.errors import ConfigError, DataError, UnknownNameError
 
 __all__ = [
     "from_folder", "from_flat", "from_csv", "from_csv_multilabel", "from_celeba", "from_tfds",
-    "from_keras_dataset", "from_arrays", "from_npz", "from_unlabelled", "digits", "load", "SOURCES", "PIPELINE_KEYS",
+    "from_keras_dataset", "from_arrays", "from_npz", "from_unlabelled", "digits", "load", "SOURCES",
     "CELEBA_ATTRIBUTES", "CELEBA_SEED_32", "KERAS_CLASS_NAMES", "SPLIT_ALIASES",
 ]
 
@@ -53,8 +56,6 @@ SPLIT_ALIASES: dict[str, str] = {"train": "train", "training": "train", "val": "
                                  "validation": "val", "test": "test", "testing": "test"}
 
 #: Recipe ``data`` keys that belong to the pipeline / trainer, not to a source.
-PIPELINE_KEYS: frozenset[str] = frozenset({"image_size", "batch_size", "cache", "augment", "split",
-                                           "channels", "shuffle"})
 
 CELEBA_ATTRIBUTES: tuple[str, ...] = tuple(
     "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose "
@@ -645,8 +646,6 @@ def from_tfds(name: str, *, split: str = "train", data_dir: str | None = None, i
         raise DataError(f"tfds {name} split {split!r}: no examples")
     shapes = {im.shape for im in images}
     if len(shapes) > 1 or resize_to is not None:
-        from PIL import Image
-
         h, w = (tuple(resize_to) if resize_to is not None else images[0].shape[:2])
         images = [np.asarray(Image.fromarray(im.squeeze(-1) if im.shape[-1] == 1 else im).resize((w, h)))
                   for im in images]
@@ -679,8 +678,6 @@ def from_keras_dataset(name: str, *, label_mode: str = "fine") -> DataSpec:
         >>> spec.class_names[:2]  # doctest: +SKIP
         ['T-shirt/top', 'Trouser']
     """
-    import keras
-
     key = name.lower().replace("-", "_")
     loaders: dict[str, Callable[[], Any]] = {
         "cifar10": keras.datasets.cifar10.load_data,
@@ -784,8 +781,6 @@ def digits() -> DataSpec:
         >>> spec.images.shape, spec.images.dtype, int(spec.images.max())
         ((1797, 8, 8, 1), dtype('uint8'), 255)
     """
-    from sklearn.datasets import load_digits
-
     d = load_digits()
     images = np.rint(d.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)[..., None]
     return DataSpec(class_names=[str(i) for i in range(10)], labels=d.target.astype(int), images=images,
@@ -804,8 +799,9 @@ _FIRST_ALIASES = {"path", "csv", "file"}  # accepted for a source's first positi
 def load(config: dict[str, Any]) -> DataSpec:
     """Build a :class:`DataSpec` from a recipe's ``data`` section: ``{"source": ..., **options}``.
 
-    Pipeline keys (:data:`PIPELINE_KEYS`) are ignored; every other key must be an option of the
-    chosen source (see the module docstring). ``path`` is accepted for the first argument of every
+    Every key but ``source`` must be an option of the chosen source (see the module docstring);
+    the pipeline keys of a recipe (``image_size``, ``batch_size`` ...) belong to
+    :class:`kerasclf.train.recipe.DataCfg`, which passes only the source's options here. ``path`` is accepted for the first argument of every
     source that takes one (``csv_path``, ``attr_file``).
 
     Raises:
@@ -813,7 +809,7 @@ def load(config: dict[str, Any]) -> DataSpec:
         ConfigError: an option the source does not take (the message names it) or a missing one.
 
     Example:
-        >>> load({"source": "digits", "image_size": [32, 32]}).num_classes
+        >>> load({"source": "digits"}).num_classes
         10
         >>> load({"source": "digits", "colour": 1})
         Traceback (most recent call last):
@@ -823,7 +819,7 @@ def load(config: dict[str, Any]) -> DataSpec:
     if not isinstance(config, dict):
         raise ConfigError(f"data must be a mapping with a 'source' key, got {type(config).__name__}")
     # an option set to null (`--set data.name=null`) means "not given"
-    cfg = {k: v for k, v in config.items() if k not in PIPELINE_KEYS and v is not None}
+    cfg = {k: v for k, v in config.items() if v is not None}
     name = str(cfg.pop("source", "folder"))
     if name in ("keras_datasets", "keras.datasets"):
         name = "keras"
@@ -843,7 +839,8 @@ def load(config: dict[str, Any]) -> DataSpec:
                               f"(options: {', '.join(params) or 'none'})")
     missing = [p for p, v in params.items() if v.default is inspect.Parameter.empty and p not in cfg]
     if missing:
-        raise ConfigError(f"data source '{name}' needs option '{missing[0]}'")
+        raise ConfigError(f"data source '{name}' needs option '{missing[0]}': pass --set data.{missing[0]}=... "
+                          f"or set data.{missing[0]} in the recipe")
     for k in ("image_size", "resize_to"):
         if isinstance(cfg.get(k), list):
             cfg[k] = tuple(cfg[k])

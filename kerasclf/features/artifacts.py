@@ -34,7 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from kerasclf.errors import ModelError
+from kerasclf.errors import ConfigError, ModelError
+from kerasclf.io import load_any_model
+from kerasclf.zoo.cut import feature_model
 
 __all__ = ["ExtractorRecord", "weights_fingerprint", "data_fingerprint", "config_fingerprint",
            "hash_json", "build_extractor", "save_extractor_files", "RECORD_VERSION"]
@@ -63,7 +65,6 @@ class ExtractorRecord:
         model_path: a saved ``.keras`` file of the feature extractor (set when saved).
         build_kwargs: extra keyword arguments the zoo builder was called with.
     """
-
     model: str
     layer: str | None = "features"
     image_size: tuple[int, int] | None = None
@@ -263,8 +264,6 @@ def save_extractor_files(record: ExtractorRecord, extractor: Any | None, folder:
 
 def _as_feature_model(extractor: Any, record: ExtractorRecord) -> Any:
     """``extractor`` itself if it is the feature model of ``record``, else it cut at ``record.layer``."""
-    from kerasclf.features.extract import feature_model, load_any_model
-
     model = load_any_model(extractor)
     if not record.weights_fingerprint or weights_fingerprint(model) == record.weights_fingerprint:
         return model
@@ -292,8 +291,6 @@ def build_extractor(record: ExtractorRecord, base_dir: str | Path | None = None)
         >>> fmodel = build_extractor(pipe.record, base_dir="runs/x")  # doctest: +SKIP
         >>> fmodel.predict(images).shape  # doctest: +SKIP
     """
-    from kerasclf.features.extract import feature_model, load_any_model
-
     if record.model_path:
         p = Path(record.model_path)
         if not p.is_absolute() and base_dir is not None:
@@ -341,8 +338,6 @@ def load_artifact(path: str | Path, kind: str, what: str, hint: str) -> dict[str
 
 def artifact_target(path: str | Path, what: str, overwrite: bool) -> Path:
     """Check where a ``.joblib`` artefact will be written: the suffix, and no silent overwrite."""
-    from kerasclf.errors import ConfigError
-
     path = Path(path)
     if path.suffix != ".joblib":
         raise ConfigError(f"{path}: a {what} is saved as a .joblib file; use e.g. {what.split()[-1]}.joblib")

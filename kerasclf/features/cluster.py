@@ -25,9 +25,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
+from sklearn.preprocessing import StandardScaler
 
-from kerasclf.errors import ConfigError, DataError, ModelError
-from kerasclf.features.artifacts import ExtractorRecord, build_extractor, save_extractor_files
+from kerasclf._files import write_rows
+from kerasclf.data import sources
+from kerasclf.data.pipeline import file_batches, spec_batches
+from kerasclf.data.reader import collect_image_paths
+from kerasclf.data.spec import DataSpec
+from kerasclf.errors import ConfigError, DataError, ModelError, RunExistsError
+from kerasclf.features.artifacts import (
+    ExtractorRecord,
+    artifact_target,
+    build_extractor,
+    load_artifact,
+    save_extractor_files,
+)
+from kerasclf.features.extract import extract_features, features_for_images
 
 __all__ = ["ClusterModel", "fit_clusters", "elbow_silhouette", "montages", "write_names_template",
            "read_names", "cluster_scores", "predict_folder", "run_cluster", "NAMES_HEADER"]
@@ -54,7 +70,6 @@ class ClusterModel:
         >>> cm.k, cm.n_components, len(set(cm.predict(X)))
         (2, 2, 2)
     """
-
     kmeans: Any
     pca: Any = None
     scaler: Any = None
@@ -96,8 +111,6 @@ class ClusterModel:
 
     def predict_images(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Cluster id of each raw 0..255 image ``(N, H, W, C)``."""
-        from kerasclf.features.extract import features_for_images
-
         rec = self.record
         feats = features_for_images(self.feature_extractor(), images, batch_size=batch_size,
                                     image_size=rec.image_size if rec else None,
@@ -111,8 +124,6 @@ class ClusterModel:
         ``<stem>.extractor.keras`` when the record cannot rebuild it from a name.
         """
         import joblib
-
-        from kerasclf.features.artifacts import artifact_target
 
         path = artifact_target(path, "clustering model", overwrite)
         record = self.record
@@ -130,8 +141,6 @@ class ClusterModel:
     @classmethod
     def load(cls, path: str | Path) -> "ClusterModel":
         """Reload a model written by :meth:`save`."""
-        from kerasclf.features.artifacts import load_artifact
-
         path = Path(path)
         obj = load_artifact(path, "kerasclf.clusters", "clustering model", "ClusterModel.save")
         info = obj["info"]
@@ -169,10 +178,6 @@ def fit_clusters(features: np.ndarray, *, pca: int | float | None = None, k: int
         >>> cm.k, 0.5 <= cm.explained_variance <= 1.0
         (3, True)
     """
-    from sklearn.cluster import KMeans
-    from sklearn.decomposition import PCA
-    from sklearn.preprocessing import StandardScaler
-
     x = np.asarray(features, dtype="float32")
     if x.ndim != 2:
         raise DataError(f"features must be (N, D); got shape {x.shape}")
@@ -212,8 +217,6 @@ def cluster_scores(labels: np.ndarray, assignments: np.ndarray) -> dict[str, flo
         >>> cluster_scores(np.array([0, 0, 1, 1]), np.array([1, 1, 0, 0]))
         {'ari': 1.0, 'purity': 1.0, 'nmi': 1.0, 'chance_purity': 0.5}
     """
-    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
-
     y = np.asarray(labels).astype(int).reshape(-1)
     a = np.asarray(assignments).astype(int).reshape(-1)
     if len(y) != len(a):
@@ -246,12 +249,9 @@ def elbow_silhouette(features: np.ndarray, ks: Sequence[int], path: str | Path |
         >>> res = elbow_silhouette(fs.features, [4, 8, 12], "runs/x/elbow.png", pca=50)  # doctest: +SKIP
         >>> max(res, key=lambda k: res[k]["silhouette"])  # doctest: +SKIP
     """
-    from sklearn.metrics import silhouette_score
-
     out: dict[int, dict[str, float]] = {}
     base = fit_clusters(features, pca=pca, k=2, seed=seed, n_init=1)
     x = base.transform(features)
-    from sklearn.cluster import KMeans
 
     for k in ks:
         km = KMeans(n_clusters=int(k), random_state=seed, n_init=2).fit(x)
@@ -304,18 +304,14 @@ def _grid(images: list[np.ndarray], cols: int, pad: int = 2) -> np.ndarray:
 
 
 def _load_items(images: Any, index: np.ndarray, size: tuple[int, int] = (64, 64)) -> list[np.ndarray]:
-    """Images at ``index`` from an array, a DataSpec or a list of paths."""
-    from kerasclf.features.extract import load_image_files
-
-    if hasattr(images, "ids") and hasattr(images, "images"):  # DataSpec
+    """Images at ``index`` (uint8) from an array, a DataSpec or a list of paths (read as training reads them)."""
+    if isinstance(images, DataSpec):
         if images.images is not None:
             return [images.images[i] for i in index]
-        paths = images.ids()
-        x, _, _ = load_image_files([paths[i] for i in index], size, 3)
-        return list(x)
+        return [x.astype(np.uint8) for _, xb in file_batches([images.paths[i] for i in index], size)
+                for x in xb]
     if isinstance(images, (list, tuple)) and images and isinstance(images[0], (str, Path)):
-        x, _, _ = load_image_files([images[i] for i in index], size, 3)
-        return list(x)
+        return [x.astype(np.uint8) for _, xb in file_batches([str(images[i]) for i in index], size) for x in xb]
     return [np.asarray(images[i]) for i in index]
 
 
@@ -463,8 +459,6 @@ def predict_folder(cluster_model: ClusterModel, paths_or_spec: Any, names: dict[
         ...                       plot_path="runs/x/predicted.png")
         >>> rows[0]["name"]  # doctest: +SKIP
     """
-    from kerasclf.features.extract import features_for_images, file_batches, image_batches
-
     names = dict(names or {})
     rec = cluster_model.record
     size = rec.image_size if rec else None
@@ -482,32 +476,28 @@ def predict_folder(cluster_model: ClusterModel, paths_or_spec: Any, names: dict[
             if len(shown) < first:
                 shown.append((img, name))
 
-    if hasattr(paths_or_spec, "ids") and hasattr(paths_or_spec, "images"):
+    if isinstance(paths_or_spec, DataSpec):
         spec = paths_or_spec
         ids = spec.ids()
         pos = 0
-        for x in image_batches(spec, image_size=size, channels=channels, batch_size=batch_size):
+        for x, _ in spec_batches(spec, image_size=size, channels=channels, batch_size=batch_size):
             take(ids[pos:pos + len(x)], x)
             pos += len(x)
     else:
-        from kerasclf.features.heads import _collect
-
-        files = _collect(paths_or_spec)
-        bad: list[tuple[str, str]] = []
-        for ok, x, skipped in file_batches(files, size or (64, 64), batch_size):
-            bad += skipped
-            if ok:
-                take(ok, x)
-        rows += [{"path": p, "cluster": "", "name": "", "error": why} for p, why in bad]
+        files = [str(p) for p in collect_image_paths(paths_or_spec)]
+        if size is None:
+            raise ModelError("this clustering model's extractor record has no image size; refit it with image_size=")
+        batches = file_batches(files, size, batch_size, channels=channels)
+        for ok, x in batches:
+            take(ok, x)
+        rows += [{"path": p, "cluster": "", "name": "", "error": why} for p, why in batches.skipped]
     if verbose:
         for r in rows:
             print(f"{r['path']}\t{r['name'] or 'ERROR: ' + r['error']}")
     if plot_path is not None and shown:
         _plot_named(shown, plot_path)
     if out_csv is not None:
-        from kerasclf.features.heads import _write_rows
-
-        _write_rows(out_csv, rows, ["path", "cluster", "name", "error"])
+        write_rows(out_csv, rows, ["path", "cluster", "name", "error"])
     return rows
 
 
@@ -530,13 +520,11 @@ def _plot_named(items: list[tuple[np.ndarray, str]], path: str | Path, cols: int
     plt.close(fig)
 
 
-def _as_spec(data: Any) -> Any:
+def as_spec(data: Any) -> Any:
     """A DataSpec from a spec, ``"digits"``, a folder of class subfolders, or a folder of loose
     images (unlabelled: one class ``unlabelled``; clustering needs no labels)."""
-    if hasattr(data, "ids") and hasattr(data, "labels"):
+    if isinstance(data, DataSpec):
         return data
-    from kerasclf.data import sources
-
     if str(data) == "digits":
         return sources.digits()
     try:
@@ -548,7 +536,7 @@ def _as_spec(data: Any) -> Any:
 
 
 def run_cluster(data_path_or_spec: Any, *, features_model: Any, pca: int | float | None, k: int,
-                out_dir: str | Path, layer: str | None = "features",
+                out_dir: str | Path, layer: str | None = "auto",
                 image_size: tuple[int, int] | None = None, weights: Any = "default",
                 build_kwargs: dict[str, Any] | None = None,
                 cache_dir: str | Path | None = None, seed: int = 0, standardize: bool = False,
@@ -586,15 +574,11 @@ def run_cluster(data_path_or_spec: Any, *, features_model: Any, pca: int | float
         ...                 pca=50, k=8, out_dir="runs/photos_clusters", elbow_ks=[4, 8, 12])
         >>> s["explained_variance"], s["sizes"], s.get("scores")  # doctest: +SKIP
     """
-    from kerasclf.features.extract import extract_features
-
     out = Path(out_dir)
     target = out / "clusters.joblib"
     if target.exists() and not overwrite:
-        from kerasclf.errors import RunExistsError
-
         raise RunExistsError(str(out))
-    spec = _as_spec(data_path_or_spec)
+    spec = as_spec(data_path_or_spec)
     fs = extract_features(features_model, spec, layer=layer, batch_size=batch_size,
                           cache_dir=cache_dir if cache_dir is not None else out / "features",
                           image_size=image_size, weights=weights, build_kwargs=build_kwargs,
@@ -607,9 +591,7 @@ def run_cluster(data_path_or_spec: Any, *, features_model: Any, pca: int | float
     shots = montages(spec, assign, out / "montages", per_cluster=per_cluster, seed=seed)
     names_csv = write_names_template(out / "clusters.csv", k)
     ids = fs.ids
-    from kerasclf.features.heads import _write_rows
-
-    _write_rows(out / "assignments.csv", [{"id": i, "cluster": int(c)} for i, c in zip(ids, assign)],
+    write_rows(out / "assignments.csv", [{"id": i, "cluster": int(c)} for i, c in zip(ids, assign)],
                 ["id", "cluster"])
     summary: dict[str, Any] = {
         "model": str(target), "names_csv": str(names_csv), "montages": [str(p) for p in shots],

@@ -16,18 +16,16 @@ from typing import Any
 
 import numpy as np
 
-from kerasclf.errors import ModelError
+from kerasclf.data.splits import split_indices
+from kerasclf.errors import ModelError, RunExistsError
+from kerasclf.features.cluster import ClusterModel, as_spec
+from kerasclf.features.extract import DEFAULT_CACHE, extract_features
+from kerasclf.features.heads import evaluate_head, fit_head, load_head, save_head
 
 __all__ = ["run_features", "run_head", "load_predictor"]
 
 
-def _spec(data: Any) -> Any:
-    from kerasclf.features.cluster import _as_spec
-
-    return _as_spec(data)
-
-
-def run_features(model: Any, data: Any, *, layer: str | None = "features",
+def run_features(model: Any, data: Any, *, layer: str | None = "auto",
                  image_size: tuple[int, int] | None = None, weights: Any = "default",
                 build_kwargs: dict[str, Any] | None = None,
                  cache_dir: str | Path | None = None, batch_size: int = 64,
@@ -50,9 +48,7 @@ def run_features(model: Any, data: Any, *, layer: str | None = "features",
         >>> run_features("resnet50_features", "photos/", weights="imagenet")  # doctest: +SKIP
         {'path': '...', 'n_images': 2000, 'dim': 2048, 'from_cache': False, ...}
     """
-    from kerasclf.features.extract import DEFAULT_CACHE, extract_features
-
-    spec = _spec(data)
+    spec = as_spec(data)
     fs = extract_features(model, spec, layer=layer, image_size=image_size, weights=weights,
                           build_kwargs=build_kwargs,
                           cache_dir=cache_dir if cache_dir is not None else DEFAULT_CACHE,
@@ -68,7 +64,7 @@ def run_features(model: Any, data: Any, *, layer: str | None = "features",
 
 
 def run_head(data: Any, *, features_model: Any, kind: str = "logreg", out_dir: str | Path,
-             layer: str | None = "features", image_size: tuple[int, int] | None = None,
+             layer: str | None = "auto", image_size: tuple[int, int] | None = None,
              weights: Any = "default",
                 build_kwargs: dict[str, Any] | None = None, cache_dir: str | Path | None = None,
              ratios: tuple[float, float, float] = (0.8, 0.0, 0.2), seed: int = 42,
@@ -95,29 +91,16 @@ def run_head(data: Any, *, features_model: Any, kind: str = "logreg", out_dir: s
     Example:
         >>> run_head("digits", features_model=model, kind="hgb", out_dir="runs/d")  # doctest: +SKIP
     """
-    from kerasclf.features.extract import extract_features
-    from kerasclf.features.heads import evaluate_head, fit_head, save_head
-
-    spec = _spec(data)
+    spec = as_spec(data)
     out = Path(out_dir)
     if (out / "head.joblib").exists() and not overwrite:
-        from kerasclf.errors import RunExistsError
-
         raise RunExistsError(str(out))
     fs = extract_features(features_model, spec, layer=layer, image_size=image_size, weights=weights,
                           build_kwargs=build_kwargs,
                           cache_dir=cache_dir if cache_dir is not None else out / "features",
                           verbose=verbose)
-    try:
-        from kerasclf.data.splits import split_indices
-
-        parts = split_indices(spec, ratios, seed=seed)
-        train, test = np.r_[parts["train"], parts["val"]], parts["test"]
-    except ImportError:  # pragma: no cover
-        from sklearn.model_selection import train_test_split
-
-        train, test = train_test_split(np.arange(len(spec)), test_size=ratios[2], random_state=seed,
-                                       stratify=spec.labels)
+    parts = split_indices(spec, ratios, seed=seed)
+    train, test = np.r_[parts["train"], parts["val"]], parts["test"]
     pos = {i: n for n, i in enumerate(spec.ids())}
     rows = np.array([pos[i] for i in fs.ids])  # feature rows follow fs.ids (files may be skipped)
     where = {int(r): n for n, r in enumerate(rows)}
@@ -157,11 +140,7 @@ def load_predictor(path: str | Path) -> Any:
     except Exception as exc:
         raise ModelError(f"{path}: cannot load this joblib file ({type(exc).__name__}: {exc})") from None
     if kind == "kerasclf.head":
-        from kerasclf.features.heads import load_head
-
         return load_head(path)
     if kind == "kerasclf.clusters":
-        from kerasclf.features.cluster import ClusterModel
-
         return ClusterModel.load(path)
     raise ModelError(f"{path}: not a kerasclf head or clustering model")

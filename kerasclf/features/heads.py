@@ -16,7 +16,6 @@ Example:
 """
 from __future__ import annotations
 
-import csv
 import json
 import os
 from collections.abc import Sequence
@@ -25,22 +24,33 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import LinearSVC
 
-from kerasclf.errors import DataError, ModelError
-from kerasclf.features.artifacts import ExtractorRecord, build_extractor, save_extractor_files
+from kerasclf._files import write_rows
+from kerasclf.analysis.metrics import classification_metrics
+from kerasclf.data.pipeline import file_batches
+from kerasclf.data.reader import collect_image_paths
+from kerasclf.errors import DataError, ModelError, UnknownNameError
+from kerasclf.features.artifacts import (
+    ExtractorRecord,
+    artifact_target,
+    build_extractor,
+    load_artifact,
+    save_extractor_files,
+)
+from kerasclf.features.extract import features_for_images
 
 __all__ = ["HEAD_KINDS", "fit_head", "head_proba", "evaluate_head", "save_head", "load_head",
-           "HeadPipeline", "SoftmaxLinearSVC", "basic_metrics"]
+           "HeadPipeline", "SoftmaxLinearSVC"]
 
 HEAD_KINDS = ("logreg", "linear_svm", "hgb")
 
-try:  # a module-level class so joblib files reload anywhere
-    from sklearn.svm import LinearSVC as _LinearSVC
-except ImportError:  # pragma: no cover
-    _LinearSVC = object  # type: ignore[misc,assignment]
-
-
-class SoftmaxLinearSVC(_LinearSVC):  # type: ignore[misc,valid-type]
+class SoftmaxLinearSVC(LinearSVC):
     """LinearSVC with ``predict_proba``: softmax (multiclass) / sigmoid (binary) of decision values.
 
     The values are scores, not calibrated probabilities; use ``fit_head(..., calibrate=True)``
@@ -85,9 +95,6 @@ def fit_head(features: np.ndarray, labels: np.ndarray, kind: str = "logreg", *, 
         >>> fit_head(X, y, "logreg").score(X, y)
         1.0
     """
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     X = np.asarray(features, dtype="float32")
     y = np.asarray(labels)
     if y.ndim != 1:
@@ -95,24 +102,16 @@ def fit_head(features: np.ndarray, labels: np.ndarray, kind: str = "logreg", *, 
     if len(np.unique(y)) < 2:
         raise DataError("the labels hold a single class; a head needs at least two")
     if kind == "logreg":
-        from sklearn.linear_model import LogisticRegression
-
         est = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter or 1000,
                                                                  random_state=seed, **options))
     elif kind == "linear_svm":
         svc = SoftmaxLinearSVC(C=C, max_iter=max_iter or 5000, random_state=seed, **options)
         if calibrate:
-            from sklearn.calibration import CalibratedClassifierCV
-
             svc = CalibratedClassifierCV(svc, cv=3)
         est = make_pipeline(StandardScaler(), svc)
     elif kind == "hgb":
-        from sklearn.ensemble import HistGradientBoostingClassifier
-
         est = HistGradientBoostingClassifier(max_iter=max_iter or 100, random_state=seed, **options)
     else:
-        from kerasclf.errors import UnknownNameError
-
         raise UnknownNameError("head kind", kind, HEAD_KINDS)
     est.fit(X, y)
     return est
@@ -135,40 +134,12 @@ def head_proba(head: Any, features: np.ndarray, num_classes: int | None = None) 
     return full
 
 
-def basic_metrics(y: np.ndarray, pred: np.ndarray, class_names: Sequence[str],
-                  task: str = "multiclass") -> dict[str, Any]:
-    """The fallback metrics, in the shape of :func:`kerasclf.analysis.metrics.classification_metrics`.
-
-    ``task``, ``n``, ``accuracy``, ``per_class`` (precision/recall/F1/support), ``macro``,
-    ``confusion_matrix`` (fractions, rows = true class) and ``confusion_counts``.
-    """
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
-
-    labels = np.arange(len(class_names))
-    prec, rec, f1, sup = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
-    counts = confusion_matrix(y, pred, labels=labels)
-    frac = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    present = sup > 0
-    return {
-        "task": task, "n": int(len(y)),
-        "accuracy": float(np.mean(y == pred)),
-        "per_class": {str(n): {"precision": float(prec[i]), "recall": float(rec[i]),
-                               "f1": float(f1[i]), "support": int(sup[i])}
-                      for i, n in enumerate(class_names)},
-        "macro": {"precision": float(prec[present].mean()), "recall": float(rec[present].mean()),
-                  "f1": float(f1[present].mean())},
-        "confusion_matrix": np.round(frac, 6).tolist(),
-        "confusion_counts": counts.tolist(),
-    }
-
-
 def evaluate_head(head: Any, features: np.ndarray, labels: np.ndarray,
                   class_names: Sequence[str] | None = None, task: str | None = None) -> dict[str, Any]:
     """Metrics of a head, in the same shape as a Keras model's (``metrics.json``).
 
-    Uses :func:`kerasclf.analysis.metrics.classification_metrics` (what ``kerasclf train`` writes)
-    when available, else :func:`basic_metrics`; either way ``accuracy``, per-class
-    precision/recall/F1 and the confusion matrix are there.
+    The metrics are :func:`kerasclf.analysis.metrics.classification_metrics` (what
+    ``kerasclf train`` writes), plus ``n_images``.
 
     Example:
         >>> m = evaluate_head(head, fs.features, fs.labels, fs.class_names)   # doctest: +SKIP
@@ -180,24 +151,11 @@ def evaluate_head(head: Any, features: np.ndarray, labels: np.ndarray,
     k = len(class_names)
     task = task or ("binary" if k == 2 else "multiclass")
     p = head_proba(head, features, k)
-    try:
-        from kerasclf.analysis.metrics import classification_metrics
-    except ImportError:
-        classification_metrics = None
-    if classification_metrics is not None:
-        try:
-            if task == "binary":
-                metrics = classification_metrics(y.reshape(-1, 1), p[:, 1:2], task, list(class_names))
-            else:
-                metrics = classification_metrics(y, p, task, list(class_names))
-            metrics = dict(metrics)
-            metrics["n_images"] = int(len(y))
-            return metrics
-        except Exception:  # a different signature: fall back to the local metrics
-            pass
-    metrics = basic_metrics(y, p.argmax(axis=1), class_names, task)
-    metrics["n_images"] = int(len(y))
-    return metrics
+    if task == "binary":
+        metrics = classification_metrics(y.reshape(-1, 1), p[:, 1:2], task, list(class_names))
+    else:
+        metrics = classification_metrics(y, p, task, list(class_names))
+    return {**metrics, "n_images": int(len(y))}
 
 
 def _atomic_joblib(obj: Any, path: Path) -> None:
@@ -231,8 +189,6 @@ def save_head(path: str | Path, head: Any, record: ExtractorRecord, *, extractor
     Example:
         >>> save_head("runs/x/head.joblib", head, fs.record, extractor=model)   # doctest: +SKIP
     """
-    from kerasclf.features.artifacts import artifact_target
-
     path = artifact_target(path, "head", overwrite)
     record = save_extractor_files(record, extractor, path.parent, path.stem)
     info = {"kind": "kerasclf.head", "record": record.to_dict(), "estimator": type(head).__name__,
@@ -252,8 +208,6 @@ def load_head(path: str | Path) -> "HeadPipeline":
         >>> pipe = load_head("runs/x/head.joblib")  # doctest: +SKIP
         >>> pipe.predict_paths(["new/"])[0]["class"]  # doctest: +SKIP
     """
-    from kerasclf.features.artifacts import load_artifact
-
     path = Path(path)
     obj = load_artifact(path, "kerasclf.head", "head", "kerasclf.features.save_head")
     return HeadPipeline(head=obj["head"], record=ExtractorRecord.from_dict(obj["info"]["record"]),
@@ -276,7 +230,6 @@ class HeadPipeline:
         >>> pipe.predict_paths(["new/"])[0]  # doctest: +SKIP
         {'path': 'new/a.png', 'class': 'cat', 'probability': 0.93, 'top_k': 'cat:0.93|dog:0.07', 'error': ''}
     """
-
     head: Any
     record: ExtractorRecord
     base_dir: Path | None = None
@@ -307,8 +260,6 @@ class HeadPipeline:
 
     def predict_proba_images(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Class probabilities ``(N, K)`` of raw 0..255 images ``(N, H, W, C)``."""
-        from kerasclf.features.extract import features_for_images
-
         feats = features_for_images(self.feature_extractor(), images, batch_size=batch_size,
                                     image_size=self.image_size, channels=self.record.channels)
         return self.predict_proba_features(feats)
@@ -323,58 +274,21 @@ class HeadPipeline:
 
         Unreadable files get a row with an empty ``class`` and the reason in ``error``.
         """
-        from kerasclf.features.extract import file_batches
-
-        files = _collect(paths)
+        files = [str(p) for p in collect_image_paths(paths)]
         names = self.class_names
         if self.image_size is None:
             raise ModelError("this head's extractor record has no image size; re-extract with image_size=")
         rows: list[dict[str, Any]] = []
-        bad: list[tuple[str, str]] = []
-        for ok, images, skipped in file_batches(files, self.image_size, batch_size):
-            bad += skipped
-            if not ok:
-                continue
+        batches = file_batches(files, self.image_size, batch_size, channels=self.record.channels)
+        for ok, images in batches:
             probs = self.predict_proba_images(images, batch_size)
             for p_, pr in zip(ok, probs):
                 order = np.argsort(-pr)[:max(1, top_k)]
                 rows.append({"path": p_, "class": names[int(order[0])],
                              "probability": round(float(pr[order[0]]), 6),
                              "top_k": "|".join(f"{names[i]}:{pr[i]:.4f}" for i in order), "error": ""})
-        rows += [{"path": p_, "class": "", "probability": "", "top_k": "", "error": why} for p_, why in bad]
+        rows += [{"path": p_, "class": "", "probability": "", "top_k": "", "error": why}
+                 for p_, why in batches.skipped]
         if out_csv is not None:
-            _write_rows(out_csv, rows, ["path", "class", "probability", "top_k", "error"])
+            write_rows(out_csv, rows, ["path", "class", "probability", "top_k", "error"])
         return rows
-
-
-def _collect(paths: Sequence[str | Path]) -> list[str]:
-    """Image files named or found under folders (the predict module's rules when available)."""
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
-    try:
-        from kerasclf.predict import collect_image_paths
-
-        return [str(p) for p in collect_image_paths(paths)]
-    except ImportError:
-        pass
-    exts = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-    out: list[str] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out += sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in exts)
-        elif p.is_file():
-            out.append(str(p))
-        else:
-            raise DataError(f"{p}: no such file or folder; check the path")
-    if not out:
-        raise DataError(f"no image files found in {', '.join(map(str, paths))}")
-    return out
-
-
-def _write_rows(path: str | Path, rows: list[dict[str, Any]], fields: list[str]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)

@@ -88,13 +88,18 @@ def test_load_split_from_dataspec(tmp_path, make_squares):
 
     x, y, _ = make_squares(4, seed=7)
     xs, ys = load_split(DataSpec.from_arrays(x, y, class_names=["tl", "br"]))
-    assert xs.shape == (4, 32, 32, 3) and ys.tolist() == y.tolist()
+    assert xs.shape == (4, 32, 32, 3) and ys.reshape(-1).tolist() == y.tolist()
     paths = []
     for i, img in enumerate(x):
         paths.append(str(tmp_path / f"{i}.png"))
         Image.fromarray(img).save(paths[-1])
     spec = DataSpec(class_names=["tl", "br"], labels=y, paths=paths, task="binary")
     xs, _ = load_split(spec, image_size=(16, 20))
-    assert xs.shape == (4, 16, 20, 3) and xs.dtype == np.uint8
+    assert xs.shape == (4, 16, 20, 3) and xs.dtype == np.float32
+    from kerasclf.data.pipeline import split_arrays
+
+    assert np.array_equal(xs, split_arrays(spec, image_size=(16, 20))[0])  # the training pixels
+    with pytest.raises(DataError, match="image size"):
+        load_split(spec)  # files need a size: never a silent 224
     with pytest.raises(DataError, match="DataSpec"):
         load_split("not data")

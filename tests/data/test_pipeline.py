@@ -6,6 +6,7 @@ import pytest
 
 from kerasclf.data import pipeline, sources, splits
 from kerasclf.data.spec import DataSpec
+from kerasclf.errors import DataError
 
 
 def _collect(ds):
@@ -80,9 +81,9 @@ def test_corrupt_files_skipped_not_crashing(hostile_folder, tmp_path):
     assert np.array_equal(x, x2)
 
 
-def test_predict_batches(hostile_folder):
+def test_file_batches(hostile_folder):
     paths = sorted(str(p) for p in hostile_folder.rglob("*") if p.is_file())
-    batches = pipeline.image_batches_for_predict(paths, (10, 10), batch_size=4)
+    batches = pipeline.file_batches(paths, (10, 10), batch_size=4)
     got = [(ps, x) for ps, x in batches]
     n_ok = sum(len(ps) for ps, _ in got)
     assert n_ok == 12 and all(x.dtype == np.float32 and x.shape[1:] == (10, 10, 3) for _, x in got)
@@ -104,3 +105,21 @@ def test_file_failing_only_at_decode_is_recorded(make_folder):
     x, y = _collect(pipeline.make_dataset(spec, image_size=(8, 8), batch_size=4, cache=None))
     assert len(x) == 6
     assert [(p.rsplit("/", 1)[1], "truncated" in r) for p, r in spec.skipped] == [("cut.jpg", True)]
+
+
+def test_one_reader_same_pixels_everywhere(make_folder):
+    """Training batches, prediction batches and split arrays of the same files are identical."""
+    base = make_folder({"a": 4, "b": 3}, name="parity")
+    spec = sources.from_folder(base)
+    x_train, y_train = _collect(pipeline.make_dataset(spec, image_size=(12, 9), batch_size=3, cache=None))
+    x_split, y_split = pipeline.split_arrays(spec, image_size=(12, 9), batch_size=5)
+    got = {p: x for ps, xb in pipeline.file_batches(spec.paths, (12, 9), batch_size=2) for p, x in zip(ps, xb)}
+    assert x_split.shape == (7, 12, 9, 3) and np.array_equal(x_train, x_split)
+    assert np.array_equal(y_train, y_split)
+    assert np.array_equal(np.stack([got[p] for p in spec.paths]), x_split)
+
+
+def test_split_arrays_needs_a_size_for_files(make_folder):
+    spec = sources.from_folder(make_folder({"a": 2, "b": 2}, name="nosize"))
+    with pytest.raises(DataError, match="image size"):
+        pipeline.split_arrays(spec)

@@ -243,7 +243,9 @@ def test_npz_real_cifar10(assets):
 
 def test_load_dispatch(flat_folder, image_folder):
     assert len(sources.load({"source": "flat", "path": str(flat_folder), "pattern": r"^([a-z]+)\."})) == 20
-    assert sources.load({"source": "folder", "path": str(image_folder), "batch_size": 4}).num_classes == 3
+    assert sources.load({"source": "folder", "path": str(image_folder)}).num_classes == 3
+    with pytest.raises(ConfigError, match="no option 'batch_size'"):  # a pipeline key: the recipe's DataCfg
+        sources.load({"source": "folder", "path": str(image_folder), "batch_size": 4})
     with pytest.raises(UnknownNameError, match="folder"):
         sources.load({"source": "foldr"})
     with pytest.raises(ConfigError, match="'colour'"):

@@ -4,9 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kerasclf.errors import KerasclfError, ModelError
+from kerasclf.errors import ModelError, UnknownNameError
 from kerasclf.features import extract as ex
-from kerasclf.features import extract_features, feature_model, weights_fingerprint
+from kerasclf.features import extract_features, weights_fingerprint
+from kerasclf.data.pipeline import split_arrays
+from kerasclf.zoo import feature_model, input_size
 from kerasclf.data.spec import DataSpec
 
 
@@ -39,9 +41,10 @@ def test_second_extraction_is_a_cache_hit(digits_spec, cnn_factory, counter, tmp
     assert isinstance(again.features, np.memmap)  # read back lazily, not loaded into memory
     np.testing.assert_array_equal(np.asarray(again.features), first)
     assert again.key == fs.key and again.path == fs.path
-    # same features as running the model directly (streaming and memmap change nothing)
-    direct = feature_model(model, "features").predict_on_batch(
-        np.repeat(spec.images[:64], 3, -1).astype("float32"))
+    # same features as running the model directly on the pixels training sees (the one pipeline);
+    # streaming and memmap change nothing
+    pixels, _ = split_arrays(spec, np.arange(64), image_size=(32, 32))
+    direct = feature_model(model, "features").predict_on_batch(pixels)
     np.testing.assert_allclose(first[:64], direct, rtol=1e-4, atol=1e-5)
 
 
@@ -121,7 +124,7 @@ def test_layers_spatial_nested_and_unknown(digits_spec, cnn_factory, ae_factory)
     enc = extract_features(ae, spec, layer="encoder", cache_dir=None, verbose=0)
     assert enc.features.shape == (8, 12)
     # the encoder is used after the outer model's resize + preprocess
-    x = np.repeat(spec.images, 3, -1).astype("float32")
+    x, _ = split_arrays(spec, image_size=input_size(ae))  # the pixels training would see
     inner = ae.get_layer("encoder").predict_on_batch(ae.get_layer("resize")(x).numpy() / 255.0)
     np.testing.assert_allclose(enc.features, inner, rtol=1e-4, atol=1e-5)
     with pytest.raises(ModelError, match="no layer 'nope'.*features"):
@@ -147,5 +150,5 @@ def test_image_files_and_changed_file_invalidates(tmp_path, digits_spec, cnn_fac
 
 
 def test_unknown_model_name_is_a_user_error(digits_spec):
-    with pytest.raises((KerasclfError, ImportError)):
+    with pytest.raises(UnknownNameError, match=r"unknown model 'no_such_model_xyz'; known: .*kerasclf zoo"):
         extract_features("no_such_model_xyz", digits_spec, cache_dir=None, verbose=0)

@@ -45,13 +45,19 @@ def test_other_heads_give_probabilities(digits_features, kind, opts, floor):
     assert np.mean(p.argmax(1) == y[~train]) > floor
 
 
-def test_fallback_metrics_have_the_keras_shape(digits_features):
-    from kerasclf.features.heads import basic_metrics
+def test_head_metrics_are_the_keras_metrics():
+    """One metrics module: a head's metrics are classification_metrics of its probabilities."""
+    from kerasclf.analysis.metrics import classification_metrics
+    from kerasclf.features.heads import evaluate_head
 
-    y = np.array([0, 0, 1, 2])
-    m = basic_metrics(y, np.array([0, 1, 1, 2]), ["a", "b", "c"])
-    assert m["accuracy"] == 0.75 and m["confusion_counts"][0] == [1, 1, 0]
-    assert m["confusion_matrix"][0] == [0.5, 0.5, 0.0] and m["per_class"]["b"]["precision"] == 0.5
+    rng = np.random.default_rng(1)
+    X = np.r_[rng.normal(0, 1, (30, 4)), rng.normal(2, 1, (30, 4)), rng.normal(-2, 1, (30, 4))]
+    y = np.repeat([0, 1, 2], 30)
+    head = fit_head(X, y, kind="logreg")
+    m = evaluate_head(head, X, y, ["a", "b", "c"])
+    ref = classification_metrics(y, head.predict_proba(X), "multiclass", ["a", "b", "c"])
+    assert m["n_images"] == 90 and m["accuracy"] == ref["accuracy"] > 0.8
+    assert m["confusion_matrix"] == ref["confusion_matrix"] and m["per_class"] == ref["per_class"]
 
 
 def test_binary_metrics_and_bad_inputs():
