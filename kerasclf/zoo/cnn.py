@@ -90,14 +90,6 @@ def deep_cnn(num_classes: int = 100, *, input_shape: tuple[int, int, int] | None
             x = keras.layers.Activation("relu")(x)
         x = keras.layers.MaxPooling2D(name=f"block{b}_pool")(x)
         x = keras.layers.Dropout(dropout)(x)
-    x = keras.layers.GlobalAveragePooling2D(name="features")(x)
-    x = keras.layers.Dense(dense, kernel_regularizer=reg, name="dense1")(x)
-    x = keras.layers.BatchNormalization(momentum=bn_momentum)(x)
-    x = keras.layers.Activation("relu")(x)
-    x = keras.layers.Dropout(0.5)(x)
-    from kerasclf.zoo.heads import output_spec
-
-    units, activation, _ = output_spec(num_classes, task)
-    outputs = keras.layers.Dense(units, activation=activation, kernel_regularizer=reg, dtype="float32",
-                                 name="predictions")(x)
+    outputs = classifier_head(x, num_classes, task, pooling="avg", hidden=[dense], hidden_batch_norm=bn_momentum,
+                              hidden_dropout=0.5, kernel_regularizer=reg, output_regularizer=reg)
     return keras.Model(inputs, outputs, name="deep_cnn")

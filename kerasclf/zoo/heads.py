@@ -43,9 +43,21 @@ def output_spec(num_classes: int, task: str = "auto") -> tuple[int, str, str]:
 
 def classifier_head(x: Any, num_classes: int, task: str = "auto", *, pooling: str | None = "avg",
                     dropout: float = 0.0, hidden: Sequence[int] | int | None = None,
-                    hidden_activation: str = "relu", kernel_initializer: str = "glorot_uniform",
-                    kernel_regularizer: Any = None) -> Any:
-    """Apply pooling ("features") → dropout → hidden Dense layers → Dense "predictions" (float32)."""
+                    hidden_activation: str = "relu", hidden_batch_norm: float | None = None,
+                    hidden_dropout: float = 0.0, kernel_initializer: str = "glorot_uniform",
+                    kernel_regularizer: Any = None, output_regularizer: Any = None) -> Any:
+    """Apply pooling ("features") → dropout → hidden Dense layers → Dense "predictions" (float32).
+
+    Each hidden layer is Dense → (batch norm with momentum ``hidden_batch_norm``) → activation →
+    (dropout ``hidden_dropout``); ``kernel_regularizer`` applies to the hidden layers and
+    ``output_regularizer`` to the output layer.
+
+    Example:
+        >>> inputs = keras.Input((4, 4, 8))
+        >>> out = classifier_head(inputs, 10, hidden=16, hidden_batch_norm=0.9, hidden_dropout=0.5)
+        >>> keras.Model(inputs, out).count_params()  # (8*16+16) + 4*16 BN + (16*10+10)
+        378
+    """
     if pooling == "avg":
         x = keras.layers.GlobalAveragePooling2D(name="features")(x)
     elif pooling == "max":
@@ -58,8 +70,16 @@ def classifier_head(x: Any, num_classes: int, task: str = "auto", *, pooling: st
         x = keras.layers.Dropout(dropout, name="head_dropout")(x)
     if isinstance(hidden, int):
         hidden = [hidden]
-    for i, units in enumerate(hidden or []):
-        x = keras.layers.Dense(units, activation=hidden_activation, kernel_initializer=kernel_initializer,
-                               kernel_regularizer=kernel_regularizer, name=f"head_dense{i + 1}")(x)
+    for i, units in enumerate(hidden or [], start=1):
+        norm = hidden_batch_norm is not None
+        x = keras.layers.Dense(units, activation=None if norm else hidden_activation,
+                               kernel_initializer=kernel_initializer, kernel_regularizer=kernel_regularizer,
+                               name=f"head_dense{i}")(x)
+        if norm:
+            x = keras.layers.BatchNormalization(momentum=hidden_batch_norm, name=f"head_bn{i}")(x)
+            x = keras.layers.Activation(hidden_activation, name=f"head_act{i}")(x)
+        if hidden_dropout:
+            x = keras.layers.Dropout(hidden_dropout, name=f"head_dropout{i}")(x)
     units, activation, _ = output_spec(num_classes, task)
-    return keras.layers.Dense(units, activation=activation, dtype="float32", name="predictions")(x)
+    return keras.layers.Dense(units, activation=activation, kernel_regularizer=output_regularizer,
+                              dtype="float32", name="predictions")(x)
