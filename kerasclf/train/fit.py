@@ -1,4 +1,8 @@
-"""Run one recipe end to end: data → split manifest → model → stages → evaluation → artefacts.
+"""Run one recipe end to end, in named steps a reader can follow:
+
+:func:`prepare_data` (source → split manifest → tf.data pipelines) → :func:`build_model` →
+:func:`fit_stage` (stage 1; stage 2 unfreezes the backbone for fine-tuning) → :func:`finish_run`
+(best weights, saved model, metrics, figures). :func:`train` composes them.
 
 Everything a run writes goes into one folder, ``<output_dir>/<name>/``:
 ``recipe.yaml`` (as run), ``split.csv`` (manifest), ``history.csv``, ``batch_loss.csv``,
@@ -12,22 +16,46 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
+import tensorflow as tf
 
+from kerasclf.analysis.metrics import classification_metrics, probs_to_pred
+from kerasclf.analysis.plots import plot_confusion, plot_history
+from kerasclf.data import pipeline, splits
+from kerasclf.data.augment import get_policy
 from kerasclf.data.spec import DataSpec
 from kerasclf.errors import ConfigError, RunExistsError
-from kerasclf.train.recipe import Recipe
+from kerasclf.io import save_model
+from kerasclf.train.autoencoder import as_reconstruction, plot_reconstructions, reconstruction_error
+from kerasclf.train.callbacks import make_callbacks
+from kerasclf.train.distribute import (
+    chief_path,
+    is_chief,
+    make_strategy,
+    num_replicas,
+    scaled_batch_and_lr,
+    shard_by_data,
+    tf_config,
+)
+from kerasclf.train.optim import make_optimizer
+from kerasclf.train.recipe import Recipe, TrainCfg
+from kerasclf.train.speed import apply_speed_settings
+from kerasclf.zoo import ModelCfg, build, get_cfg, set_backbone_trainable
 
-__all__ = ["train", "RunResult", "prepare_run_dir", "compile_for_task", "predict_dataset"]
+__all__ = ["train", "RunResult", "RunData", "prepare_run_dir", "prepare_data", "build_model", "fit_stage",
+           "finish_run", "compile_for_task", "predict_dataset"]
 
 
 @dataclass
@@ -63,8 +91,6 @@ def compile_for_task(model: Any, task: str, optimizer: Any, *, label_smoothing: 
 
     ``one_hot``: multiclass labels arrive one-hot (label smoothing, MixUp, CutMix).
     """
-    import keras
-
     if task == "multiclass":
         if label_smoothing or one_hot:
             loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
@@ -93,16 +119,195 @@ def predict_dataset(model: Any, ds: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(ys), np.concatenate(ps)
 
 
-def _load_spec(recipe: Recipe) -> DataSpec:
-    from kerasclf.data import sources
+@dataclass
+class RunData:
+    """The prepared data of a run: the spec, its split, the pipeline settings and the datasets.
 
-    return sources.load({"source": recipe.data.source, **recipe.data.options})
+    ``datasets`` holds ``train`` / ``val`` / ``test`` (``None`` for an empty split) as the model
+    is fitted on them (one-hot labels where the loss needs them, reconstruction targets for an
+    autoencoder); :meth:`for_metrics` gives a split with its plain labels for scoring.
+    """
+
+    spec: DataSpec
+    parts: dict[str, np.ndarray]
+    image_size: tuple[int, int]
+    channels: int
+    batch_size: int
+    one_hot: bool
+    make: Callable[..., Any]
+    datasets: dict[str, Any] = field(default_factory=dict)
+
+    def for_metrics(self, name: str) -> Any:
+        """The split ``name`` with integer / 0-1 labels (what the metrics module reads)."""
+        return self.make(name, training=False, plain=True) if self.one_hot else self.datasets[name]
 
 
-def _one_hot(num_classes: int):  # for label smoothing with multiclass
-    import tensorflow as tf
+def prepare_data(recipe: Recipe, spec: DataSpec, run_dir: Path, model_cfg: ModelCfg, *, batch_size: int,
+                 replicas: int = 1) -> RunData:
+    """Split the data (or reuse the manifest), copy the manifest into the run, build the pipelines."""
+    cfg_d, cfg_t = recipe.data, recipe.train
+    s = cfg_d.split
+    manifest = Path(s.manifest) if s.manifest else run_dir / "split.csv"
+    parts = splits.split_or_reuse(spec, manifest, (s.train, s.val, s.test), s.seed)
+    if manifest != run_dir / "split.csv":
+        shutil.copyfile(manifest, run_dir / "split.csv")
+    size = tuple(cfg_d.image_size or model_cfg.input_shape[:2])
+    channels = cfg_d.channels or (model_cfg.input_shape[2] if len(model_cfg.input_shape) > 2 else 3)
+    if channels not in (1, 3):
+        raise ConfigError(f"data.channels: {channels} is not 1 (grayscale) or 3 (RGB)")
+    policy = None
+    if cfg_d.augment not in (None, "none", False):
+        policy = get_policy(cfg_d.augment, image_size=size, seed=cfg_t.seed,
+                            num_classes=spec.num_classes if spec.task == "multiclass" else None)
+    policy_one_hot = bool(getattr(policy, "one_hot_labels", False))  # MixUp / CutMix
+    one_hot = spec.task == "multiclass" and (bool(cfg_t.label_smoothing) or policy_one_hot)
 
-    def f(x, y):
+    def make(name: str, training: bool, *, plain: bool = False) -> Any:
+        if name not in parts or len(parts[name]) == 0:
+            return None
+        d = pipeline.make_dataset(spec, parts[name], image_size=size, channels=channels, batch_size=batch_size,
+                                  shuffle=training and cfg_d.shuffle, seed=cfg_t.seed, cache=cfg_d.cache,
+                                  augment=policy if training else None)
+        if one_hot and not plain and not (training and policy_one_hot):
+            d = d.map(_one_hot(spec.num_classes))
+        if replicas > 1 and tf_config():  # workers split in-memory datasets by element
+            d = shard_by_data(d)
+        return d
+
+    data = RunData(spec=spec, parts=parts, image_size=size, channels=channels, batch_size=batch_size,
+                   one_hot=one_hot, make=make)
+    data.datasets = {"train": make("train", True), "val": make("val", False), "test": make("test", False)}
+    if data.datasets["train"] is None:
+        raise ConfigError(f"{recipe.name}: the training split is empty; check data.split ratios")
+    return data
+
+
+def build_model(recipe: Recipe, data: RunData, strategy: Any) -> keras.Model:
+    """The recipe's zoo model for this data (classes, task, input size), built in the strategy's scope."""
+    with _scope(strategy):
+        return build(recipe.model.name, num_classes=data.spec.num_classes, task=data.spec.task,
+                     input_shape=(*data.image_size, data.channels), **recipe.model.options)
+
+
+@dataclass
+class _Stage:
+    """What fitting one stage needs besides the model: its number, epochs and optimizer.
+
+    ``optimizer`` is a factory: the optimizer must be created inside the strategy's scope.
+    """
+
+    number: int
+    first_epoch: int
+    epochs: int
+    optimizer: Callable[[], Any]
+    schedule_active: bool = False
+    best: float | None = None  # the best monitored value so far (stage 2 must beat stage 1's)
+
+
+def fit_stage(model: keras.Model, data: RunData, stage: _Stage, *, cfg_t: TrainCfg, run_dir: Path,
+              compile_fn: Callable[[Any], None], strategy: Any, history: dict[str, list[float]],
+              verbose: int, callbacks: list[Any] | None = None) -> tuple[int, float | None]:
+    """Compile with the stage's optimizer and fit; returns ``(epochs done in total, best monitored value)``."""
+    with _scope(strategy):
+        compile_fn(stage.optimizer())
+    val_ds = data.datasets["val"]
+    cbs = make_callbacks(cfg_t, run_dir, stage=stage.number, has_validation=val_ds is not None,
+                         schedule_active=stage.schedule_active) + list(callbacks or [])
+    for cb in cbs:
+        if isinstance(cb, keras.callbacks.ModelCheckpoint) and stage.best is not None:
+            cb.best = stage.best
+    train_ds = data.datasets["train"]
+    if cfg_t.steps_per_epoch:
+        train_ds = train_ds.repeat()
+    h = model.fit(train_ds, validation_data=val_ds, epochs=stage.first_epoch + stage.epochs,
+                  initial_epoch=stage.first_epoch, steps_per_epoch=cfg_t.steps_per_epoch, callbacks=cbs,
+                  verbose=verbose, shuffle=False)  # the tf.data pipeline shuffles
+    _merge(history, h.history)
+    done = (h.epoch[-1] + 1) if h.epoch else stage.first_epoch
+    return int(done), _best(cbs)
+
+
+def _fit_stage_one(model: keras.Model, data: RunData, *, cfg_t: TrainCfg, run_dir: Path, steps: int,
+                   resume: bool, **kw: Any) -> tuple[int, float | None]:
+    """Stage 1 (or the only stage); a resumed run whose stage 1 finished loads its weights instead."""
+    marker = run_dir / "checkpoints" / "stage1.json"
+    if resume and marker.is_file():
+        done = json.loads(marker.read_text())
+        model.load_weights(run_dir / "checkpoints" / "stage1.weights.h5")
+        return int(done["epochs"]), done.get("best")
+    def optimizer() -> Any:
+        return make_optimizer(cfg_t.optimizer, cfg_t.schedule, steps_per_epoch=steps, epochs=cfg_t.epochs)
+
+    stage = _Stage(1, 0, cfg_t.epochs, optimizer, schedule_active=cfg_t.schedule.name != "none")
+    epochs, best = fit_stage(model, data, stage, cfg_t=cfg_t, run_dir=run_dir, **kw)
+    model.save_weights(run_dir / "checkpoints" / "stage1.weights.h5")
+    marker.write_text(json.dumps({"epochs": epochs, "best": best}))
+    return epochs, best
+
+
+def _fit_fine_tune(model: keras.Model, data: RunData, recipe: Recipe, model_cfg: ModelCfg, *, epochs_done: int,
+                   best: float | None, replicas: int, **kw: Any) -> None:
+    """Stage 2: unfreeze (part of) the backbone and continue at the fine-tuning learning rate."""
+    ft = recipe.train.fine_tune
+    if model_cfg.backbone is None:
+        raise ConfigError(f"train.fine_tune: model '{recipe.model.name}' has no pretrained backbone to "
+                          f"unfreeze; remove train.fine_tune or use a transfer model")
+    set_backbone_trainable(model, ft.unfreeze)
+    def optimizer() -> Any:
+        return make_optimizer(recipe.train.optimizer, None, learning_rate=ft.learning_rate * replicas)
+
+    fit_stage(model, data, _Stage(2, epochs_done, ft.epochs, optimizer, best=best), **kw)
+
+
+def finish_run(model: keras.Model, data: RunData, recipe: Recipe, run_dir: Path, *, history: dict[str, list[float]],
+               train_time: float, speed: dict[str, Any], autoencoder: bool, evaluate_test: bool) -> "RunResult":
+    """Load the best weights, save the model with its metadata, score val (and test), write figures."""
+    best_path = run_dir / "checkpoints" / "best.keras"
+    if best_path.is_file():
+        model.load_weights(best_path)  # the weights only; no second model is deserialised
+    spec, size = data.spec, data.image_size
+    meta = {"class_names": spec.class_names, "task": "autoencoder" if autoencoder else spec.task,
+            "image_size": list(size), "model_name": recipe.model.name,
+            "num_outputs": int(model.outputs[0].shape[-1]), "threshold": 0.5, "recipe": recipe.name}
+    model_path = save_model(model, run_dir / "model.keras", meta=meta, overwrite=True)
+    n_train, epochs = len(data.parts["train"]), len(history.get("loss", []))
+    metrics: dict[str, Any] = {
+        "model": recipe.model.name, "params": int(model.count_params()),
+        "trainable_params": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights)),
+        "epochs": epochs, "train_time_s": round(train_time, 2),
+        "train_images_per_s": round(n_train * max(1, epochs) / max(train_time, 1e-9), 1),
+        "split_sizes": {k: int(len(v)) for k, v in data.parts.items()}, "speed": speed,
+    }
+    scored = ("val", "test") if evaluate_test else ("val",)
+    for name in scored:
+        if data.datasets[name] is None:
+            continue
+        if autoencoder:
+            metrics[name] = {"mse": reconstruction_error(model, data.datasets[name])}
+            if name == "val" or data.datasets["val"] is None:
+                plot_reconstructions(model, data.datasets[name], run_dir / "reconstructions.png")
+            continue
+        y, p = predict_dataset(model, data.for_metrics(name))
+        metrics[name] = classification_metrics(y, p, spec.task, spec.class_names)
+        if name == scored[-1] and spec.task != "multilabel":
+            plot_confusion(y.reshape(-1) if spec.task == "binary" else y, probs_to_pred(p, spec.task, 0.5),
+                           spec.class_names, run_dir / "confusion.png")
+    batch_loss = run_dir / "batch_loss.csv"
+    plot_history(run_dir / "history.csv", run_dir / "curves.png",
+                 batch_losses=batch_loss if batch_loss.is_file() else None)
+    if spec.skipped:
+        with (run_dir / "skipped.csv").open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "reason"])
+            w.writerows(spec.skipped)
+        metrics["skipped_files"] = len(spec.skipped)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+    return RunResult(run_dir=run_dir, model_path=model_path, metrics=metrics, history=history, model=model)
+
+
+def _one_hot(num_classes: int) -> Callable[[Any, Any], tuple[Any, Any]]:
+    """Map integer labels to one-hot (label smoothing, MixUp/CutMix with a plain loss)."""
+    def f(x: Any, y: Any) -> tuple[Any, Any]:
         return x, tf.one_hot(tf.cast(y, tf.int32), num_classes)
 
     return f
@@ -114,8 +319,6 @@ def train(recipe: Recipe, **kwargs: Any) -> RunResult:
     Keras's global dtype policy (mixed precision) is restored afterwards, so a run never changes
     how models built later in the same process compute.
     """
-    import keras
-
     previous = keras.mixed_precision.global_policy()
     try:
         return _train(recipe, **kwargs)
@@ -124,8 +327,8 @@ def train(recipe: Recipe, **kwargs: Any) -> RunResult:
 
 
 def _train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = False,
-          resume: bool = False, verbose: int | None = None,
-          callbacks: list[Any] | None = None, evaluate_test: bool = True) -> RunResult:
+           resume: bool = False, verbose: int | None = None,
+           callbacks: list[Any] | None = None, evaluate_test: bool = True) -> RunResult:
     """Train the recipe's model on its data and write the run folder.
 
     Args:
@@ -138,23 +341,11 @@ def _train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fa
         evaluate_test: score the test split too; ``compare`` turns this off so that only the
             model chosen on validation ever sees the test set.
     """
-    import keras
-
-    from kerasclf.data import pipeline, splits
-    from kerasclf.zoo import build, get_cfg
-    from kerasclf.zoo.transfer import set_backbone_trainable
-    from kerasclf.train.callbacks import make_callbacks
-    from kerasclf.train.distribute import (chief_path, is_chief, make_strategy, num_replicas, scaled_batch_and_lr,
-                                          shard_by_data, tf_config)
-    from kerasclf.train.optim import make_optimizer
-    from kerasclf.train.speed import apply_speed_settings
-
     cfg_t = recipe.train
     verbose = cfg_t.verbose if verbose is None else verbose
-    # first: MultiWorkerMirroredStrategy must exist before any other TensorFlow work
-    strategy = make_strategy(cfg_t.strategy)
+    strategy = make_strategy(cfg_t.strategy)  # first: MultiWorkerMirroredStrategy precedes other TF work
     model_cfg = get_cfg(recipe.model.name)  # fail fast on an unknown model, before touching disk
-    spec = spec if spec is not None else _load_spec(recipe)
+    spec = spec if spec is not None else recipe.data.load_spec()
     run_dir = prepare_run_dir(recipe, overwrite=overwrite, resume=resume)
     (run_dir / "recipe.yaml").write_text(recipe.to_yaml())
     keras.utils.set_random_seed(cfg_t.seed)
@@ -167,160 +358,50 @@ def _train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fa
     if not is_chief():  # multi-worker: only the chief writes the real run folder
         run_dir = chief_path(run_dir)
 
-    s = recipe.data.split
-    manifest = Path(s.manifest) if s.manifest else run_dir / "split.csv"
-    parts = splits.split_or_reuse(spec, manifest, (s.train, s.val, s.test), s.seed)
-    if manifest != run_dir / "split.csv":
-        shutil.copyfile(manifest, run_dir / "split.csv")
-
-    size = tuple(recipe.data.image_size or model_cfg.input_shape[:2])
-    channels = model_cfg.input_shape[2] if len(model_cfg.input_shape) > 2 else 3
-    policy = None
-    if recipe.data.augment not in (None, "none", False):
-        from kerasclf.data.augment import get_policy
-
-        policy = get_policy(recipe.data.augment, image_size=size, seed=cfg_t.seed,
-                            num_classes=spec.num_classes if spec.task == "multiclass" else None)
-    policy_one_hot = bool(getattr(policy, "one_hot_labels", False))  # MixUp / CutMix
-    one_hot = spec.task == "multiclass" and (bool(cfg_t.label_smoothing) or policy_one_hot)
-
-    def ds(name: str, training: bool, *, plain: bool = False) -> Any:
-        if name not in parts or len(parts[name]) == 0:
-            return None
-        d = pipeline.make_dataset(spec, parts[name], image_size=size, channels=channels,
-                                  batch_size=batch_size, shuffle=training,
-                                  seed=cfg_t.seed, cache=recipe.data.cache,
-                                  augment=policy if training else None)
-        if one_hot and not plain and not (training and policy_one_hot):
-            d = d.map(_one_hot(spec.num_classes))
-        if replicas > 1 and tf_config():  # workers split in-memory datasets by element
-            d = shard_by_data(d)
-        return d
-
-    train_ds, val_ds, test_ds = ds("train", True), ds("val", False), ds("test", False)
-    if train_ds is None:
-        raise ConfigError(f"{recipe.name}: the training split is empty; check data.split ratios")
-
-    with _scope(strategy):
-        model = build(recipe.model.name, num_classes=spec.num_classes, task=spec.task,
-                      input_shape=(*size, channels), **recipe.model.options)
+    data = prepare_data(recipe, spec, run_dir, model_cfg, batch_size=batch_size, replicas=replicas)
+    model = build_model(recipe, data, strategy)
     autoencoder = model_cfg.family == "autoencoder"
-    if autoencoder:  # unlabelled reconstruction: target = input in 0..1, MSE, monitored on val_loss
-        from kerasclf.train.autoencoder import as_reconstruction
+    if autoencoder:  # unlabelled reconstruction: target = input in 0..1, MSE, monitored on a loss
+        data.datasets = {k: as_reconstruction(d) if d is not None else None for k, d in data.datasets.items()}
+        cfg_t = _loss_monitors(cfg_t)
 
-        train_ds, val_ds, test_ds = (as_reconstruction(d) if d is not None else None
-                                     for d in (train_ds, val_ds, test_ds))
-        if "acc" in cfg_t.monitor:
-            cfg_t = dataclasses.replace(cfg_t, monitor="val_loss")
-    n_train = len(parts["train"])
-    steps = cfg_t.steps_per_epoch or int(np.ceil(n_train / batch_size))
-    if cfg_t.steps_per_epoch:
-        train_ds = train_ds.repeat()
-
-    def compile_with(opt: Any) -> None:  # both stages: the run's loss, metrics and speed settings
+    def compile_fn(optimizer: Any) -> None:  # both stages: the run's loss, metrics and speed settings
         fast = dict(jit_compile=speed["jit_compile"], steps_per_execution=speed["steps_per_execution"])
         if autoencoder:
-            model.compile(optimizer=opt, loss="mse", **fast)
+            model.compile(optimizer=optimizer, loss="mse", **fast)
         else:
-            compile_for_task(model, spec.task, opt, label_smoothing=cfg_t.label_smoothing, one_hot=one_hot, **fast)
+            compile_for_task(model, spec.task, optimizer, label_smoothing=cfg_t.label_smoothing,
+                             one_hot=data.one_hot, **fast)
 
-    with _scope(strategy):
-        compile_with(make_optimizer(cfg_t.optimizer, cfg_t.schedule, steps_per_epoch=steps, epochs=cfg_t.epochs))
-
-    fit_kw = dict(validation_data=val_ds, steps_per_epoch=cfg_t.steps_per_epoch, verbose=verbose,
-                  shuffle=False)  # the tf.data pipeline shuffles
     history: dict[str, list[float]] = {}
+    steps = cfg_t.steps_per_epoch or int(np.ceil(len(data.parts["train"]) / batch_size))
+    fit_kw = dict(cfg_t=cfg_t, run_dir=run_dir, compile_fn=compile_fn, strategy=strategy, history=history,
+                  verbose=verbose, callbacks=callbacks)
     t0 = time.perf_counter()
-    done_marker = run_dir / "checkpoints" / "stage1.json"
-    if resume and done_marker.is_file():
-        stage1 = json.loads(done_marker.read_text())
-        model.load_weights(run_dir / "checkpoints" / "stage1.weights.h5")
-        epochs_done, best = stage1["epochs"], stage1.get("best")
-    else:
-        cbs = make_callbacks(cfg_t, run_dir, stage=1, has_validation=val_ds is not None,
-                             schedule_active=cfg_t.schedule.name != "none") + list(callbacks or [])
-        h = model.fit(train_ds, epochs=cfg_t.epochs, callbacks=cbs, **fit_kw)
-        _merge(history, h.history)
-        epochs_done = len(h.epoch) and (h.epoch[-1] + 1)
-        best = _best(cbs)
-        model.save_weights(run_dir / "checkpoints" / "stage1.weights.h5")
-        done_marker.write_text(json.dumps({"epochs": int(epochs_done), "best": best}))
+    epochs_done, best = _fit_stage_one(model, data, steps=steps, resume=resume, **fit_kw)
+    if cfg_t.fine_tune is not None and cfg_t.fine_tune.epochs > 0:
+        _fit_fine_tune(model, data, recipe, model_cfg, epochs_done=epochs_done, best=best, replicas=replicas,
+                       **fit_kw)
+    speed = {**speed, "strategy": cfg_t.strategy, "replicas": replicas, "global_batch_size": batch_size}
+    return finish_run(model, data, recipe, run_dir, history=history, train_time=time.perf_counter() - t0,
+                      speed=speed, autoencoder=autoencoder, evaluate_test=evaluate_test)
 
-    ft = cfg_t.fine_tune
-    if ft is not None and ft.epochs > 0:
-        if model_cfg.backbone is None:
-            raise ConfigError(f"train.fine_tune: model '{recipe.model.name}' has no pretrained backbone to "
-                              f"unfreeze; remove train.fine_tune or use a transfer model")
-        set_backbone_trainable(model, ft.unfreeze)
-        with _scope(strategy):
-            compile_with(make_optimizer(cfg_t.optimizer, None, learning_rate=ft.learning_rate * replicas))
-        cbs = make_callbacks(cfg_t, run_dir, stage=2, has_validation=val_ds is not None) + list(callbacks or [])
-        for cb in cbs:  # the best checkpoint must beat stage 1's best, not start from scratch
-            if isinstance(cb, keras.callbacks.ModelCheckpoint) and best is not None:
-                cb.best = best
-        h = model.fit(train_ds, epochs=epochs_done + ft.epochs, initial_epoch=epochs_done,
-                      callbacks=cbs, **fit_kw)
-        _merge(history, h.history)
-    train_time = time.perf_counter() - t0
 
-    best_path = run_dir / "checkpoints" / "best.keras"
-    if best_path.is_file():
-        model.load_weights(best_path)  # the weights only; no second model is deserialised
+def _loss_monitors(cfg_t: TrainCfg) -> TrainCfg:
+    """An autoencoder is compiled with its loss only: every monitor that is not a loss becomes one."""
+    def fix(monitor: str) -> str:
+        name = monitor.removeprefix("val_")
+        return monitor if name == "loss" else ("val_loss" if monitor.startswith("val_") else "loss")
 
-    meta = {"class_names": spec.class_names, "task": "autoencoder" if autoencoder else spec.task,
-            "image_size": list(size),
-            "model_name": recipe.model.name, "num_outputs": int(model.outputs[0].shape[-1]),
-            "threshold": 0.5, "recipe": recipe.name}
-    from kerasclf.io import save_model
-
-    model_path = save_model(model, run_dir / "model.keras", meta=meta, overwrite=True)
-
-    metrics: dict[str, Any] = {
-        "model": recipe.model.name, "params": int(model.count_params()),
-        "trainable_params": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights)),
-        "epochs": len(history.get("loss", [])), "train_time_s": round(train_time, 2),
-        "train_images_per_s": round(n_train * max(1, len(history.get("loss", []))) / max(train_time, 1e-9), 1),
-        "split_sizes": {k: int(len(v)) for k, v in parts.items()},
-        "speed": {**speed, "strategy": cfg_t.strategy, "replicas": replicas, "global_batch_size": batch_size},
-    }
-    from kerasclf.analysis.metrics import classification_metrics, probs_to_pred
-    from kerasclf.analysis.plots import plot_confusion, plot_history
-
-    for name, d in (("val", val_ds), ("test", test_ds if evaluate_test else None)):
-        if d is None:
-            continue
-        if autoencoder:
-            from kerasclf.train.autoencoder import plot_reconstructions, reconstruction_error
-
-            metrics[name] = {"mse": reconstruction_error(model, d)}
-            if name == "val" or val_ds is None:
-                plot_reconstructions(model, d, run_dir / "reconstructions.png")
-            continue
-        y, p = predict_dataset(model, ds(name, False, plain=True) if one_hot else d)
-        metrics[name] = classification_metrics(y, p, spec.task, spec.class_names)
-        if name == ("test" if evaluate_test else "val") and spec.task != "multilabel":
-            plot_confusion(y.reshape(-1) if spec.task == "binary" else y,
-                           probs_to_pred(p, spec.task, 0.5), spec.class_names, run_dir / "confusion.png")
-    batch_loss = run_dir / "batch_loss.csv"
-    plot_history(run_dir / "history.csv", run_dir / "curves.png",
-                 batch_losses=batch_loss if batch_loss.is_file() else None)
-    skipped = list(spec.skipped)
-    if skipped:
-        with (run_dir / "skipped.csv").open("w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["path", "reason"])
-            w.writerows(skipped)
-        metrics["skipped_files"] = len(skipped)
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
-    return RunResult(run_dir=run_dir, model_path=model_path, metrics=metrics, history=history, model=model)
+    es, lr = cfg_t.early_stopping, cfg_t.reduce_lr
+    return dataclasses.replace(
+        cfg_t, monitor=fix(cfg_t.monitor),
+        early_stopping=dataclasses.replace(es, monitor=fix(es.monitor)) if es is not None else None,
+        reduce_lr=dataclasses.replace(lr, monitor=fix(lr.monitor)) if lr is not None else None)
 
 
 def _scope(strategy: Any) -> Any:
     """The strategy's scope on TensorFlow (build and compile inside it), else a no-op."""
-    import contextlib
-
-    import keras
-
     if strategy is not None and hasattr(strategy, "scope") and keras.backend.backend() == "tensorflow":
         return strategy.scope()
     return contextlib.nullcontext()
@@ -332,8 +413,6 @@ def _merge(history: dict[str, list[float]], new: dict[str, list[float]]) -> None
 
 
 def _best(callbacks: list[Any]) -> float | None:
-    import keras
-
     for cb in callbacks:
         if isinstance(cb, keras.callbacks.ModelCheckpoint):
             if cb.best is None:

@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from kerasclf.data import sources
+from kerasclf.data.spec import DataSpec
 from kerasclf.errors import ConfigError
 
 __all__ = [
@@ -45,8 +47,17 @@ class SplitCfg:
 class DataCfg:
     """Where the images come from (``source`` + its options) and how they are fed.
 
-    Keys other than the pipeline ones below are the source's own options (``path``,
-    ``pattern``, ``attributes``, ``name`` ...) and are checked by ``kerasclf.data.sources.load``.
+    The fields below are the one list of pipeline keys; every other key is the source's own option
+    (``path``, ``pattern``, ``attributes``, ``name`` ...), checked by ``kerasclf.data.sources.load``.
+
+    Attributes:
+        image_size: ``[H, W]`` the images are resized to (default: the model's input size).
+        batch_size: images per batch.
+        cache: ``memory``, a file prefix, or ``null`` (decode every epoch).
+        augment: an augmentation policy name or list (see :mod:`kerasclf.data.augment`).
+        split: split ratios, seed, or an existing manifest.
+        channels: 1 or 3 (default: the model's input channels).
+        shuffle: reshuffle the training split every epoch (``false`` keeps the manifest order).
     """
     source: str = "folder"
     image_size: list[int] | None = None
@@ -54,7 +65,13 @@ class DataCfg:
     cache: str | None = "memory"
     augment: Any = None
     split: SplitCfg = field(default_factory=SplitCfg)
+    channels: int | None = None
+    shuffle: bool = True
     options: dict[str, Any] = field(default_factory=dict)
+
+    def load_spec(self) -> DataSpec:
+        """The :class:`~kerasclf.data.spec.DataSpec` of ``source`` with its options."""
+        return sources.load({"source": self.source, **self.options})
 
 
 @dataclass
