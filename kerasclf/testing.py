@@ -8,10 +8,19 @@ Example:
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
+from keras.src.backend import config
+from PIL import Image
+
+from kerasclf.zoo.heads import classifier_head
+from kerasclf.zoo.layers import image_stem
+from kerasclf.zoo.resnet import resnet
+from kerasclf.zoo.transfer import backbone_head
 
 __all__ = ["tiny_cnn", "tiny_transfer", "tiny_resnet", "square_images", "write_image_folder", "assets_dir", "seed_keras_home",
            "MOBILENET_025_FILE"]
@@ -22,11 +31,6 @@ MOBILENET_025_FILE = "mobilenet_2_5_224_tf_no_top.h5"
 def tiny_cnn(num_classes: int = 2, input_shape: tuple[int, int, int] = (16, 16, 3), task: str = "auto") -> Any:
     """A two-conv model with kerasclf's layer names ("resize", "preprocess", "features",
     "predictions"): seconds to train, for tests of training, analysis and saving."""
-    import keras
-
-    from kerasclf.zoo.heads import classifier_head
-    from kerasclf.zoo.layers import image_stem
-
     inputs, x = image_stem(input_shape)
     x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(x)
     x = keras.layers.MaxPooling2D()(x)
@@ -47,8 +51,6 @@ def tiny_transfer(num_classes: int = 2, input_shape: tuple[int, int, int] = (32,
         >>> m.get_layer("backbone").trainable, m.output_shape
         (False, (None, 3))
     """
-    from kerasclf.zoo.transfer import backbone_head
-
     return backbone_head(num_classes, backbone="MobileNet", alpha=0.25, input_shape=input_shape, task=task,
                          weights=weights, **options)
 
@@ -61,8 +63,6 @@ def tiny_resnet(num_classes: int = 2, input_shape: tuple[int, int, int] = (16, 1
         >>> tiny_resnet(3).count_params() < 10_000
         True
     """
-    from kerasclf.zoo.resnet import resnet
-
     return resnet(num_classes, input_shape=input_shape, task=task, stages=(8, 16), units_per_stage=(1, 1))
 
 
@@ -85,8 +85,6 @@ def square_images(n_per_class: int = 20, size: int = 24, classes: int = 3, seed:
 def write_image_folder(root: str | Path, n_per_class: int = 16, size: int = 24, classes: int = 3,
                        formats: tuple[str, ...] = ("png", "jpg")) -> Path:
     """Write :func:`square_images` as a folder of class subfolders (``class0/…``), mixed formats."""
-    from PIL import Image
-
     root = Path(root)
     images, labels = square_images(n_per_class, size, classes)
     for i, (img, y) in enumerate(zip(images, labels)):
@@ -110,10 +108,6 @@ def seed_keras_home(home: str | Path, weight_files: list[Path]) -> Path:
     Keras reads ``KERAS_HOME`` once, at import; this also points the running process at it.
     Returns the previous cache folder (restore it with :func:`seed_keras_home` ``(old, [])``).
     """
-    import shutil
-
-    from keras.src.backend import config
-
     home = Path(home)
     (home / "models").mkdir(parents=True, exist_ok=True)
     for f in weight_files:

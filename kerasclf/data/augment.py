@@ -65,6 +65,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import inspect
 import itertools
 import threading
 from collections.abc import Callable, Sequence
@@ -73,6 +74,7 @@ from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from kerasclf.errors import ConfigError, UnknownNameError
 
@@ -217,8 +219,6 @@ class _KerasStep:
     layers: list[Any]
 
     def __call__(self, images: Any, labels: Any) -> tuple[Any, Any]:
-        import tensorflow as tf
-
         for layer in self.layers:
             images = tf.cast(layer(images, training=True), tf.float32)
         return tf.clip_by_value(images, 0.0, 255.0), labels
@@ -230,8 +230,6 @@ class _MixStep:
     num_classes: int | None
 
     def __call__(self, images: Any, labels: Any) -> tuple[Any, Any]:
-        import tensorflow as tf
-
         if labels.dtype.is_integer or len(labels.shape) == 1:
             if not self.num_classes:
                 raise ConfigError(
@@ -303,8 +301,6 @@ class _AlbStep:
         return out[0] if images.ndim == 3 else out
 
     def __call__(self, images: Any, labels: Any) -> tuple[Any, Any]:
-        import tensorflow as tf
-
         shape = images.shape
         out = tf.numpy_function(self._numpy, [tf.cast(images, tf.float32)], tf.float32, stateful=True)
         out.set_shape(shape)
@@ -335,8 +331,6 @@ class AugmentPolicy:
 
     def __call__(self, images: Any, labels: Any) -> tuple[Any, Any]:
         """Augment a batch (or one image): float32 0..255 in, float32 0..255 out."""
-        import tensorflow as tf
-
         images = tf.cast(images, tf.float32)
         labels = tf.convert_to_tensor(labels)
         for step in self.steps:
@@ -370,18 +364,12 @@ def _expand(name_or_list: str | Sequence[str | Spec] | Spec) -> tuple[str, list[
 
 
 def _keras_layer_names() -> list[str]:
-    import keras
-
     return [n for n in dir(keras.layers) if n.startswith("Random") or n in
             ("RandAugment", "MixUp", "CutMix", "AugMix", "Solarization", "Equalization",
              "Rescaling", "Resizing", "CenterCrop", "AutoContrast")]
 
 
 def _build_keras(spec: Spec, seed: int | None) -> Any:
-    import inspect
-
-    import keras
-
     name, kwargs = spec["name"], {k: v for k, v in spec.items() if k != "name"}
     cls = _random_affine_cls() if name == "RandomAffine" else getattr(keras.layers, name, None)
     if cls is None or not isinstance(cls, type):
@@ -402,8 +390,6 @@ def _build_keras(spec: Spec, seed: int | None) -> Any:
 
 
 def _build_alb(spec: Spec) -> Any:
-    import inspect
-
     import albumentations as A
 
     full = spec["name"]
@@ -430,8 +416,6 @@ def get_policy(name_or_list: str | Sequence[str | Spec] | Spec | None, *, image_
     """Build an augmentation policy (see :func:`_get_policy`); its Keras layers always compute in
     float32, whatever mixed-precision policy the model uses: they run in the data pipeline on
     0..255 pixels, before the model."""
-    import keras
-
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32")
     try:
@@ -535,8 +519,6 @@ def augment_in_model(model: Any, policy: AugmentPolicy | str | Sequence[Any], *,
         >>> outer.output_shape
         (None, 2)
     """
-    import keras
-
     shape = tuple(model.input_shape[1:])
     if not isinstance(policy, AugmentPolicy):
         policy = get_policy(policy, image_size=image_size or shape[:2], seed=seed)

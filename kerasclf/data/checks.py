@@ -40,8 +40,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from kerasclf.data.reader import inspect_image
+from kerasclf.data.sources import from_folder
 from kerasclf.data.spec import DataSpec
 from kerasclf.errors import ConfigError
 
@@ -247,8 +249,6 @@ def _examine(path: str, max_pixels: int | None, hash_name: str) -> dict[str, Any
         conv = f"16-bit {conv or info.mode}"
     out["converted"] = conv
     import imagehash  # a declared dependency: a missing one must fail loudly, not skip hashing
-    from PIL import Image
-
     try:  # perceptual hash from a small decode (JPEG draft mode keeps this cheap)
 
         with Image.open(io.BytesIO(data)) as im:
@@ -351,8 +351,6 @@ def check_dataset(spec_or_path: DataSpec | str | os.PathLike, *,
         spec = spec_or_path
         root = spec.source.replace("folder ", "", 1) if spec.source.startswith("folder ") else spec.source
     else:
-        from kerasclf.data.sources import from_folder
-
         spec = from_folder(spec_or_path, follow_symlinks=False)
         root = os.fspath(spec_or_path)
     if spec.paths is None:

@@ -28,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
 import os
 import shutil
@@ -35,6 +36,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import keras
+import tensorflow as tf
 
 from kerasclf.errors import BackendError, ConfigError
 
@@ -75,16 +79,12 @@ def _cluster_size(cfg: dict[str, Any]) -> int:
 
 
 def _backend() -> str:
-    import keras
-
     return keras.backend.backend()
 
 
 def _check_name(name: str) -> str:
     name = (name or "auto").strip().lower().replace("-", "_")
     if name not in STRATEGIES:
-        import difflib
-
         close = difflib.get_close_matches(name, STRATEGIES, n=1)
         hint = f"did you mean {close[0]}? " if close else ""
         raise ConfigError(f"train.strategy={name!r}: {hint}use one of {', '.join(STRATEGIES)}")
@@ -92,8 +92,6 @@ def _check_name(name: str) -> str:
 
 
 def _tf_strategy(name: str) -> Any:
-    import tensorflow as tf
-
     cfg = tf_config()
     if name == "multi_worker" or (name == "auto" and _cluster_size(cfg) > 1):
         # before anything that initialises the runtime (listing logical devices does)
@@ -128,8 +126,6 @@ def _nested_reduce(strategy: Any) -> Any:
     reduces each scalar metric with ``axis=0``, which a scalar does not have; those are reduced
     across replicas only (``axis=None``), which is the mean Keras wants.
     """
-    import tensorflow as tf
-
     original = strategy.reduce
 
     def leaf(reduce_op: Any, v: Any, axis: Any) -> Any:
@@ -148,8 +144,6 @@ def _nested_reduce(strategy: Any) -> Any:
 
 
 def _jax_distribution(name: str) -> Any:
-    import keras
-
     if name == "multi_worker":
         needed = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES",
                   "KERAS_DISTRIBUTION_PROCESS_ID")
@@ -336,8 +330,6 @@ def shard_by_data(dataset: Any) -> Any:
     Example:
         >>> ds = shard_by_data(tf.data.Dataset.range(4))  # doctest: +SKIP
     """
-    import tensorflow as tf
-
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import keras
 
+from kerasclf.errors import ConfigError
 from kerasclf.zoo.layers import image_stem
 from kerasclf.zoo.registry import register_model
 
@@ -32,8 +33,6 @@ def conv_autoencoder(num_classes: int | None = None, *, input_shape: tuple[int, 
     h, w, c = (int(v) for v in (input_shape or (64, 64, 3)))
     factor = 2 ** len(filters)
     if h % factor or w % factor:
-        from kerasclf.errors import ConfigError
-
         raise ConfigError(f"conv_autoencoder: input {h}x{w} must be divisible by {factor} "
                           f"(2 ** len(filters)); pick e.g. {h // factor * factor or factor}x{w // factor * factor or factor}")
     enc_in = keras.Input((h, w, c), name="scaled_image")

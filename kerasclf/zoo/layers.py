@@ -12,6 +12,7 @@ from typing import Any
 
 import keras
 from keras import ops
+from keras.src.applications import imagenet_utils
 
 from kerasclf.errors import ConfigError
 
@@ -41,8 +42,6 @@ class Preprocess(keras.layers.Layer):
             return x
         if self.mode == "scale01":
             return x / 255.0
-        from keras.src.applications import imagenet_utils
-
         return imagenet_utils.preprocess_input(x, data_format="channels_last", mode=self.mode)
 
     def compute_output_shape(self, input_shape: Any) -> Any:

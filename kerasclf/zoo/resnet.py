@@ -12,6 +12,7 @@ from typing import Any
 
 import keras
 
+from kerasclf.errors import ConfigError
 from kerasclf.zoo.heads import classifier_head
 from kerasclf.zoo.layers import image_stem
 from kerasclf.zoo.registry import register_model
@@ -103,8 +104,6 @@ def resnet(num_classes: int = 10, *, input_shape: tuple[int, int, int] | None = 
         (None, 5)
     """
     if len(stages) != len(units_per_stage):
-        from kerasclf.errors import ConfigError
-
         raise ConfigError(f"resnet: stages {tuple(stages)} and units_per_stage {tuple(units_per_stage)} "
                           f"must have the same length")
     shape = input_shape or (64, 64, 3)

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import keras
+from keras.src.backend import config
+from keras.src.utils import file_utils
 
 from kerasclf.errors import ConfigError, ModelError, UnknownNameError
 from kerasclf.zoo.heads import classifier_head
@@ -69,8 +71,6 @@ def _application(name: str) -> Any:
 
 def _keras_models_dir() -> str:
     """Where Keras's own loader looks for application weights: ``$KERAS_HOME/models``."""
-    from keras.src.backend import config
-
     return str(Path(config.keras_home()) / "models")
 
 
@@ -78,8 +78,6 @@ def _keras_models_dir() -> str:
 def _recording_get_file(tried: list[str]) -> Iterator[None]:
     """While active, note each weights file Keras's loader asks for (``<cache>/models/<fname>``
     and its URL), so a failure can name it. Keras's own ``get_file`` still does the work."""
-    from keras.src.utils import file_utils
-
     original = file_utils.get_file
 
     def recording(fname: Any = None, origin: Any = None, *args: Any, **kw: Any) -> Any:
