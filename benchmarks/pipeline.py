@@ -20,9 +20,8 @@ so load from other processes hits both alike. Epoch 1 (which includes building t
 listing, header checks, first decode) is reported separately from the steady state (mean of the
 later epochs, where our cache serves decoded images). Steady state is the median of epochs 2..n.
 
-It also measures the training-step rate of ``simple_cnn`` at 32×32 (from ``kerasclf.zoo`` when
-registered, else a Keras model of the same layout) fed from memory and fed by our pipeline, to
-tell whether training waits for data.
+It also measures the training-step rate of ``kerasclf.zoo.simple_cnn`` at 32×32 fed from memory
+and fed by our pipeline, to tell whether training waits for data (``--data ""`` runs only that part).
 
 Example:
     $ python benchmarks/pipeline.py --out benchmarks/results/pipeline.json
@@ -205,24 +204,9 @@ def bench_jpegs(folder: Path, n_images: int, size: int, batch: int, epochs: int)
 
 
 def _simple_cnn(num_classes: int) -> Any:
-    try:
-        from kerasclf.zoo import build
+    from kerasclf.zoo import build
 
-        return build("simple_cnn", num_classes=num_classes, input_shape=(32, 32, 3)), "kerasclf.zoo simple_cnn"
-    except Exception:  # noqa: BLE001 - fall back to the same layout
-        import keras
-        from keras import layers
-
-        model = keras.Sequential([
-            keras.Input((32, 32, 3)), layers.Rescaling(1 / 255),
-            layers.Conv2D(32, 3, padding="same", activation="relu"), layers.Conv2D(32, 3, activation="relu"),
-            layers.MaxPooling2D(), layers.Dropout(0.25),
-            layers.Conv2D(64, 3, padding="same", activation="relu"), layers.Conv2D(64, 3, activation="relu"),
-            layers.MaxPooling2D(), layers.Dropout(0.25),
-            layers.Flatten(), layers.Dense(512, activation="relu"), layers.Dropout(0.5),
-            layers.Dense(num_classes, activation="softmax"),
-        ])
-        return model, "Keras model with the seed simple_cnn layout (kerasclf.zoo simple_cnn not available)"
+    return build("simple_cnn", num_classes=num_classes, input_shape=(32, 32, 3)), "kerasclf.zoo simple_cnn"
 
 
 def bench_training(x: np.ndarray, y: np.ndarray, batch: int, steps: int, rounds: int = 2) -> dict[str, Any]:

@@ -1,6 +1,8 @@
 """The command line: one-line errors with exit 2, the zoo listing, train/predict/evaluate."""
+import json
 import tomllib
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -69,12 +71,35 @@ def test_console_script_entry_point(capsys):
     assert info.value.code == 0 and capsys.readouterr().out.strip() == f"kerasclf {kerasclf.__version__}"
 
 
+def test_demo_fails_when_its_accuracy_bar_is_not_met(tmp_path, capsys, monkeypatch):
+    """--min-accuracy gates the exit status: below the bar the demo exits 1 and says so on stderr."""
+    import kerasclf.cli as cli
+
+    def fake_train(recipe, **kw):
+        assert recipe.name == "demo" and recipe.train.epochs == 1
+        return SimpleNamespace(metrics={"test": {"accuracy": 0.42}})
+
+    monkeypatch.setattr(cli, "train", fake_train)
+    monkeypatch.setattr(cli, "_print_run", lambda result: None)
+    args = ["demo", "--epochs", "1", "--output-dir", str(tmp_path), "--verbose", "0"]
+    assert main([*args, "--min-accuracy", "0.5"]) == 1
+    captured = capsys.readouterr()
+    assert "test accuracy 0.4200 is below 0.5" in captured.err and "OK" not in captured.out
+    assert main([*args, "--min-accuracy", "0.42"]) == 0  # the bar is inclusive
+    assert "demo: test accuracy 0.4200 >= 0.42: OK" in capsys.readouterr().out
+    assert main(args) == 1  # the default bar is the demo's promise of 0.95
+
+
 def test_demo_train_predict_evaluate(tmp_path, capsys):
     """The demo pipeline for 2 epochs, then predict and evaluate on written image files."""
     runs = tmp_path / "runs"
-    assert main(["demo", "--epochs", "2", "--min-accuracy", "0", "--output-dir", str(runs), "--verbose", "0"]) == 0
+    # 2 of the demo's 15 epochs already clear a real bar (ten digits: chance is 0.1; measured 0.71)
+    assert main(["demo", "--epochs", "2", "--min-accuracy", "0.5", "--output-dir", str(runs), "--verbose", "0"]) == 0
     out = capsys.readouterr().out
-    assert "test accuracy" in out
+    acc = json.loads((runs / "demo" / "metrics.json").read_text())["test"]["accuracy"]
+    with capsys.disabled():
+        print(f"\ndemo after 2 epochs: test accuracy {acc:.4f}")
+    assert f"demo: test accuracy {acc:.4f} >= 0.5: OK" in out
     model = runs / "demo" / "model.keras"
     assert model.is_file()
     # a second demo into the same folder is refused, the first one kept

@@ -1,4 +1,5 @@
 """`compare`: six small models (three modes + a scikit-learn head) on one split, resumable."""
+import csv
 import json
 
 import numpy as np

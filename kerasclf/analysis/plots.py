@@ -43,6 +43,13 @@ def _save(fig: Any, path: str | Path, dpi: int = DPI) -> Path:
     return path
 
 
+def _done(fig: Any, path: str | Path, return_figure: bool) -> Any:
+    """Save; return the path, or ``(path, figure)`` when the caller asked for the figure (tests
+    and notebooks read its axes, labels and plotted data back)."""
+    saved = _save(fig, path)
+    return (saved, fig) if return_figure else saved
+
+
 def _read_csv(path: Path) -> dict[str, list[float]]:
     if not path.is_file():
         raise DataError(f"{path}: history file not found; pass the CSVLogger file of the run")
@@ -83,7 +90,7 @@ def _batch_series(batch_losses: Any) -> np.ndarray:
 
 
 def plot_history(history: Mapping[str, Sequence[float]] | str | Path, path: str | Path, *,
-                 batch_losses: Sequence[float] | str | Path | None = None) -> Path:
+                 batch_losses: Sequence[float] | str | Path | None = None, return_figure: bool = False) -> Any:
     """Training curves: loss and every other metric, train against validation, per epoch.
 
     Args:
@@ -94,7 +101,7 @@ def plot_history(history: Mapping[str, Sequence[float]] | str | Path, path: str 
             column (``kerasclf`` writes ``epoch,batch,loss``); drawn in its own panel.
 
     Returns:
-        the PNG path.
+        the PNG path; ``(path, matplotlib Figure)`` with ``return_figure=True``.
 
     Example:
         >>> plot_history({"loss": [1.0, 0.6], "val_loss": [1.1, 0.8], "accuracy": [0.5, 0.7],
@@ -138,11 +145,11 @@ def plot_history(history: Mapping[str, Sequence[float]] | str | Path, path: str 
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return _done(fig, path, return_figure)
 
 
 def plot_confusion(y_true: Sequence[int], y_pred: Sequence[int], class_names: Sequence[str],
-                   path: str | Path, *, normalize: bool = True) -> Path:
+                   path: str | Path, *, normalize: bool = True, return_figure: bool = False) -> Any:
     """Confusion matrix, rows = true class; as fractions of each true class when ``normalize``.
 
     Cells carry numbers up to 25 classes; beyond that the colour alone tells and tick labels
@@ -156,7 +163,7 @@ def plot_confusion(y_true: Sequence[int], y_pred: Sequence[int], class_names: Se
         normalize: fractions of the true class (each row sums to 1) instead of counts.
 
     Returns:
-        the PNG path.
+        the PNG path; ``(path, matplotlib Figure)`` with ``return_figure=True``.
 
     Example:
         >>> plot_confusion([0, 1, 1], [0, 1, 0], ["cat", "dog"], "/tmp/cm.png")  # doctest: +SKIP
@@ -200,11 +207,11 @@ def plot_confusion(y_true: Sequence[int], y_pred: Sequence[int], class_names: Se
                 ax.text(j, i, txt, ha="center", va="center", fontsize=max(5.0, fs - 1),
                         color="white" if dark else "black")
     fig.tight_layout()
-    return _save(fig, path)
+    return _done(fig, path, return_figure)
 
 
 def plot_per_class(metrics: Mapping[str, Any], path: str | Path, *, keys: Sequence[str] = ("precision", "recall", "f1"),
-                   max_classes: int = 60) -> Path:
+                   max_classes: int = 60, return_figure: bool = False) -> Any:
     """Grouped bars of per-class (per-attribute) precision, recall and F1 from
     :func:`~kerasclf.analysis.metrics.classification_metrics`.
 
@@ -235,7 +242,7 @@ def plot_per_class(metrics: Mapping[str, Any], path: str | Path, *, keys: Sequen
     ax.legend(fontsize=8, ncols=len(keys))
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    return _save(fig, path)
+    return _done(fig, path, return_figure)
 
 
 def _as_display(img: Any) -> np.ndarray:
@@ -251,7 +258,8 @@ def _as_display(img: Any) -> np.ndarray:
 
 
 def plot_gallery(images: Sequence[Any] | np.ndarray, titles: Sequence[str], path: str | Path, *,
-                 overlays: np.ndarray | Sequence[Any] | Mapping[str, Any] | None = None, cols: int = 5) -> Path:
+                 overlays: np.ndarray | Sequence[Any] | Mapping[str, Any] | None = None, cols: int = 5,
+                 return_figure: bool = False) -> Any:
     """A grid of images with titles, optionally each followed by its attribution overlays.
 
     Args:
@@ -264,7 +272,7 @@ def plot_gallery(images: Sequence[Any] | np.ndarray, titles: Sequence[str], path
         cols: images per row (reduced when overlays add panels, to keep the figure readable).
 
     Returns:
-        the PNG path.
+        the PNG path; ``(path, matplotlib Figure)`` with ``return_figure=True``.
 
     Example:
         >>> import numpy as np
@@ -308,4 +316,4 @@ def plot_gallery(images: Sequence[Any] | np.ndarray, titles: Sequence[str], path
             ax.set_yticks([])
             ax.set_title(str(titles[i]) if j == 0 else name, fontsize=9 if ncols <= 8 else 7)
     fig.tight_layout(pad=0.4)
-    return _save(fig, path)
+    return _done(fig, path, return_figure)

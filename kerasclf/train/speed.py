@@ -6,8 +6,8 @@ run is on, sets Keras's global dtype policy, and returns what it chose so the ru
 
 Defaults, and the measurements they come from (TensorFlow 2.21 / Keras 3.15 on the 2-core
 development CPU, an Intel Xeon with AVX-512 BF16 and AMX, shared with other jobs so ±20 %;
-``simple_cnn`` at 32×32, batch 64, images/second, best of rounds after a warm-up; the full tables
-are in docs/benchmarks.md and :data:`CPU_MEASUREMENT`):
+``simple_cnn`` at 32×32, batch 64, images/second, best of rounds after a warm-up; measured by hand,
+not yet by a script in benchmarks/; docs/benchmarks.md holds the scripted measurements):
 
 ===================  ===============================  =============================================
 setting              ``"auto"`` resolves to            why (measured)
@@ -47,23 +47,12 @@ from typing import Any
 from kerasclf.errors import ConfigError
 
 __all__ = [
-    "POLICIES", "CPU_MEASUREMENT", "CPU_BF16_SLOW", "device_info", "cpu_has_bf16", "choose_mixed_precision", "resolve_jit",
+    "POLICIES", "CPU_BF16_SLOW", "device_info", "cpu_has_bf16", "choose_mixed_precision", "resolve_jit",
     "resolve_steps_per_execution", "apply_speed_settings",
 ]
 
 #: The mixed-precision policies a recipe may name (``None`` / ``"float32"`` means off).
 POLICIES = ("mixed_bfloat16", "mixed_float16")
-
-#: Training images/s of ``simple_cnn`` (32×32, batch 64) on the 2-core development CPU
-#: (TF 2.21, shared machine), which chose the CPU defaults above.
-CPU_MEASUREMENT: dict[str, float] = {
-    "train float32": 280.5, "train float32 spe8": 276.1, "train float32 xla": 44.8,
-    "train bf16": 380.5, "train bf16 spe8": 479.8, "train bf16 xla spe8": 25.0,
-    "infer float32 b32": 973.5, "infer float32 b128": 780.7, "infer float32 xla b128": 781.1,
-    "infer bf16 b32": 2363.0, "infer bf16 b128": 3101.8, "infer bf16 xla b128": 889.6,
-    "mobilenet0.25 train float32": 101.7, "mobilenet0.25 train bf16": 80.4,
-    "mobilenet0.25 infer float32": 374.1, "mobilenet0.25 infer bf16": 272.6,
-}
 
 _OFF = {None, False, "none", "None", "float32", "off", "false", "no", ""}
 _TRUE = {True, "true", "True", "yes", "on", "1", 1}
@@ -197,7 +186,7 @@ def choose_mixed_precision(requested: str | None = "auto", *, device: dict[str, 
 def cpu_has_bf16() -> bool:
     """Whether the CPU computes bf16 natively (Intel AMX or AVX-512 BF16; read from /proc/cpuinfo).
 
-    Only there did bf16 measure faster than float32 (see :data:`CPU_MEASUREMENT`); elsewhere
+    Only there did bf16 measure faster than float32 (see docs/benchmarks.md); elsewhere
     oneDNN emulates it and it is slower.
 
     Example:
@@ -227,7 +216,7 @@ def resolve_jit(requested: Any = "auto", *, device: dict[str, Any] | None = None
     Returns:
         ``True``, ``False`` or ``"auto"``. ``"auto"`` resolves to ``False`` with TensorFlow on a
         CPU (XLA's CPU convolutions trained ``simple_cnn`` about 6× slower than TensorFlow's oneDNN
-        kernels, see :data:`CPU_MEASUREMENT`) and stays ``"auto"`` elsewhere, where Keras compiles
+        kernels, see docs/benchmarks.md) and stays ``"auto"`` elsewhere, where Keras compiles
         with XLA whenever every layer supports it (always on JAX, whose ``False`` means op-by-op).
 
     Raises:

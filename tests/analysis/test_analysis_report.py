@@ -1,8 +1,8 @@
 """The HTML report: one self-contained file, every section, embedded images, escaped strings."""
+import base64
 import re
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 
 from kerasclf.analysis.plots import plot_confusion
@@ -60,4 +60,11 @@ def test_comparison_report(tmp_path):
         assert f"id='{sid}'" in text
     assert "logreg&lt;b&gt;" in text and "Warning: test accuracy" in text and "class='best'" in text
     _no_fetches(text)
-    assert np.isfinite(len(text))
+    # the best run's own confusion figure is embedded byte for byte; it has no curves.png, so that
+    # section is left out rather than pointing at a missing file
+    assert base64.b64encode((run / "confusion.png").read_bytes()).decode("ascii") in text
+    assert text.count("data:image/png;base64,") == 1 and "id='curves'" not in text
+    # the highlighted leaderboard row is the best model's, and the test paragraph states its numbers
+    best_row = re.search(r"<tr class='best'>(.*?)</tr>", text).group(1)
+    assert re.findall(r"<td>(.*?)</td>", best_row)[:2] == ["cnn", "scratch"]
+    assert "accuracy 0.8500 on 40 images" in text

@@ -85,8 +85,48 @@ def test_steps_per_execution():
 
 
 def test_device_info_on_this_machine():
+    """What TensorFlow itself lists decides the answer."""
+    import keras
+    import tensorflow as tf
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("compares with TensorFlow's own device list")
     info = device_info()
-    assert info["platform"] in ("cpu", "gpu", "tpu")
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        assert info["platform"] == "gpu" and info["count"] == len(gpus)
+        assert info["compute_capability"] == tf.config.experimental.get_device_details(gpus[0]).get(
+            "compute_capability")
+    elif tf.config.list_physical_devices("TPU"):
+        assert info["platform"] == "tpu"
+    else:
+        assert info == {"platform": "cpu", "name": "cpu", "compute_capability": None, "count": 1}
+
+
+def test_device_info_reads_gpu_details_and_survives_a_broken_driver(monkeypatch):
+    import keras
+    import tensorflow as tf
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("patches TensorFlow's device list")
+    fake = [SimpleNamespace(name="/physical_device:GPU:0"), SimpleNamespace(name="/physical_device:GPU:1")]
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: fake if kind == "GPU" else [])
+    monkeypatch.setattr(tf.config.experimental, "get_device_details",
+                        lambda dev: {"device_name": "NVIDIA H200", "compute_capability": (9, 0)})
+    try:
+        device_info.cache_clear()  # the answer is cached per process
+        assert device_info() == {"platform": "gpu", "name": "NVIDIA H200", "compute_capability": (9, 0),
+                                 "count": 2}
+
+        def broken(kind=None):
+            raise RuntimeError("CUDA driver version is insufficient")
+
+        monkeypatch.setattr(tf.config, "list_physical_devices", broken)
+        device_info.cache_clear()
+        assert device_info()["platform"] == "cpu"
+    finally:
+        monkeypatch.undo()
+        device_info.cache_clear()  # later tests see this machine again
 
 
 def test_apply_sets_policy_and_keeps_output_float32():
