@@ -25,6 +25,7 @@ from kerasclf import __version__
 from kerasclf.data.checks import run_check
 from kerasclf.errors import KerasclfError
 from kerasclf.evaluate import analyze_run, evaluate_model
+from kerasclf.experiment import compare
 from kerasclf.features.cluster import ClusterModel, as_spec, predict_folder, read_names, run_cluster
 from kerasclf.features.commands import load_predictor
 from kerasclf.features.extract import extract_features
@@ -86,7 +87,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
             try:
                 model = build(name, weights=None) if cfg.pretrained else build(name)
                 params = f"{model.count_params():,}"
-            except Exception as exc:  # a builder that needs options still gets listed
+            except KerasclfError as exc:  # a builder that needs options still gets listed
                 params = f"? ({type(exc).__name__})"
         rows.append((name, cfg.family, params, "x".join(map(str, cfg.input_shape)), cfg.description))
     head = ("name", "family", "params", "input", "description")
@@ -141,8 +142,6 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from kerasclf.experiment import compare
-
     board = compare(args.recipe, overrides=args.set, output_dir=args.output_dir, overwrite=args.overwrite,
                     tta=args.tta, ensemble=args.ensemble, verbose=args.verbose or 0)
     print(board.table())

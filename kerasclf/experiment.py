@@ -34,9 +34,10 @@ from kerasclf.errors import ConfigError, KerasclfError, RunExistsError
 from kerasclf.features.extract import extract_features
 from kerasclf.features.heads import evaluate_head, fit_head, load_head, save_head
 from kerasclf.io import load_model
+from kerasclf.recipes import builtin_path
 from kerasclf.train.fit import train
-from kerasclf.zoo import build, get_cfg
 from kerasclf.train.recipe import Recipe, apply_overrides
+from kerasclf.zoo import build, get_cfg
 
 __all__ = ["compare", "Leaderboard", "load_comparison", "MODES", "RecipeChangedError"]
 
@@ -79,8 +80,6 @@ def load_comparison(path: str | Path, overrides: list[str] | None = None) -> dic
     """Read a comparison recipe (YAML) with ``--set`` overrides; validates every entry."""
     path = Path(path)
     if not path.is_file():
-        from kerasclf.recipes import builtin_path
-
         path = builtin_path(str(path)) or path
     if not path.is_file():
         raise ConfigError(f"comparison recipe {path} not found")

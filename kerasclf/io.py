@@ -15,16 +15,19 @@ from __future__ import annotations
 import json
 import re
 import shutil
-
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import h5py
+import keras
 import numpy as np
+import tensorflow as tf
 
+from kerasclf import __version__
 from kerasclf.errors import ModelError
-from kerasclf.zoo import build
+from kerasclf.zoo import build, input_size
 
 __all__ = ["save_model", "load_model", "LoadedModel", "read_meta", "model_format"]
 
@@ -65,8 +68,6 @@ def save_model(model: Any, path: str | Path, *, meta: dict[str, Any] | None = No
             zf.writestr(META_NAME, text)
         tmp.replace(path)
     elif fmt == "h5":
-        import h5py
-
         tmp = path.with_name(path.name + ".tmp.h5")
         model.save(tmp)
         with h5py.File(tmp, "a") as f:
@@ -86,9 +87,6 @@ def _export_inference(model: Any, path: Path) -> None:
     ``model.export`` traced custom layers (ResidualUnit) with batch statistics; an explicit
     ``training=False`` endpoint via ``keras.export.ExportArchive`` does not.
     """
-    import keras
-    import tensorflow as tf
-
     spec = [tf.TensorSpec(shape=(None, *model.inputs[0].shape[1:]), dtype=tf.float32, name="images")]
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -105,8 +103,6 @@ def read_meta(path: str | Path) -> dict[str, Any]:
             with zipfile.ZipFile(path) as zf:
                 return json.loads(zf.read(META_NAME)) if META_NAME in zf.namelist() else {}
         if fmt == "h5":
-            import h5py
-
             with h5py.File(path, "r") as f:
                 return json.loads(f.attrs[H5_ATTR]) if H5_ATTR in f.attrs else {}
         meta = path / META_NAME
@@ -146,8 +142,6 @@ class LoadedModel:
         if size:
             return int(size[0]), int(size[1])
         if self.format != "export":
-            from kerasclf.zoo import input_size
-
             return input_size(self.model)
         raise ModelError(f"{self.path}: no image size recorded; pass --image-size")
 
@@ -175,19 +169,10 @@ def load_model(path: str | Path, *, num_classes: int | None = None, compile: boo
         raise ModelError(f"model {path} not found; check the path (a run writes runs/<name>/model.keras)")
     fmt = model_format(path)
     meta = read_meta(path)
-    import kerasclf.zoo  # noqa: F401  (registers custom layers for deserialisation)
-
-    if fmt != "export":
-        import kerasclf.data.augment  # noqa: F401  (RandomAffine, if augmentation was put in the model)
-
     try:
         if fmt == "export":
-            import tensorflow as tf
-
             model = tf.saved_model.load(str(path))
         else:
-            import keras
-
             model = keras.models.load_model(path, compile=compile)
     except (OSError, ValueError, TypeError) as exc:
         raise ModelError(_load_error(path, fmt, exc)) from None
@@ -257,8 +242,6 @@ def _json_default(obj: Any) -> Any:
 
 
 def _version() -> str:
-    from kerasclf import __version__
-
     return __version__
 
 

@@ -98,7 +98,7 @@ def _walk(model: Any, prefix: str = "") -> list[tuple[str, Any]]:
 def _out_shape(layer: Any) -> tuple | None:
     try:
         return tuple(layer.output.shape)
-    except Exception:  # noqa: BLE001 - layers with several inbound nodes have no single output
+    except (AttributeError, ValueError):  # layers with several inbound nodes have no single output
         return None
 
 

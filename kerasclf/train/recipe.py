@@ -26,6 +26,7 @@ import yaml
 from kerasclf.data import sources
 from kerasclf.data.spec import DataSpec
 from kerasclf.errors import ConfigError
+from kerasclf.recipes import builtin_path
 
 __all__ = [
     "Recipe", "DataCfg", "SplitCfg", "ModelSection", "TrainCfg", "OptimizerCfg", "ScheduleCfg",
@@ -242,8 +243,6 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Read a YAML recipe, apply ``key=value`` overrides and validate it."""
     path = Path(path)
     if not path.is_file():
-        from kerasclf.recipes import builtin_path
-
         builtin = builtin_path(str(path))
         if builtin is None:
             raise ConfigError(f"recipe {path} not found; give a YAML file path or a built-in name "

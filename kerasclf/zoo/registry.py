@@ -90,21 +90,14 @@ def register_alias(cfg: ModelCfg, target: str, **fixed: Any) -> None:
     _ALIASES[cfg.name] = (target, dict(fixed), cfg)
 
 
-def _ensure_loaded() -> None:
-    # Importing the package imports every family module, which registers its builders.
-    import kerasclf.zoo  # noqa: F401
-
-
 def list_models(pattern: str = "*", *, include_private: bool = False) -> list[str]:
     """Registered model names matching a shell-style ``pattern`` (``"*resnet*"``)."""
-    _ensure_loaded()
     return sorted(n for n in _REGISTRY
                   if fnmatch.fnmatch(n, pattern) and (include_private or not n.startswith("_")))
 
 
 def is_registered(name: str) -> bool:
     """Whether ``build(name)`` knows ``name``: a registered builder or an alias such as ``"MobileNetV2"``."""
-    _ensure_loaded()
     return name in _REGISTRY or name in _ALIASES
 
 
@@ -116,7 +109,6 @@ def get_cfg(name: str) -> ModelCfg:
         >>> cfg.family, cfg.input_shape, cfg.preprocessing, cfg.backbone, cfg.pretrained
         ('transfer', (224, 224, 3), 'tf', 'backbone', True)
     """
-    _ensure_loaded()
     if name in _REGISTRY:
         return _REGISTRY[name][1]
     if name in _ALIASES:
