@@ -16,32 +16,14 @@ from typing import Any
 
 import numpy as np
 
+from kerasclf.analysis._figure import MAX_SIDE_PX
+from kerasclf.analysis._figure import new_figure as _new_figure
+from kerasclf.analysis._figure import save_figure as _save
+from kerasclf.analysis.explain import overlay as _overlay
+from kerasclf.analysis.metrics import confusion_fractions
 from kerasclf.errors import DataError
 
 __all__ = ["plot_history", "plot_confusion", "plot_gallery", "plot_per_class", "read_history", "MAX_SIDE_PX"]
-
-MAX_SIDE_PX = 2000
-DPI = 110
-
-
-def _new_figure(figsize: tuple[float, float]) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=figsize)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig: Any, path: str | Path, dpi: int = DPI) -> Path:
-    """Save with a dpi that keeps both sides within :data:`MAX_SIDE_PX`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    w, h = fig.get_size_inches()
-    dpi = max(30, min(dpi, int(MAX_SIDE_PX / max(w, h))))
-    fig.savefig(path, dpi=dpi, format="png")
-    return path
-
 
 def _done(fig: Any, path: str | Path, return_figure: bool) -> Any:
     """Save; return the path, or ``(path, figure)`` when the caller asked for the figure (tests
@@ -169,8 +151,6 @@ def plot_confusion(y_true: Sequence[int], y_pred: Sequence[int], class_names: Se
         >>> plot_confusion([0, 1, 1], [0, 1, 0], ["cat", "dog"], "/tmp/cm.png")  # doctest: +SKIP
         PosixPath('/tmp/cm.png')
     """
-    from kerasclf.analysis.metrics import confusion_fractions
-
     names = [str(c) for c in class_names]
     k = len(names)
     yt, yp = np.asarray(y_true).reshape(-1), np.asarray(y_pred).reshape(-1)
@@ -279,8 +259,6 @@ def plot_gallery(images: Sequence[Any] | np.ndarray, titles: Sequence[str], path
         >>> plot_gallery(np.zeros((2, 8, 8, 3), "uint8"), ["a", "b"], "/tmp/g.png")  # doctest: +SKIP
         PosixPath('/tmp/g.png')
     """
-    from kerasclf.analysis.explain import overlay as _overlay
-
     imgs = list(images)
     if not imgs:
         raise DataError("the gallery has no images to draw")

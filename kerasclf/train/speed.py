@@ -44,6 +44,9 @@ import functools
 import os
 from typing import Any
 
+import keras
+import tensorflow as tf
+
 from kerasclf.errors import ConfigError
 
 __all__ = [
@@ -70,14 +73,10 @@ def device_info() -> dict[str, Any]:
         >>> device_info()["platform"] in ("cpu", "gpu", "tpu")
         True
     """
-    import keras
-
     backend = keras.backend.backend()
     info: dict[str, Any] = {"platform": "cpu", "name": "cpu", "compute_capability": None, "count": 1}
     try:
         if backend == "tensorflow":
-            import tensorflow as tf
-
             gpus = tf.config.list_physical_devices("GPU")
             if gpus:
                 details = tf.config.experimental.get_device_details(gpus[0])
@@ -175,8 +174,6 @@ def choose_mixed_precision(requested: str | None = "auto", *, device: dict[str, 
     if _depthwise(model):
         return None
     if backend is None:
-        import keras
-
         backend = keras.backend.backend()
     if backend != "tensorflow":
         return None
@@ -233,8 +230,6 @@ def resolve_jit(requested: Any = "auto", *, device: dict[str, Any] | None = None
     if isinstance(requested, str) and requested.lower() == "auto":
         dev = device if device is not None else device_info()
         if backend is None:
-            import keras
-
             backend = keras.backend.backend()
         if backend == "tensorflow" and dev.get("platform") == "cpu":
             return False
@@ -291,8 +286,6 @@ def apply_speed_settings(train_cfg: Any, *, model: Any = None) -> dict[str, Any]
         >>> s["mixed_precision"], s["jit_compile"], s["steps_per_execution"]
         (None, False, 1)
     """
-    import keras
-
     dev = device_info()
     policy = choose_mixed_precision(getattr(train_cfg, "mixed_precision", None), device=dev, model=model)
     keras.mixed_precision.set_global_policy(policy or "float32")
