@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -172,174 +173,207 @@ def analyze(model: Any, data: Any = None, *, out_dir: str | Path, class_names: S
     bad = [m for m in explain_methods if m not in EXPLAIN_METHODS]
     if bad:
         raise ConfigError(f"unknown explanation method '{bad[0]}'; use any of: {', '.join(EXPLAIN_METHODS)}")
-    names = [str(c) for c in class_names]
     if data is None:
         if images is None or labels is None:
             raise DataError("analyze needs the data to analyse: pass (images, labels) or images= and labels=")
         data = (images, labels)
-    x, y_raw = _read_split(model, data)
     out = Path(out_dir)
-    fig_dir = out / "figures"
-    fig_dir.mkdir(parents=True, exist_ok=True)
-    files: dict[str, Path] = {}
-    warnings: list[str] = []
-    sections: list[Section] = []
-    rng = np.random.default_rng(seed)
-
-    probs = _predict(model, x, batch_size)
-    if task == "binary" and probs.shape[1] == 2:
-        probs = probs[:, 1:]
-    y = _label_array(y_raw, task)
-
-    # --- validation: thresholds, temperature, score -----------------------------------------------
-    val_probs = val_y = None
-    thresholds: Any = 0.5
-    if val_data is not None:
-        vx, vy = _read_split(model, val_data)
-        val_probs = _predict(model, vx, batch_size)
-        if task == "binary" and val_probs.shape[1] == 2:
-            val_probs = val_probs[:, 1:]
-        val_y = _label_array(vy, task)
-        if task == "multilabel":
-            thresholds = choose_thresholds(val_y, val_probs)
-    metrics = classification_metrics(y, probs, task, names, threshold=thresholds)
-    metrics["split"] = split
-    if val_probs is not None:
-        vm = classification_metrics(val_y, val_probs, task, names, threshold=thresholds)
-        metrics["val_accuracy"] = vm["accuracy"]
-        if val_score is None:
-            val_score = vm["accuracy"]
-    if task == "multilabel" and val_probs is not None:
-        metrics["at_threshold_0.5"] = {k: classification_metrics(y, probs, task, names)[k]
-                                       for k in ("accuracy", "mean_f1", "subset_accuracy")}
-    pred = probs_to_pred(probs, task, thresholds)
-    loss = per_sample_loss(y, probs, task)
-    wrong = (pred != y).any(axis=1) if task == "multilabel" else pred != y
-
+    run = _Analysis(model=model, task=task, names=[str(c) for c in class_names], split=split,
+                    fig_dir=out / "figures", batch_size=batch_size)
+    run.fig_dir.mkdir(parents=True, exist_ok=True)
+    run.score(_read_split(model, data), _read_split(model, val_data) if val_data is not None else None)
+    if val_score is None:
+        val_score = run.metrics.get("val_accuracy")
     if leaderboard:
         cols = list(dict.fromkeys(k for r in leaderboard for k in r if k != "run_dir"))
-        sections.append(Section(SECTION_IDS["leaderboard"], id="leaderboard", table=Table(cols, list(leaderboard),
-                                                                                         highlight=0)))
-
-    # --- curves ---------------------------------------------------------------------------------
+        run.sections.append(Section(SECTION_IDS["leaderboard"], id="leaderboard",
+                                    table=Table(cols, list(leaderboard), highlight=0)))
     if history_csv is not None:
-        try:
-            files["curves"] = plot_history(history_csv, fig_dir / "curves.png", batch_losses=batch_losses)
-            sections.append(Section(SECTION_IDS["curves"], id="curves", images=[(
-                files["curves"], "loss and metrics per epoch (train vs validation)"
-                + ("; training loss per iteration" if batch_losses is not None else ""))]))
-        except KerasclfError as e:
-            warnings.append(f"curves skipped: {e}")
-
-    # --- confusion + per-class ------------------------------------------------------------------
-    if task != "multilabel":
-        files["confusion"] = plot_confusion(y, pred, names if task == "multiclass" else (names + ["0", "1"])[:2],
-                                            fig_dir / "confusion.png")
-        sections.append(Section(SECTION_IDS["confusion"], id="confusion",
-                                text=f"Rows are true classes, columns predicted ones; each row gives the fraction "
-                                     f"of that class's {split} images predicted as each class.",
-                                images=[(files["confusion"], f"{split} split, {len(y)} images")], image_width=900))
-    files["per_class"] = plot_per_class(metrics, fig_dir / "per_class.png")
-    per = metrics["per_class"]
-    keys = ["accuracy", "precision", "recall", "f1", "support"] + (["threshold"] if task == "multilabel" else [])
-    keys = [k for k in keys if any(k in v for v in per.values())]
-    sections.append(Section(SECTION_IDS["per-class"], id="per-class",
-                            text=("Thresholds per attribute chosen on validation to maximise F1."
-                                  if task == "multilabel" and val_probs is not None else ""),
-                            table=Table(["class" if task != "multilabel" else "attribute", *keys],
-                                        [[n, *[v.get(k) for k in keys]] for n, v in per.items()]),
-                            images=[(files["per_class"], "precision, recall and F1 per class")],
-                            image_width=760))
-
-    # --- galleries with attribution -------------------------------------------------------------
-    ok_idx, bad_idx = np.flatnonzero(~wrong), np.flatnonzero(wrong)
-    pool = bad_idx if len(bad_idx) else ok_idx  # highest loss among the mistakes (or all, if none)
-    galleries = [("gallery_correct_random", "correctly classified (random)",
-                  rng.permutation(ok_idx)[:max_gallery], False),
-                 ("gallery_incorrect_random", "misclassified (random)", rng.permutation(bad_idx)[:max_gallery], False),
-                 ("gallery_highest_loss", "misclassified with the highest loss" if len(bad_idx) else
-                  "highest loss (no image was misclassified)", pool[np.argsort(-loss[pool])][:max_gallery], True)]
-    target = probs.argmax(axis=1) if task == "multilabel" else pred
-    gallery_images: list[Any] = []
-    explain_failed = False
-    for key, caption, idx, show_loss in galleries:
-        if len(idx) == 0:
-            continue
-        overlays: dict[str, np.ndarray] = {}
-        for method in explain_methods if not explain_failed else ():
-            try:
-                overlays[method] = explain(model, x[idx], method=method, class_index=target[idx].tolist(),
-                                           layer=explain_layer, smooth_samples=smooth_samples)
-            except KerasclfError as e:
-                warnings.append(f"{method} skipped: {e}")
-                explain_failed = method in ("gradcam", "gradcam++")
-        titles = _titles(idx, y, probs, pred, loss, task, names, show_loss)
-        files[key] = plot_gallery(x[idx], titles, fig_dir / f"{key}.png", overlays=overlays or None)
-        gallery_images.append((files[key], f"{caption}: {len(idx)} images"
-                               + (f"; each followed by {', '.join(overlays)} of the predicted class" if overlays
-                                  else "")))
-    sections.append(Section(SECTION_IDS["galleries"], id="galleries",
-                            text=f"{int(wrong.sum())} of {len(y)} {split} images are misclassified. Titles give "
-                                 f"the true and predicted class and the predicted probability; heatmaps show where "
-                                 f"the model looked for its prediction (red = most important).",
-                            images=gallery_images, notes=[w for w in warnings if "skipped" in w and "curves" not in w]))
-
-    # --- embeddings -----------------------------------------------------------------------------
+        run.curves(history_csv, batch_losses)
+    run.confusion_and_per_class()
+    run.galleries(np.random.default_rng(seed), max_gallery, explain_methods, explain_layer, smooth_samples)
     if embed_methods:
-        try:
-            feats = np.asarray(feature_model(model).predict(x.astype("float32"), batch_size=batch_size, verbose=0))
-            emb = embed_features(feats, y, fig_dir, methods=tuple(embed_methods), class_names=names, seed=seed)
-            files.update({f"embedding_{k}": v for k, v in emb.items()})
-            sections.append(Section(SECTION_IDS["embeddings"], id="embeddings",
-                                    text=f"Features before the classifier ({feats.shape[1]} dimensions) projected to "
-                                         f"2-D, coloured by true class: well separated clusters mean the classes are "
-                                         f"easy to tell apart from these features.",
-                                    images=[(p, k.upper() if k == "pca" else "t-SNE") for k, p in emb.items()],
-                                    image_width=640))
-        except KerasclfError as e:
-            warnings.append(f"embeddings skipped: {e}")
+        run.embeddings(embed_methods, seed)
+    run.calibration()
+    run.result(val_score)
 
-    # --- calibration ----------------------------------------------------------------------------
-    cal: dict[str, Any] = {"ece": metrics["ece"], "nll": negative_log_likelihood(y, probs, task)}
-    calibrated = None
-    if val_probs is not None and task != "multilabel":
-        t = fit_temperature(val_probs, val_y, task=task)
-        calibrated = apply_temperature(probs, t, task=task)
-        cal.update({"temperature": t, "ece_after_temperature": expected_calibration_error(y, calibrated, task=task),
-                    "nll_after_temperature": negative_log_likelihood(y, calibrated, task)})
-    metrics["calibration"] = cal
-    files["reliability"] = reliability_diagram(y, probs, fig_dir / "reliability.png", task=task,
-                                               calibrated_probs=calibrated)
-    cal_text = [f"Expected calibration error (ECE) on {split}: {cal['ece']:.3f} (0 is perfectly calibrated: "
-                f"a confidence of 80% is right 80% of the time)."]
-    if "temperature" in cal:
-        cal_text.append(f"Temperature scaling fitted on validation: T = {cal['temperature']:.2f}; ECE "
-                        f"{cal['ece']:.3f} → {cal['ece_after_temperature']:.3f}, NLL {cal['nll']:.3f} → "
-                        f"{cal['nll_after_temperature']:.3f}.")
-    sections.append(Section(SECTION_IDS["calibration"], id="calibration", text=cal_text,
-                            images=[(files["reliability"], "reliability diagram")], image_width=560))
-
-    # --- result ---------------------------------------------------------------------------------
-    acc = metrics["accuracy"]
-    result_text = [f"{split.capitalize()} accuracy {acc:.4f} on {len(y)} images; macro F1 "
-                   f"{metrics['macro']['f1']:.4f}; loss {metrics['loss']:.4f}."]
-    notes = []
-    if split == "test" and val_score is not None:
-        sentence = gap_sentence(val_score, acc)
-        result_text.append(sentence)
-        metrics["val_test_gap"] = float(val_score - acc)
-        if sentence.startswith("Warning"):
-            notes.append(sentence)
-    sections.append(Section(SECTION_IDS["test"] if split == "test" else f"{split.capitalize()} result",
-                            id="test", text=result_text, notes=notes))
-
+    metrics, files = run.metrics, run.files
     metrics["files"] = {k: str(v) for k, v in files.items()}
-    metrics["warnings"] = warnings
+    metrics["warnings"] = run.warnings
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
     report = write_report(out / "report.html", title=title or f"Analysis of {getattr(model, 'name', 'model')}",
-                          subtitle=f"task: {task}; {split} split: {len(y)} images; {len(names)} "
+                          subtitle=f"task: {task}; {split} split: {len(run.y)} images; {len(run.names)} "
                                    f"{'attributes' if task == 'multilabel' else 'classes'}",
-                          sections=sections)
+                          sections=run.sections)
     files["metrics"] = out / "metrics.json"
     files["report"] = report
-    return {"metrics": metrics, "files": files, "report": report, "warnings": warnings}
+    return {"metrics": metrics, "files": files, "report": report, "warnings": run.warnings}
+
+
+@dataclass
+class _Analysis:
+    """One model on one split: its predictions, metrics and the report sections built so far.
+
+    :meth:`score` comes first; each other method adds one section (and its figures).
+    """
+
+    model: Any
+    task: str
+    names: list[str]
+    split: str
+    fig_dir: Path
+    batch_size: int
+    files: dict[str, Path] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    sections: list[Section] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def _probs(self, x: np.ndarray) -> np.ndarray:
+        p = _predict(self.model, x, self.batch_size)
+        return p[:, 1:] if self.task == "binary" and p.shape[1] == 2 else p
+
+    def score(self, data: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray] | None) -> None:
+        """Predict; on validation choose the multilabel thresholds; compute the split's metrics."""
+        task, names = self.task, self.names
+        self.x, self.y = data[0], _label_array(data[1], task)
+        self.probs = self._probs(self.x)
+        self.val_probs = self.val_y = None
+        self.thresholds: Any = 0.5
+        if val is not None:
+            self.val_probs, self.val_y = self._probs(val[0]), _label_array(val[1], task)
+            if task == "multilabel":
+                self.thresholds = choose_thresholds(self.val_y, self.val_probs)
+        m = classification_metrics(self.y, self.probs, task, names, threshold=self.thresholds)
+        m["split"] = self.split
+        if self.val_probs is not None:
+            m["val_accuracy"] = classification_metrics(self.val_y, self.val_probs, task, names,
+                                                       threshold=self.thresholds)["accuracy"]
+            if task == "multilabel":
+                at_half = classification_metrics(self.y, self.probs, task, names)
+                m["at_threshold_0.5"] = {k: at_half[k] for k in ("accuracy", "mean_f1", "subset_accuracy")}
+        self.metrics = m
+        self.pred = probs_to_pred(self.probs, task, self.thresholds)
+        self.loss = per_sample_loss(self.y, self.probs, task)
+        self.wrong = (self.pred != self.y).any(axis=1) if task == "multilabel" else self.pred != self.y
+
+    def curves(self, history_csv: Any, batch_losses: Any) -> None:
+        try:
+            self.files["curves"] = plot_history(history_csv, self.fig_dir / "curves.png", batch_losses=batch_losses)
+        except KerasclfError as e:
+            self.warnings.append(f"curves skipped: {e}")
+            return
+        self.sections.append(Section(SECTION_IDS["curves"], id="curves", images=[(
+            self.files["curves"], "loss and metrics per epoch (train vs validation)"
+            + ("; training loss per iteration" if batch_losses is not None else ""))]))
+
+    def confusion_and_per_class(self) -> None:
+        task, names, split = self.task, self.names, self.split
+        if task != "multilabel":
+            self.files["confusion"] = plot_confusion(self.y, self.pred, names if task == "multiclass"
+                                                     else (names + ["0", "1"])[:2], self.fig_dir / "confusion.png")
+            self.sections.append(Section(
+                SECTION_IDS["confusion"], id="confusion",
+                text=f"Rows are true classes, columns predicted ones; each row gives the fraction "
+                     f"of that class's {split} images predicted as each class.",
+                images=[(self.files["confusion"], f"{split} split, {len(self.y)} images")], image_width=900))
+        self.files["per_class"] = plot_per_class(self.metrics, self.fig_dir / "per_class.png")
+        per = self.metrics["per_class"]
+        keys = ["accuracy", "precision", "recall", "f1", "support"] + (["threshold"] if task == "multilabel" else [])
+        keys = [k for k in keys if any(k in v for v in per.values())]
+        chosen = task == "multilabel" and self.val_probs is not None
+        self.sections.append(Section(
+            SECTION_IDS["per-class"], id="per-class",
+            text="Thresholds per attribute chosen on validation to maximise F1." if chosen else "",
+            table=Table(["class" if task != "multilabel" else "attribute", *keys],
+                        [[n, *[v.get(k) for k in keys]] for n, v in per.items()]),
+            images=[(self.files["per_class"], "precision, recall and F1 per class")], image_width=760))
+
+    def galleries(self, rng: np.random.Generator, max_gallery: int, explain_methods: Sequence[str],
+                  explain_layer: str | None, smooth_samples: int) -> None:
+        ok_idx, bad_idx = np.flatnonzero(~self.wrong), np.flatnonzero(self.wrong)
+        pool = bad_idx if len(bad_idx) else ok_idx  # highest loss among the mistakes (or all, if none)
+        galleries = [("gallery_correct_random", "correctly classified (random)",
+                      rng.permutation(ok_idx)[:max_gallery], False),
+                     ("gallery_incorrect_random", "misclassified (random)",
+                      rng.permutation(bad_idx)[:max_gallery], False),
+                     ("gallery_highest_loss", "misclassified with the highest loss" if len(bad_idx) else
+                      "highest loss (no image was misclassified)", pool[np.argsort(-self.loss[pool])][:max_gallery],
+                      True)]
+        target = self.probs.argmax(axis=1) if self.task == "multilabel" else self.pred
+        shown: list[Any] = []
+        explain_failed = False
+        for key, caption, idx, show_loss in galleries:
+            if len(idx) == 0:
+                continue
+            overlays: dict[str, np.ndarray] = {}
+            for method in explain_methods if not explain_failed else ():
+                try:
+                    overlays[method] = explain(self.model, self.x[idx], method=method,
+                                               class_index=target[idx].tolist(), layer=explain_layer,
+                                               smooth_samples=smooth_samples)
+                except KerasclfError as e:
+                    self.warnings.append(f"{method} skipped: {e}")
+                    explain_failed = method in ("gradcam", "gradcam++")
+            titles = _titles(idx, self.y, self.probs, self.pred, self.loss, self.task, self.names, show_loss)
+            self.files[key] = plot_gallery(self.x[idx], titles, self.fig_dir / f"{key}.png",
+                                           overlays=overlays or None)
+            shown.append((self.files[key], f"{caption}: {len(idx)} images"
+                          + (f"; each followed by {', '.join(overlays)} of the predicted class" if overlays else "")))
+        self.sections.append(Section(
+            SECTION_IDS["galleries"], id="galleries",
+            text=f"{int(self.wrong.sum())} of {len(self.y)} {self.split} images are misclassified. Titles give "
+                 f"the true and predicted class and the predicted probability; heatmaps show where "
+                 f"the model looked for its prediction (red = most important).",
+            images=shown, notes=[w for w in self.warnings if "skipped" in w and "curves" not in w]))
+
+    def embeddings(self, methods: Sequence[str], seed: int) -> None:
+        try:
+            feats = np.asarray(feature_model(self.model).predict(self.x.astype("float32"),
+                                                                 batch_size=self.batch_size, verbose=0))
+            emb = embed_features(feats, self.y, self.fig_dir, methods=tuple(methods), class_names=self.names,
+                                 seed=seed)
+        except KerasclfError as e:
+            self.warnings.append(f"embeddings skipped: {e}")
+            return
+        self.files.update({f"embedding_{k}": v for k, v in emb.items()})
+        self.sections.append(Section(
+            SECTION_IDS["embeddings"], id="embeddings",
+            text=f"Features before the classifier ({feats.shape[1]} dimensions) projected to 2-D, coloured by "
+                 f"true class: well separated clusters mean the classes are easy to tell apart from these features.",
+            images=[(p, k.upper() if k == "pca" else "t-SNE") for k, p in emb.items()], image_width=640))
+
+    def calibration(self) -> None:
+        task, y, probs, split = self.task, self.y, self.probs, self.split
+        cal: dict[str, Any] = {"ece": self.metrics["ece"], "nll": negative_log_likelihood(y, probs, task)}
+        calibrated = None
+        if self.val_probs is not None and task != "multilabel":
+            t = fit_temperature(self.val_probs, self.val_y, task=task)
+            calibrated = apply_temperature(probs, t, task=task)
+            cal.update({"temperature": t,
+                        "ece_after_temperature": expected_calibration_error(y, calibrated, task=task),
+                        "nll_after_temperature": negative_log_likelihood(y, calibrated, task)})
+        self.metrics["calibration"] = cal
+        self.files["reliability"] = reliability_diagram(y, probs, self.fig_dir / "reliability.png", task=task,
+                                                        calibrated_probs=calibrated)
+        text = [f"Expected calibration error (ECE) on {split}: {cal['ece']:.3f} (0 is perfectly calibrated: "
+                f"a confidence of 80% is right 80% of the time)."]
+        if "temperature" in cal:
+            text.append(f"Temperature scaling fitted on validation: T = {cal['temperature']:.2f}; ECE "
+                        f"{cal['ece']:.3f} → {cal['ece_after_temperature']:.3f}, NLL {cal['nll']:.3f} → "
+                        f"{cal['nll_after_temperature']:.3f}.")
+        self.sections.append(Section(SECTION_IDS["calibration"], id="calibration", text=text,
+                                     images=[(self.files["reliability"], "reliability diagram")], image_width=560))
+
+    def result(self, val_score: float | None) -> None:
+        m, split = self.metrics, self.split
+        text = [f"{split.capitalize()} accuracy {m['accuracy']:.4f} on {len(self.y)} images; macro F1 "
+                f"{m['macro']['f1']:.4f}; loss {m['loss']:.4f}."]
+        notes = []
+        if split == "test" and val_score is not None:
+            sentence = gap_sentence(val_score, m["accuracy"])
+            text.append(sentence)
+            m["val_test_gap"] = float(val_score - m["accuracy"])
+            if sentence.startswith("Warning"):
+                notes.append(sentence)
+        self.sections.append(Section(SECTION_IDS["test"] if split == "test" else f"{split.capitalize()} result",
+                                     id="test", text=text, notes=notes))
