@@ -9,7 +9,7 @@ validation accuracy is evaluated on the test split, once, at the end.
 
 Example:
     >>> from kerasclf.experiment import compare          # doctest: +SKIP
-    >>> board = compare("zoo/compare_digits.yaml")
+    >>> board = compare("compare_digits")
     >>> board.rows[0]["label"], board.test["accuracy"]
 """
 from __future__ import annotations
