@@ -26,6 +26,7 @@ from kerasclf.data.checks import run_check
 from kerasclf.errors import KerasclfError
 from kerasclf.evaluate import analyze_run, evaluate_model
 from kerasclf.experiment import compare
+from kerasclf.features.artifacts import ARTIFACT_SUFFIX, LEGACY_SUFFIXES, convert_artifact
 from kerasclf.features.cluster import ClusterModel, as_spec, predict_folder, read_names, run_cluster
 from kerasclf.features.commands import load_predictor
 from kerasclf.features.extract import extract_features
@@ -108,7 +109,7 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    if str(args.model).endswith(".joblib"):  # a scikit-learn head or a clustering of features
+    if Path(args.model).suffix in (ARTIFACT_SUFFIX, *LEGACY_SUFFIXES):  # a head or clustering (old ones refused)
         predictor = load_predictor(args.model)
         if isinstance(predictor, ClusterModel):
             names = read_names(args.names, predictor.k) if args.names else None
@@ -189,7 +190,13 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     print(json.dumps({k: v for k, v in summary.items() if k in ("explained_variance", "sizes", "scores")},
                      default=float))
     print(f"wrote {args.out}: fill in {Path(args.out) / 'clusters.csv'} with a name per cluster, then "
-          f"`kerasclf predict {Path(args.out) / 'clusters.joblib'} FOLDER --names {Path(args.out) / 'clusters.csv'}`")
+          f"`kerasclf predict {Path(args.out) / 'clusters.skops'} FOLDER --names {Path(args.out) / 'clusters.csv'}`")
+    return 0
+
+
+def cmd_convert_artifact(args: argparse.Namespace) -> int:
+    out = convert_artifact(args.path, trust=args.trust)
+    print(f"wrote {out} (loads without running code); {args.path} is left as it was")
     return 0
 
 
@@ -236,13 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
     rc.set_defaults(func=cmd_recipes)
 
     pr = sub.add_parser("predict", help="classify image files or folders with a saved model")
-    pr.add_argument("model", help="a .keras / .h5 file, an export folder, or a head/clusters .joblib")
+    pr.add_argument("model", help="a .keras / .h5 file, an export folder, or a head/clusters .skops")
     pr.add_argument("paths", nargs="+", help="image files and/or folders")
     pr.add_argument("--top-k", type=int, default=3)
     pr.add_argument("--batch-size", type=int, default=32)
     pr.add_argument("--out", help="write the predictions as CSV here")
     pr.add_argument("--all", action="store_true", help="print every row, not the first 50")
-    pr.add_argument("--names", help="with a clusters.joblib: the filled clusters.csv (cluster,name)")
+    pr.add_argument("--names", help="with a clusters.skops: the filled clusters.csv (cluster,name)")
     pr.set_defaults(func=cmd_predict)
 
     ev = sub.add_parser("evaluate", help="accuracy of a saved model on a folder of class subfolders")
@@ -292,6 +299,12 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--out", default="runs/clusters")
     cl.add_argument("--overwrite", action="store_true")
     cl.set_defaults(func=cmd_cluster)
+
+    ca = sub.add_parser("convert-artifact", help="re-save an old head/clusters .joblib you made yourself as .skops")
+    ca.add_argument("path", help="the old .joblib file")
+    ca.add_argument("--trust", action="store_true",
+                    help="required: loading a joblib file runs any code it holds; give it only for your own file")
+    ca.set_defaults(func=cmd_convert_artifact)
 
     ck = sub.add_parser("check", help="health check of an image folder (bad files, duplicates, balance)")
     ck.add_argument("data")

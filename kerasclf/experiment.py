@@ -295,7 +295,7 @@ class _SplitArrays:
 def _predictor(row: dict[str, Any]) -> Any:
     run_dir = Path(row["run_dir"])
     if row["mode"] == "sklearn":
-        return load_head(run_dir / "head.joblib")
+        return load_head(run_dir / "head.skops")
     return load_model(run_dir / "model.keras")
 
 
@@ -357,7 +357,7 @@ def _sklearn_entry(entry: dict[str, Any], recipe: Recipe, spec: Any, manifest: P
                         class_names=spec.class_names)
     train_m = evaluate_head(head, feats["train"].features, feats["train"].labels, task=spec.task,
                             class_names=spec.class_names)
-    save_head(run_dir / "head.joblib", head, feats["train"].record, extractor=feats["train"].extractor,
+    save_head(run_dir / "head.skops", head, feats["train"].record, extractor=feats["train"].extractor,
               metrics={"val": val}, overwrite=True)
     metrics = {"model": recipe.model.name, "params": int(extractor.count_params()), "val": val,
                "train_accuracy": train_m["accuracy"], "train_time_s": round(elapsed, 2),

@@ -28,21 +28,38 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import joblib
 import numpy as np
+import skops.io as skops_io
 
 from kerasclf.errors import ConfigError, ModelError
 from kerasclf.io import load_any_model
 from kerasclf.zoo.cut import feature_model
 
 __all__ = ["ExtractorRecord", "weights_fingerprint", "data_fingerprint", "config_fingerprint",
-           "hash_json", "build_extractor", "save_extractor_files", "RECORD_VERSION"]
+           "hash_json", "build_extractor", "save_extractor_files", "RECORD_VERSION", "ARTIFACT_SUFFIX", "LEGACY_SUFFIXES",
+           "TRUSTED_TYPES", "save_artifact", "read_artifact", "load_artifact", "artifact_target",
+           "convert_artifact"]
 
 #: bumped whenever the way features are computed changes, so old caches are not reused
 RECORD_VERSION = 1
+
+#: heads and clusterings are skops files: loading one rebuilds only trusted types, never runs code
+ARTIFACT_SUFFIX = ".skops"
+#: the old formats, refused (a pickle runs code when loaded); ``convert_artifact`` converts one
+LEGACY_SUFFIXES = (".joblib", ".pkl", ".pickle")
+#: the types beyond skops' defaults (numpy, scikit-learn estimators) kerasclf's artefacts hold
+TRUSTED_TYPES: tuple[str, ...] = (
+    "kerasclf.features.heads.SoftmaxLinearSVC",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+)
 
 
 @dataclass
@@ -316,32 +333,130 @@ def build_extractor(record: ExtractorRecord, base_dir: str | Path | None = None)
     return fmodel
 
 
-def load_artifact(path: str | Path, kind: str, what: str, hint: str) -> dict[str, Any]:
-    """The dict a kerasclf ``.joblib`` artefact holds, checked to be of ``kind``; one-line errors.
+def save_artifact(obj: dict[str, Any], path: str | Path) -> Path:
+    """Write ``obj`` (estimators, arrays, plain values) as a skops file, atomically.
 
     Example:
-        >>> load_artifact("missing.joblib", "kerasclf.head", "head", "save_head")  # doctest: +SKIP
+        >>> save_artifact({"info": {"kind": "kerasclf.head"}, "head": head}, "runs/x/head.skops")  # doctest: +SKIP
     """
-    import joblib
+    path = Path(path)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    skops_io.dump(obj, tmp)
+    os.replace(tmp, path)
+    return path
 
+
+def _refuse_untrusted(path: Path) -> list[str]:
+    """The non-default types ``path`` needs, after checking each is in :data:`TRUSTED_TYPES`."""
+    try:
+        needed = skops_io.get_untrusted_types(file=path)
+    except (zipfile.BadZipFile, KeyError, ValueError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: a damaged kerasclf artefact ({type(exc).__name__}: {exc}); "
+                         f"re-create it") from None
+    extra = [t for t in needed if t not in TRUSTED_TYPES]
+    if extra:
+        raise ModelError(f"{path}: holds types kerasclf does not load ({', '.join(extra[:4])}); "
+                         f"it was not written by kerasclf, so it is refused")
+    return needed
+
+
+def read_artifact(path: str | Path) -> dict[str, Any]:
+    """Load a kerasclf artefact (``.skops``) without running code; refuse anything else.
+
+    Only scikit-learn / numpy types skops trusts by default plus :data:`TRUSTED_TYPES` are
+    rebuilt. An old joblib / pickle file is refused (loading one can run any code it holds):
+    convert one you made yourself with ``kerasclf convert-artifact OLD.joblib --trust``.
+
+    Raises:
+        ModelError: missing file, old joblib/pickle format, unknown types, not a kerasclf artefact.
+
+    Example:
+        >>> read_artifact("runs/x/head.skops")["info"]["kind"]  # doctest: +SKIP
+        'kerasclf.head'
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path} not found; check the path")
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            first = f.read(1)
+        if first == b"\x80" or path.suffix in LEGACY_SUFFIXES:
+            raise ModelError(f"{path}: an old joblib/pickle file, which can run code when loaded, so "
+                             f"kerasclf refuses it; if you made it yourself, convert it once with "
+                             f"`kerasclf convert-artifact {path} --trust`")
+        raise ModelError(f"{path}: not a kerasclf head or clustering model (those are {ARTIFACT_SUFFIX} files)")
+    trusted = _refuse_untrusted(path)
+    try:
+        obj = skops_io.load(path, trusted=trusted)
+    except Exception as exc:  # skops raises many kinds on a malformed file; none is the user's code
+        raise ModelError(f"{path}: cannot load this artefact ({type(exc).__name__}: {exc}); re-create it") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("info"), dict):
+        raise ModelError(f"{path}: not a kerasclf head or clustering model")
+    return obj
+
+
+def load_artifact(path: str | Path, kind: str, what: str, hint: str) -> dict[str, Any]:
+    """The dict a kerasclf artefact holds (:func:`read_artifact`), checked to be of ``kind``.
+
+    Example:
+        >>> load_artifact("missing.skops", "kerasclf.head", "head", "save_head")  # doctest: +SKIP
+    """
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{what} {path} not found; check the path")
-    try:
-        obj = joblib.load(path)
-    except Exception as exc:
-        raise ModelError(f"{path}: cannot load this joblib file ({type(exc).__name__}: {exc})") from None
-    if not isinstance(obj, dict) or obj.get("info", {}).get("kind") != kind:
+    obj = read_artifact(path)
+    if obj["info"].get("kind") != kind:
         raise ModelError(f"{path}: not a kerasclf {what} (save it with {hint})")
     return obj
 
 
 def artifact_target(path: str | Path, what: str, overwrite: bool) -> Path:
-    """Check where a ``.joblib`` artefact will be written: the suffix, and no silent overwrite."""
+    """Check where an artefact will be written: the ``.skops`` suffix, and no silent overwrite."""
     path = Path(path)
-    if path.suffix != ".joblib":
-        raise ConfigError(f"{path}: a {what} is saved as a .joblib file; use e.g. {what.split()[-1]}.joblib")
+    if path.suffix != ARTIFACT_SUFFIX:
+        raise ConfigError(f"{path}: a {what} is saved as a {ARTIFACT_SUFFIX} file; "
+                          f"use e.g. {what.split()[-1]}{ARTIFACT_SUFFIX}")
     if path.exists() and not overwrite:
         raise ModelError(f"{path} already exists; pass overwrite=True (or --overwrite) or choose another path")
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def convert_artifact(path: str | Path, *, trust: bool = False) -> Path:
+    """Re-save an old ``.joblib`` head / clustering model as ``.skops`` (``kerasclf convert-artifact``).
+
+    Loading a joblib file runs whatever code it holds, so this needs ``trust=True``: pass it only
+    for a file you made yourself. The new file is written beside the old one (same stem); the old
+    file is left as it is.
+
+    Raises:
+        ConfigError: ``trust`` not given, or the ``.skops`` file exists.
+        ModelError: the file is not a kerasclf head / clustering model.
+
+    Example:
+        >>> convert_artifact("runs/x/head.joblib", trust=True)  # doctest: +SKIP
+        PosixPath('runs/x/head.skops')
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path} not found; check the path")
+    if not trust:
+        raise ConfigError(f"{path}: converting loads the pickle inside, which runs any code it holds; "
+                          f"pass --trust (trust=True) only for a file you made yourself")
+    out = path.with_suffix(ARTIFACT_SUFFIX)
+    if out.exists():
+        raise ConfigError(f"{out} already exists; move it away to convert {path} again")
+    try:
+        obj = joblib.load(path)
+    except Exception as exc:  # a trusted legacy file that is damaged: any unpickling error
+        raise ModelError(f"{path}: cannot load this joblib file ({type(exc).__name__}: {exc})") from None
+    kind = obj.get("info", {}).get("kind") if isinstance(obj, dict) else None
+    if kind not in ("kerasclf.head", "kerasclf.clusters"):
+        raise ModelError(f"{path}: not a kerasclf head or clustering model; nothing converted")
+    save_artifact(obj, out)
+    try:
+        _refuse_untrusted(out)
+    except ModelError:
+        out.unlink()
+        raise
+    return out

@@ -10,7 +10,7 @@ Example:
     >>> out = run_cluster("photos/", features_model="resnet50_features", pca=50, k=8,  # doctest: +SKIP
     ...                   out_dir="runs/photos_clusters")                       # doctest: +SKIP
     >>> # then fill in runs/photos_clusters/clusters.csv by hand
-    >>> cm = ClusterModel.load("runs/photos_clusters/clusters.joblib")          # doctest: +SKIP
+    >>> cm = ClusterModel.load("runs/photos_clusters/clusters.skops")          # doctest: +SKIP
     >>> rows = predict_folder(cm, ["new_photos/"], read_names("runs/photos_clusters/clusters.csv"),  # doctest: +SKIP
     ...                       plot_path="runs/photos_clusters/predicted.png")   # doctest: +SKIP
 """
@@ -41,6 +41,7 @@ from kerasclf.features.artifacts import (
     artifact_target,
     build_extractor,
     load_artifact,
+    save_artifact,
     save_extractor_files,
 )
 from kerasclf.features.extract import extract_features, features_for_images
@@ -118,13 +119,11 @@ class ClusterModel:
         return self.predict(feats)
 
     def save(self, path: str | Path, *, extractor: Any | None = None, overwrite: bool = False) -> Path:
-        """Save as joblib (``clusters.joblib``) plus a JSON record beside it.
+        """Save as a skops file (``clusters.skops``, loads without running code) plus a JSON record beside it.
 
         ``extractor`` (the Keras model the features came from) is saved as
         ``<stem>.extractor.keras`` when the record cannot rebuild it from a name.
         """
-        import joblib
-
         path = artifact_target(path, "clustering model", overwrite)
         record = self.record
         if record is not None:
@@ -132,9 +131,7 @@ class ClusterModel:
         info = dict(self.info, kind="kerasclf.clusters", k=self.k, n_components=self.n_components,
                     explained_variance=self.explained_variance,
                     record=record.to_dict() if record else None)
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        joblib.dump({"kmeans": self.kmeans, "pca": self.pca, "scaler": self.scaler, "info": info}, tmp)
-        os.replace(tmp, path)
+        save_artifact({"kmeans": self.kmeans, "pca": self.pca, "scaler": self.scaler, "info": info}, path)
         path.with_suffix(".json").write_text(json.dumps(info, indent=2, default=str))
         return path
 
@@ -454,7 +451,7 @@ def predict_folder(cluster_model: ClusterModel, paths_or_spec: Any, names: dict[
         One row per image: ``path``, ``cluster``, ``name`` (and ``error`` for unreadable files).
 
     Example:
-        >>> cm = ClusterModel.load("runs/x/clusters.joblib")  # doctest: +SKIP
+        >>> cm = ClusterModel.load("runs/x/clusters.skops")  # doctest: +SKIP
         >>> rows = predict_folder(cm, ["new/"], read_names("runs/x/clusters.csv"),  # doctest: +SKIP
         ...                       plot_path="runs/x/predicted.png")
         >>> rows[0]["name"]  # doctest: +SKIP
@@ -544,7 +541,7 @@ def run_cluster(data_path_or_spec: Any, *, features_model: Any, pca: int | float
                 overwrite: bool = False, verbose: int = 1) -> dict[str, Any]:
     """``kerasclf cluster``: extract features, fit PCA + KMeans, save, montages, names template.
 
-    Writes into ``out_dir``: ``clusters.joblib`` (+ ``clusters.json``, and
+    Writes into ``out_dir``: ``clusters.skops`` (+ ``clusters.json``, and
     ``clusters.extractor.keras`` when the extractor is not a pretrained zoo name or a file),
     ``montages/cluster_XX.png``, ``clusters.csv`` (names template, kept if it exists),
     ``assignments.csv``, ``elbow.png`` (with ``elbow_ks``), ``summary.json``.
@@ -561,7 +558,7 @@ def run_cluster(data_path_or_spec: Any, *, features_model: Any, pca: int | float
         elbow_ks: also write the elbow / silhouette plot for these K.
         per_cluster: images per montage.
         batch_size: images per forward pass.
-        overwrite: replace an existing ``clusters.joblib``.
+        overwrite: replace an existing ``clusters.skops``.
         build_kwargs: extra keyword arguments for the zoo builder (``num_classes``).
         verbose: progress bar and a summary line.
 
@@ -575,7 +572,7 @@ def run_cluster(data_path_or_spec: Any, *, features_model: Any, pca: int | float
         >>> s["explained_variance"], s["sizes"], s.get("scores")  # doctest: +SKIP
     """
     out = Path(out_dir)
-    target = out / "clusters.joblib"
+    target = out / "clusters.skops"
     if target.exists() and not overwrite:
         raise RunExistsError(str(out))
     spec = as_spec(data_path_or_spec)

@@ -6,7 +6,7 @@ Example:
     >>> run_features("resnet50_features", "photos/", weights="imagenet")["n_images"]   # doctest: +SKIP
     >>> run_head("photos/", features_model="resnet50_features", kind="logreg",
     ...          out_dir="runs/photos_logreg")["metrics"]["accuracy"]                 # doctest: +SKIP
-    >>> load_predictor("runs/photos_logreg/head.joblib").predict_paths(["new/"])     # doctest: +SKIP
+    >>> load_predictor("runs/photos_logreg/head.skops").predict_paths(["new/"])     # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import numpy as np
 
 from kerasclf.data.splits import split_indices
 from kerasclf.errors import ModelError, RunExistsError
+from kerasclf.features.artifacts import read_artifact
 from kerasclf.features.cluster import ClusterModel, as_spec
 from kerasclf.features.extract import DEFAULT_CACHE, extract_features
 from kerasclf.features.heads import evaluate_head, fit_head, load_head, save_head
@@ -71,7 +72,7 @@ def run_head(data: Any, *, features_model: Any, kind: str = "logreg", out_dir: s
              overwrite: bool = False, verbose: int = 1, **head_options: Any) -> dict[str, Any]:
     """Fit a scikit-learn head on cached features of a labelled data set; evaluate; save.
 
-    Writes ``head.joblib`` (+ ``head.json``, ``head.extractor.keras`` when needed) and
+    Writes ``head.skops`` (+ ``head.json``, ``head.extractor.keras`` when needed) and
     ``metrics.json`` (same shape as a Keras run's) into ``out_dir``.
 
     Args:
@@ -82,7 +83,7 @@ def run_head(data: Any, *, features_model: Any, kind: str = "logreg", out_dir: s
         ratios: train/val/test fractions for :func:`kerasclf.data.splits.split_indices`; the head
             is fitted on train + val and scored on test.
         seed: split seed.
-        overwrite: replace an existing ``head.joblib``.
+        overwrite: replace an existing ``head.skops``.
         **head_options: passed to :func:`~kerasclf.features.heads.fit_head` (``C``, ``calibrate``).
 
     Returns:
@@ -93,7 +94,7 @@ def run_head(data: Any, *, features_model: Any, kind: str = "logreg", out_dir: s
     """
     spec = as_spec(data)
     out = Path(out_dir)
-    if (out / "head.joblib").exists() and not overwrite:
+    if (out / "head.skops").exists() and not overwrite:
         raise RunExistsError(str(out))
     fs = extract_features(features_model, spec, layer=layer, image_size=image_size, weights=weights,
                           build_kwargs=build_kwargs,
@@ -110,7 +111,7 @@ def run_head(data: Any, *, features_model: Any, kind: str = "logreg", out_dir: s
     head = fit_head(np.asarray(X[np.sort(tr)]), fs.labels[np.sort(tr)], kind=kind, seed=seed, **head_options)
     metrics = evaluate_head(head, np.asarray(X[np.sort(te)]), fs.labels[np.sort(te)],
                             spec.class_names, spec.task) if len(te) else {}
-    path = save_head(out / "head.joblib", head, fs.record, extractor=fs.extractor,
+    path = save_head(out / "head.skops", head, fs.record, extractor=fs.extractor,
                      metrics={"accuracy": metrics.get("accuracy")}, overwrite=overwrite)
     (out / "metrics.json").write_text(json.dumps({"test": metrics}, indent=2, default=float))
     if verbose and metrics:
@@ -121,24 +122,20 @@ def run_head(data: Any, *, features_model: Any, kind: str = "logreg", out_dir: s
 
 def load_predictor(path: str | Path) -> Any:
     """A saved head (:class:`~kerasclf.features.heads.HeadPipeline`) or clustering model
-    (:class:`~kerasclf.features.cluster.ClusterModel`), by what the ``.joblib`` file holds.
+    (:class:`~kerasclf.features.cluster.ClusterModel`), by what the ``.skops`` file holds.
+
+    Nothing in the file runs: see :func:`~kerasclf.features.artifacts.read_artifact`.
 
     Raises:
-        ModelError: not a kerasclf feature pipeline.
+        ModelError: not a kerasclf feature pipeline, or an old joblib file (refused, with the
+            ``kerasclf convert-artifact`` command to convert one you trust).
 
     Example:
-        >>> type(load_predictor("runs/x/clusters.joblib")).__name__  # doctest: +SKIP
+        >>> type(load_predictor("runs/x/clusters.skops")).__name__  # doctest: +SKIP
         'ClusterModel'
     """
-    import joblib
-
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"{path} not found; check the path")
-    try:
-        kind = joblib.load(path).get("info", {}).get("kind")
-    except Exception as exc:
-        raise ModelError(f"{path}: cannot load this joblib file ({type(exc).__name__}: {exc})") from None
+    kind = read_artifact(path)["info"].get("kind")
     if kind == "kerasclf.head":
         return load_head(path)
     if kind == "kerasclf.clusters":

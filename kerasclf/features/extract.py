@@ -279,7 +279,7 @@ def _read_cache(folder: Path, key: str) -> tuple[np.ndarray, dict[str, Any]] | N
         meta = json.loads(meta_path.read_text())
         if meta.get("key") != key:
             return None
-        feats = np.load(folder / "features.npy", mmap_mode="r")
+        feats = np.load(folder / "features.npy", mmap_mode="r", allow_pickle=False)
         if feats.shape[0] != meta["n"]:
             return None
         return feats, meta
@@ -329,4 +329,4 @@ def _write_cache(folder: Path, key: str, key_parts: dict[str, Any], batches: Ite
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return np.load(folder / "features.npy", mmap_mode="r"), secs
+    return np.load(folder / "features.npy", mmap_mode="r", allow_pickle=False), secs

@@ -2,22 +2,22 @@
 
 Three kinds: ``logreg`` (StandardScaler + LogisticRegression), ``linear_svm`` (StandardScaler +
 LinearSVC, probabilities from a softmax of the decision function, or Platt-calibrated with
-``calibrate=True``) and ``hgb`` (HistGradientBoostingClassifier). A saved head is a joblib file
-plus a JSON record of the feature extractor, so :func:`load_head` returns a :class:`HeadPipeline`
-that goes from image files to class names on its own (``kerasclf predict head.joblib folder/``).
+``calibrate=True``) and ``hgb`` (HistGradientBoostingClassifier). A saved head is a skops file
+(loading it rebuilds only trusted scikit-learn types, it cannot run code) plus a JSON record of
+the feature extractor, so :func:`load_head` returns a :class:`HeadPipeline`
+that goes from image files to class names on its own (``kerasclf predict head.skops folder/``).
 
 Example:
     >>> from kerasclf.features import extract_features, fit_head, evaluate_head, save_head  # doctest: +SKIP
     >>> fs = extract_features("resnet50_features", spec, weights="imagenet")   # doctest: +SKIP
     >>> head = fit_head(fs.features, fs.labels, kind="logreg")  # doctest: +SKIP
     >>> evaluate_head(head, fs.features, fs.labels, fs.class_names)["accuracy"]  # doctest: +SKIP
-    >>> save_head("runs/demo/head.joblib", head, fs.record)  # doctest: +SKIP
-    >>> load_head("runs/demo/head.joblib").predict_paths(["new_images/"])[0]["class"]  # doctest: +SKIP
+    >>> save_head("runs/demo/head.skops", head, fs.record)  # doctest: +SKIP
+    >>> load_head("runs/demo/head.skops").predict_paths(["new_images/"])[0]["class"]  # doctest: +SKIP
 """
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +41,7 @@ from kerasclf.features.artifacts import (
     artifact_target,
     build_extractor,
     load_artifact,
+    save_artifact,
     save_extractor_files,
 )
 from kerasclf.features.extract import features_for_images
@@ -158,24 +159,16 @@ def evaluate_head(head: Any, features: np.ndarray, labels: np.ndarray,
     return {**metrics, "n_images": int(len(y))}
 
 
-def _atomic_joblib(obj: Any, path: Path) -> None:
-    import joblib
-
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    joblib.dump(obj, tmp)
-    os.replace(tmp, path)
-
-
 def save_head(path: str | Path, head: Any, record: ExtractorRecord, *, extractor: Any | None = None,
               metrics: dict[str, Any] | None = None, overwrite: bool = False) -> Path:
-    """Save a fitted head (joblib) with a JSON record of its feature extractor.
+    """Save a fitted head (skops, no pickle) with a JSON record of its feature extractor.
 
-    Writes ``path`` (e.g. ``runs/x/head.joblib``) and ``path`` with ``.json`` (the record, human
+    Writes ``path`` (e.g. ``runs/x/head.skops``) and ``path`` with ``.json`` (the record, human
     readable). If the extractor cannot be rebuilt from its name (random or in-memory weights),
     ``extractor`` (the Keras feature model) is saved as ``<stem>.extractor.keras`` beside them.
 
     Args:
-        path: the ``.joblib`` file to write.
+        path: the ``.skops`` file to write.
         head: from :func:`fit_head`.
         record: ``FeatureSet.record`` of the features the head was fitted on.
         extractor: the Keras model the features came from, ``FeatureSet.extractor`` or the
@@ -187,13 +180,13 @@ def save_head(path: str | Path, head: Any, record: ExtractorRecord, *, extractor
         The path written.
 
     Example:
-        >>> save_head("runs/x/head.joblib", head, fs.record, extractor=model)   # doctest: +SKIP
+        >>> save_head("runs/x/head.skops", head, fs.record, extractor=model)   # doctest: +SKIP
     """
     path = artifact_target(path, "head", overwrite)
     record = save_extractor_files(record, extractor, path.parent, path.stem)
     info = {"kind": "kerasclf.head", "record": record.to_dict(), "estimator": type(head).__name__,
             "metrics": metrics or {}}
-    _atomic_joblib({"head": head, "info": info}, path)
+    save_artifact({"head": head, "info": info}, path)
     path.with_suffix(".json").write_text(json.dumps(info, indent=2, default=str))
     return path
 
@@ -202,10 +195,11 @@ def load_head(path: str | Path) -> "HeadPipeline":
     """Reload a head saved by :func:`save_head` as a :class:`HeadPipeline`.
 
     Raises:
-        ModelError: missing file or not a kerasclf head.
+        ModelError: missing file, not a kerasclf head, or an old joblib file (refused: see
+            :func:`~kerasclf.features.artifacts.convert_artifact`).
 
     Example:
-        >>> pipe = load_head("runs/x/head.joblib")  # doctest: +SKIP
+        >>> pipe = load_head("runs/x/head.skops")  # doctest: +SKIP
         >>> pipe.predict_paths(["new/"])[0]["class"]  # doctest: +SKIP
     """
     path = Path(path)
@@ -225,7 +219,7 @@ class HeadPipeline:
         extractor: the Keras feature model (built on first use from ``record``).
 
     Example:
-        >>> pipe = load_head("runs/x/head.joblib")                        # doctest: +SKIP
+        >>> pipe = load_head("runs/x/head.skops")                        # doctest: +SKIP
         >>> pipe.predict_proba_images(images).shape  # doctest: +SKIP
         >>> pipe.predict_paths(["new/"])[0]  # doctest: +SKIP
         {'path': 'new/a.png', 'class': 'cat', 'probability': 0.93, 'top_k': 'cat:0.93|dog:0.07', 'error': ''}

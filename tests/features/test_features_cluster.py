@@ -139,7 +139,7 @@ def test_clustering_reloaded_in_a_fresh_process_gives_same_assignments(flat_feat
     model, fs = flat_features
     cm = fit_clusters(fs.features, pca=30, k=10, seed=0, record=fs.record)
     expected = cm.predict(fs.features[:300])
-    path = cm.save(tmp_path / "clusters.joblib", extractor=fs.extractor)
+    path = cm.save(tmp_path / "clusters.skops", extractor=fs.extractor)
     info = json.loads((tmp_path / "clusters.json").read_text())
     assert info["k"] == 10 and info["record"]["model_path"] == "clusters.extractor.keras"
     script = tmp_path / "fresh.py"
@@ -160,7 +160,7 @@ def test_run_cluster_then_predict_folder(digits_spec, cnn_factory, tmp_path, png
     out = tmp_path / "run"
     summary = run_cluster(spec, features_model=model, pca=20, k=10, out_dir=out,
                           image_size=(32, 32), elbow_ks=[5, 10], verbose=0)
-    for name in ("clusters.joblib", "clusters.json", "clusters.csv", "assignments.csv",
+    for name in ("clusters.skops", "clusters.json", "clusters.csv", "assignments.csv",
                  "summary.json", "elbow.png", "clusters.extractor.keras"):
         assert (out / name).is_file(), name
     assert len(summary["montages"]) == len([s for s in summary["sizes"] if s])
@@ -176,7 +176,7 @@ def test_run_cluster_then_predict_folder(digits_spec, cnn_factory, tmp_path, png
     names_csv = out / "clusters.csv"
     names_csv.write_text("cluster,name\n" + "".join(f"{c},kind {c}\n" for c in range(10)))
     names = read_names(names_csv, k=10)
-    cm = ClusterModel.load(out / "clusters.joblib")
+    cm = ClusterModel.load(out / "clusters.skops")
     files = png_writer(tmp_path / "new", digits_spec.images[500:520], size=32)
     capsys.readouterr()
     rows = predict_folder(cm, [tmp_path / "new"], names, plot_path=tmp_path / "pred.png")

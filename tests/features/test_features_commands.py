@@ -34,7 +34,7 @@ def test_run_head_and_load_predictor(digits_spec, cnn_factory, tmp_path):
         run_head(digits_spec, features_model=model, out_dir=tmp_path / "h", verbose=0)
 
     cm = fit_clusters(np.random.default_rng(0).normal(size=(30, 4)), k=3)
-    cm.save(tmp_path / "c.joblib")
-    assert isinstance(load_predictor(tmp_path / "c.joblib"), ClusterModel)
+    cm.save(tmp_path / "c.skops")
+    assert isinstance(load_predictor(tmp_path / "c.skops"), ClusterModel)
     with pytest.raises(KerasclfError, match="not found"):
-        load_predictor(tmp_path / "none.joblib")
+        load_predictor(tmp_path / "none.skops")

@@ -77,12 +77,12 @@ def test_saved_head_predicts_images_and_files(digits_features, digits_spec, tmp_
     model, fs, train = digits_features
     X, y = np.asarray(fs.features), fs.labels
     head = fit_head(X[train], y[train], kind="logreg")
-    path = save_head(tmp_path / "head.joblib", head, fs.record, extractor=model)
+    path = save_head(tmp_path / "head.skops", head, fs.record, extractor=model)
     assert (tmp_path / "head.json").is_file() and (tmp_path / "head.extractor.keras").is_file()
     with pytest.raises(KerasclfError, match="already exists"):
         save_head(path, head, fs.record, extractor=model)
     with pytest.raises(KerasclfError, match="extractor"):  # random weights need the model itself
-        save_head(tmp_path / "other.joblib", head, fs.record)
+        save_head(tmp_path / "other.skops", head, fs.record)
 
     pipe = load_head(path)
     assert isinstance(pipe, HeadPipeline) and pipe.class_names == digits_spec.class_names
@@ -101,10 +101,10 @@ def test_saved_head_predicts_images_and_files(digits_features, digits_spec, tmp_
 
 
 def test_load_head_rejects_other_files(tmp_path):
-    import joblib
+    from kerasclf.features.artifacts import save_artifact
 
-    joblib.dump({"x": 1}, tmp_path / "x.joblib")
+    save_artifact({"x": 1, "info": {"kind": "something else"}}, tmp_path / "x.skops")
     with pytest.raises(KerasclfError, match="not a kerasclf head"):
-        load_head(tmp_path / "x.joblib")
+        load_head(tmp_path / "x.skops")
     with pytest.raises(KerasclfError, match="not found"):
-        load_head(tmp_path / "missing.joblib")
+        load_head(tmp_path / "missing.skops")
