@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import io
 import json
 import os
 import time
@@ -230,28 +229,33 @@ def _examine(path: str, max_pixels: int | None, hash_name: str) -> dict[str, Any
     if os.path.isdir(path):
         out["reason"] = "is a folder, not an image file"
         return out
-    try:
+    try:  # streamed: memory stays at one chunk whatever the file's size
+        digest, n = hashlib.sha256(), 0
         with open(path, "rb") as f:
-            data = f.read()
+            head = f.read(32)
+            f.seek(0)
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+                n += len(chunk)
     except OSError as e:
         out["reason"] = f"cannot read file ({e.strerror})"
         return out
-    out["bytes"] = len(data)
-    out["sha"] = hashlib.sha256(data).hexdigest() if data else None
+    out["bytes"] = n
+    out["sha"] = digest.hexdigest() if n else None
     info = inspect_image(path, max_pixels=max_pixels)
     out.update(ok=info.ok, reason=info.reason, w=info.width, h=info.height, mode=info.mode,
                format=info.format)
     if not info.ok:
         return out
     conv = info.converted_from
-    depth = _png_bit_depth(data[:32])
+    depth = _png_bit_depth(head)
     if depth == 16 and not (conv or "").startswith("I;16"):
         conv = f"16-bit {conv or info.mode}"
     out["converted"] = conv
     import imagehash  # a declared dependency: a missing one must fail loudly, not skip hashing
     try:  # perceptual hash from a small decode (JPEG draft mode keeps this cheap)
 
-        with Image.open(io.BytesIO(data)) as im:
+        with Image.open(path) as im:
             if getattr(im, "n_frames", 1) > 1:
                 im.seek(0)
             im.draft("L", (64, 64))

@@ -6,10 +6,12 @@ uint8 images keeps memory at a quarter of float32 and means decoding happens onc
 cache the (cheap) paths are shuffled before decoding instead. With a ``seed`` the pipeline is
 deterministic (``tf.data.Options.deterministic``) and the order is the same on every run.
 
-Decoding has two paths. Every file is first *pre-validated* from its header (a cheap PIL
-``open`` without decoding, plus a check that a JPEG/PNG ends where it should): unreadable files
-(zero-byte, not an image, too large) are left out and recorded in ``spec.skipped`` as
-``(path, reason)``; plain 8-bit JPEG/PNG/GIF/BMP go through ``tf.io.decode_image`` (fast, in the
+Decoding has two paths. Every file is first *pre-validated* from its header
+(:func:`~kerasclf.data.reader.probe_image`: a PIL ``open`` without decoding, plus a check that a
+JPEG/PNG ends where it should): unusable files (zero-byte, not an image, over ``max_pixels``, a
+side under ``MIN_SIDE``, animations over ``DEFAULT_MAX_FRAMES`` frames) are left out and
+recorded in ``spec.skipped`` as ``(path, reason)`` before TensorFlow's decoders (which have no pixel limit) see them; plain
+8-bit JPEG/PNG/BMP and single-frame GIF go through ``tf.io.decode_image`` (fast, in the
 graph); everything else (CMYK, 16-bit, WebP, truncated-looking files ...) goes through the PIL
 reader (:func:`kerasclf.data.reader.read_image`) via ``tf.numpy_function``. A file that still
 fails at decode time is dropped from the stream (never a crash mid-epoch) and appended to
@@ -32,7 +34,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import tensorflow as tf
 
-from kerasclf.data.reader import DEFAULT_MAX_PIXELS, ImageReadError, read_image
+from kerasclf.data.reader import DEFAULT_MAX_PIXELS, ImageReadError, probe_image, read_image
 from kerasclf.data.spec import DataSpec
 from kerasclf.errors import ConfigError, DataError
 
@@ -44,30 +46,19 @@ _lock = threading.Lock()
 
 
 def _check_file(path: str, max_pixels: int) -> tuple[bool, str | None]:
-    """(fast, reason): ``reason`` set when the file cannot be used; ``fast`` when TF can decode it."""
-    from PIL import Image, UnidentifiedImageError
+    """(fast, reason): ``reason`` set when the file cannot be used; ``fast`` when TF can decode it.
 
+    The header guards (:func:`~kerasclf.data.reader.probe_image`) run before any decoder, so a
+    file TF's decoders would blow up on (a bomb, thousands of GIF frames) never reaches them.
+    """
     try:
-        size = os.path.getsize(path)
-    except OSError:
-        return False, "no such file"
-    if size == 0:
-        return False, "zero-byte file"
-    try:
-        with Image.open(path) as im:
-            fmt, mode, (w, h) = im.format, im.mode, im.size
-    except UnidentifiedImageError:
-        return False, "not an image (unrecognised file format)"
-    except Image.DecompressionBombError:
-        return False, f"too large (over max_pixels {max_pixels:,})"
-    except Exception as e:  # noqa: BLE001 - any header failure means unusable
-        text = str(e).lower()
-        return False, ("truncated image" if "truncated" in text else f"cannot open image ({str(e)[:120]})")
-    if max_pixels and w * h > max_pixels:
-        return False, f"too large ({w}x{h} > max_pixels {max_pixels:,})"
-    if w == 0 or h == 0:
-        return False, f"empty image ({w}x{h})"
-    fast = mode in _FAST_MODES.get(fmt or "", set())
+        info = probe_image(path, max_pixels=max_pixels)
+    except ImageReadError as e:
+        return False, e.reason
+    fmt, mode, size = info.format, info.mode, info.bytes
+    # TF decodes every frame of a GIF even with expand_animations=False: animations go to PIL,
+    # which reads the first frame only
+    fast = info.frames == 1 and mode in _FAST_MODES.get(fmt or "", set())
     if fast and fmt in ("JPEG", "PNG"):
         try:
             with open(path, "rb") as f:

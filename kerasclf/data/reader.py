@@ -22,6 +22,8 @@ Example:
 from __future__ import annotations
 
 import os
+import re
+import struct
 import warnings
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -33,8 +35,8 @@ from PIL import Image, UnidentifiedImageError
 
 from kerasclf.errors import DataError
 
-__all__ = ["IMAGE_EXTENSIONS", "DEFAULT_MAX_PIXELS", "ImageReadError", "ImageInfo", "read_image",
-           "inspect_image", "is_image_file", "collect_image_paths"]
+__all__ = ["IMAGE_EXTENSIONS", "DEFAULT_MAX_PIXELS", "DEFAULT_MAX_FRAMES", "MIN_SIDE", "ImageReadError",
+           "ImageInfo", "read_image", "probe_image", "inspect_image", "is_image_file", "collect_image_paths"]
 
 #: File extensions (lower case, with the dot) that sources and prediction treat as images.
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
@@ -43,6 +45,13 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".
 #: decompression bomb. Pass ``max_pixels=`` to change it per call, or set the
 #: ``KERASCLF_MAX_PIXELS`` environment variable.
 DEFAULT_MAX_PIXELS: int = int(float(os.environ.get("KERASCLF_MAX_PIXELS", 50e6)))
+
+#: An animated image (GIF, APNG, WebP) with more frames than this is refused; one with fewer is
+#: read as its first frame only. ``KERASCLF_MAX_FRAMES`` changes it.
+DEFAULT_MAX_FRAMES: int = int(os.environ.get("KERASCLF_MAX_FRAMES", 1000))
+
+#: Images with a side shorter than this many pixels (1x1 trackers, 2xN slivers) are refused.
+MIN_SIDE: int = 4
 
 
 class ImageReadError(DataError):
@@ -72,6 +81,7 @@ class ImageInfo:
         format: the PIL format (``JPEG``, ``PNG`` ...), empty when not an image.
         bytes: file size.
         converted_from: the original mode when the reader converted it to RGB, else ``None``.
+        frames: frames in the file (animated GIF / APNG / WebP); only the first is read.
     """
 
     path: str
@@ -83,6 +93,7 @@ class ImageInfo:
     format: str = ""
     bytes: int = 0
     converted_from: str | None = None
+    frames: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict (for JSON reports)."""
@@ -147,9 +158,12 @@ def _open_checked(path: str, max_pixels: int | None) -> tuple[Any, int]:
             img = Image.open(path)
     except UnidentifiedImageError:
         raise ImageReadError(path, "not an image (unrecognised file format)") from None
-    except Image.DecompressionBombError:
-        raise ImageReadError(path, f"too large (over {limit:,} pixels; raise max_pixels if it is genuine)") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as e:
+    except Image.DecompressionBombError as e:  # PIL's own guard (twice Image.MAX_IMAGE_PIXELS)
+        declared = re.search(r"\((\d+) pixels\)", str(e))
+        size_text = f"{int(declared.group(1)):,} pixels" if declared else "PIL's decompression-bomb limit"
+        raise ImageReadError(path, f"too large ({size_text} > max_pixels {limit:,}; "
+                                   f"raise max_pixels (KERASCLF_MAX_PIXELS) if it is genuine)") from None
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError) as e:
         if "truncated" in str(e).lower():
             raise ImageReadError(path, "truncated image (file ends before the image data does)") from None
         raise ImageReadError(path, f"cannot open image ({_short(e)})") from None
@@ -157,10 +171,23 @@ def _open_checked(path: str, max_pixels: int | None) -> tuple[Any, int]:
     if limit and w * h > limit:
         img.close()
         raise ImageReadError(path, f"too large ({w}x{h} = {w * h:,} pixels > max_pixels {limit:,}; "
-                                   f"raise max_pixels if it is genuine)")
+                                   f"raise max_pixels (KERASCLF_MAX_PIXELS) if it is genuine)")
     if w == 0 or h == 0:
         img.close()
         raise ImageReadError(path, f"empty image ({w}x{h})")
+    if min(w, h) < MIN_SIDE:
+        img.close()
+        raise ImageReadError(path, f"too small ({w}x{h}; an image needs at least {MIN_SIDE} pixels a side)")
+    if getattr(img, "is_animated", False):
+        try:
+            frames = int(img.n_frames)  # GIF: walks the frame headers, decodes nothing
+        except (OSError, ValueError, SyntaxError, EOFError, struct.error) as e:
+            img.close()
+            raise ImageReadError(path, f"corrupt animation ({_short(e)})") from None
+        if DEFAULT_MAX_FRAMES and frames > DEFAULT_MAX_FRAMES:
+            img.close()
+            raise ImageReadError(path, f"animated image with {frames:,} frames (over {DEFAULT_MAX_FRAMES:,}; "
+                                       f"save the frame you want as a still image)")
     return img, size
 
 
@@ -217,6 +244,30 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.
             return _to_rgb(img)
         except (ValueError, OSError) as e:
             raise ImageReadError(path, _short(e)) from None
+    finally:
+        img.close()
+
+
+def probe_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> ImageInfo:
+    """Check a file from its header only (no pixel is decoded): size, mode, format, frames.
+
+    The guards every reader shares run here, before any decoder (PIL's or TensorFlow's) sees the
+    file: zero-byte, not an image, more than ``max_pixels`` pixels (decompression bombs), a side
+    under :data:`MIN_SIDE`, more than :data:`DEFAULT_MAX_FRAMES` frames.
+
+    Raises:
+        ImageReadError: the file fails one of the guards; one line naming it and the reason.
+
+    Example:
+        >>> probe_image("bomb.png")  # doctest: +SKIP
+        ImageReadError: bomb.png: too large (40000x40000 = 1,600,000,000 pixels > max_pixels 50,000,000; ...)
+    """
+    path = os.fspath(path)
+    img, size = _open_checked(path, max_pixels)
+    try:
+        frames = int(getattr(img, "n_frames", 1)) if getattr(img, "is_animated", False) else 1
+        return ImageInfo(path=path, ok=True, width=img.size[0], height=img.size[1], mode=img.mode,
+                         format=img.format or "", bytes=size, frames=frames)
     finally:
         img.close()
 

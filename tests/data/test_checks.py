@@ -53,6 +53,7 @@ def hostile(tmp_path_factory) -> Path:
     Image.fromarray((np.linspace(0, 65535, 48 * 48).reshape(48, 48)).astype(np.uint16)).save(tb / "gray16.png")
     Image.fromarray(_texture(102)).convert("RGBA").save(tb / "rgba.png")
     Image.new("RGB", (1, 1), (10, 20, 30)).save(tb / "one.png")
+    Image.fromarray(_texture(103, size=8)).save(tb / "eight.png")
     Image.new("RGB", (6000, 6000), (90, 120, 150)).save(tb / "big.png", compress_level=1)
     os.symlink("loop.jpg", tb / "loop.jpg")           # a file link that points to itself
     os.symlink("..", ta / "loopdir")                  # a folder link back up: a loop if followed
@@ -93,11 +94,12 @@ def test_converted_tiny_huge(report_and_snapshots):
     assert "CMYK" in _reason(report, "cmyk.jpg", "converted")
     assert "16-bit" in _reason(report, "gray16.png", "converted")
     assert "RGBA" in _reason(report, "rgba.png", "converted")
-    assert "1x1" in _reason(report, "one.png", "tiny")
+    assert "8x8" in _reason(report, "eight.png", "tiny")
+    assert "too small (1x1" in _reason(report, "one.png", "unreadable")  # unusable, as in training
     assert "6000x6000" in _reason(report, "big.png", "huge")
     conv = {os.path.basename(p) for p, _ in report.converted}
     assert conv == {"cmyk.jpg", "gray16.png", "rgba.png"}
-    assert not {"cmyk.jpg", "gray16.png", "rgba.png", "one.png", "big.png"} & {
+    assert not {"cmyk.jpg", "gray16.png", "rgba.png", "eight.png", "big.png"} & {
         os.path.basename(p) for p, _ in report.bad_files}
 
 
@@ -118,10 +120,10 @@ def test_classes_and_files_unchanged(report_and_snapshots, tmp_path):
     assert before == after  # contents and mtimes unchanged, nothing added or removed
     assert set(report.split_counts) == {"train", "test"}
     assert report.class_counts["a"] == 4 + 2 + 1 + 1  # good + copy + CMYK (converted, kept)
-    assert report.class_counts["b"] == 4 + 2 + 1 + 4  # good + near + 4 odd-but-readable, not the loop
+    assert report.class_counts["b"] == 4 + 2 + 1 + 4  # good + near + 4 odd-but-readable (not the loop, not the 1x1)
     assert report.imbalance_ratio == pytest.approx(11 / 8)
     data = json.loads(report.to_json(tmp_path / "r" / "check.json").read_text())
-    assert data["leaks"] == 2 and len(data["bad_files"]) == 5
+    assert data["leaks"] == 2 and len(data["bad_files"]) == 6  # one.png (1x1) among them
 
 
 def test_run_check_prints_and_min_per_class(hostile, tmp_path, capsys):
@@ -142,8 +144,8 @@ def test_epoch_over_hostile_folder_completes(hostile):
                                augment=get_policy("light", image_size=(16, 16), seed=0))
     n = sum(int(x.shape[0]) for x, _ in ds)
     skipped = {os.path.basename(p) for p, _ in spec.skipped}
-    assert {"truncated.jpg", "zero.jpg", "notes.jpg", "loop.jpg"} <= skipped
-    assert n == len(spec) - 4
+    assert {"truncated.jpg", "zero.jpg", "notes.jpg", "loop.jpg", "one.png"} <= skipped
+    assert n == len(spec) - 5
 
 
 def test_splits_mapping_marks_leak(tmp_path):
