@@ -11,6 +11,8 @@ Example:
     $ kerasclf recipes
     $ kerasclf train cifar100_simple_cnn --set train.epochs=3
     $ kerasclf predict runs/demo/model.keras new_images/ --out predictions.csv
+    $ kerasclf export runs/demo/model.keras --format onnx
+    $ kerasclf predict runs/demo/model.onnx new_images/ --runtime onnxruntime
 """
 from __future__ import annotations
 
@@ -24,12 +26,16 @@ from typing import Any
 from kerasclf import __version__
 from kerasclf.data.checks import run_check
 from kerasclf.errors import KerasclfError
-from kerasclf.evaluate import analyze_run, evaluate_model
+from kerasclf.evaluate import analyze_run, evaluate_model, labelled_images
 from kerasclf.experiment import compare
+from kerasclf.export import FORMATS, RUNTIMES, export_model
+from kerasclf.export.compose import TTA_VIEWS
+from kerasclf.export.runtimes import artefact_format
 from kerasclf.features.artifacts import ARTIFACT_SUFFIX, LEGACY_SUFFIXES, convert_artifact
 from kerasclf.features.cluster import ClusterModel, as_spec, predict_folder, read_names, run_cluster
 from kerasclf.features.commands import load_predictor
 from kerasclf.features.extract import extract_features
+from kerasclf.io import card_path, model_card, read_card
 from kerasclf.predict import format_table, predict_paths
 from kerasclf.recipes import describe
 from kerasclf.train import load_recipe, train
@@ -121,10 +127,39 @@ def cmd_predict(args: argparse.Namespace) -> int:
         rows = predictor.predict_paths(args.paths, top_k=args.top_k, batch_size=args.batch_size, out_csv=args.out)
     else:
         rows = predict_paths(args.model, args.paths, top_k=args.top_k, batch_size=args.batch_size,
-                             out_csv=args.out)
+                             out_csv=args.out, runtime=args.runtime)
     print(format_table(rows, limit=None if args.all else 50))
     if args.out:
         print(f"\nwrote {len(rows)} rows to {args.out}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export, verify against Keras on real images, write the card; a failed check exits 2."""
+    data, name = labelled_images(args.model, args.calibration, max_images=args.max_images)
+    result = export_model(args.model, args.format, args.out, calibration=data, calibration_name=name,
+                          int8=args.int8, tta=tuple(args.tta or ()), ensemble=args.ensemble or (),
+                          overwrite=args.overwrite, max_images=args.max_images)
+    p = result.parity
+    print(f"exported {result.path} ({args.format}{', int8' if args.int8 else ''}) in {result.seconds:.1f} s")
+    print(f"check on {p['n_images']} images ({p['images']}) with {p['runtime']}: {p['reason']}")
+    if p.get("artefact_accuracy") is not None:
+        print(f"accuracy: Keras {p['keras_accuracy']:.4f}, artefact {p['artefact_accuracy']:.4f} "
+              f"({p['accuracy_change']:+.4f})")
+    print(f"model card: {result.card_path} (+ {result.card_path.with_suffix('.md').name})")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Print the model card of an artefact (a .keras file gets one built from its metadata and run folder)."""
+    path = Path(args.model)
+    has_card = card_path(path).is_file()
+    card = read_card(path) if has_card or artefact_format(path) not in ("keras", "savedmodel") else model_card(path)
+    if args.json:
+        print(json.dumps(card, indent=2, default=str))
+        return 0
+    print(card_path(path).with_suffix(".md").read_text() if has_card else json.dumps(
+        {k: v for k, v in card.items() if k != "recipe"}, indent=2, default=str))
     return 0
 
 
@@ -254,7 +289,28 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", help="write the predictions as CSV here")
     pr.add_argument("--all", action="store_true", help="print every row, not the first 50")
     pr.add_argument("--names", help="with a clusters.skops: the filled clusters.csv (cluster,name)")
+    pr.add_argument("--runtime", default="auto", choices=("auto", *RUNTIMES),
+                    help="what runs an exported artefact (auto: the fastest installed for its format)")
     pr.set_defaults(func=cmd_predict)
+
+    ex = sub.add_parser("export", help="export a saved model to ONNX / LiteRT / OpenVINO / SavedModel, verified")
+    ex.add_argument("model", help="a .keras / .h5 file (inside its run folder, its validation split checks the export)")
+    ex.add_argument("--format", required=True, choices=tuple(FORMATS),
+                    help="keras: only with --tta/--ensemble (one baked Keras model)")
+    ex.add_argument("--out", help="artefact path (default: beside the model, e.g. model.onnx)")
+    ex.add_argument("--calibration", help="real images for the check (and int8): val | test (the run's split) "
+                                          "or a folder (class subfolders give labels)")
+    ex.add_argument("--int8", action="store_true", help="post-training int8 quantization (LiteRT)")
+    ex.add_argument("--tta", action="append", choices=TTA_VIEWS, help="bake test-time views into the model")
+    ex.add_argument("--ensemble", nargs="+", metavar="OTHER_MODEL", help="average these saved models in")
+    ex.add_argument("--max-images", type=int, default=256, help="images used for the check")
+    ex.add_argument("--overwrite", action="store_true", help="replace an existing artefact")
+    ex.set_defaults(func=cmd_export)
+
+    inf = sub.add_parser("info", help="print the model card of a saved or exported model")
+    inf.add_argument("model")
+    inf.add_argument("--json", action="store_true", help="the full card as JSON")
+    inf.set_defaults(func=cmd_info)
 
     ev = sub.add_parser("evaluate", help="accuracy of a saved model on a folder of class subfolders")
     ev.add_argument("model")

@@ -26,11 +26,11 @@ from kerasclf.data import sources, splits
 from kerasclf.data.pipeline import spec_batches, split_arrays
 from kerasclf.data.spec import DataSpec
 from kerasclf.errors import DataError, ModelError
-from kerasclf.io import LoadedModel, load_model
+from kerasclf.io import LoadedModel, load_model, read_meta
 from kerasclf.train.recipe import load_recipe
 from kerasclf.zoo import get_cfg, is_registered
 
-__all__ = ["folder_for_model", "evaluate_model", "analyze_run"]
+__all__ = ["folder_for_model", "evaluate_model", "analyze_run", "run_split", "labelled_images"]
 
 EXPLAIN_DEFAULT = ("gradcam", "gradcam++", "smoothgrad")
 
@@ -81,6 +81,61 @@ def evaluate_model(model: str | Path, data: str | Path, *, batch_size: int = 32)
     return metrics
 
 
+def _run_parts(run_dir: Path) -> tuple[Any, DataSpec, dict[str, np.ndarray]]:
+    """A run folder's recipe, data spec and split manifest (train/val/test indices)."""
+    recipe = load_recipe(run_dir / "recipe.yaml")
+    spec = sources.load({"source": recipe.data.source, **recipe.data.options})
+    return recipe, spec, splits.read_manifest(run_dir / "split.csv", spec)
+
+
+def is_run_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a run folder (it holds ``recipe.yaml`` and ``split.csv``)."""
+    return (Path(path) / "recipe.yaml").is_file() and (Path(path) / "split.csv").is_file()
+
+
+def run_split(run_dir: str | Path, split: str = "val", *, image_size: tuple[int, int],
+              max_images: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Images (float32 0..255) and labels of one split of a run folder, read as training read them.
+
+    Example:
+        >>> x, y = run_split("runs/demo", "val", image_size=(32, 32), max_images=100)  # doctest: +SKIP
+    """
+    run_dir = Path(run_dir)
+    _, spec, parts = _run_parts(run_dir)
+    index = parts.get(split, [])
+    if not len(index):
+        raise DataError(f"{run_dir / 'split.csv'} has no '{split}' images; use --calibration val, test or a folder")
+    return split_arrays(spec, index[:max_images] if max_images else index, image_size=image_size)
+
+
+def labelled_images(model: str | Path, source: str | Path | None, *,
+                    max_images: int = 256) -> tuple[Any, str]:
+    """Real images to check an export on: ``((images, labels), name)``, or ``(folder, name)`` unlabelled.
+
+    ``source``: ``None`` or ``val`` / ``test`` (that split of the model's run folder), a folder of
+    the model's class subfolders (labelled), or any folder of images (unlabelled, read by the export).
+
+    Example:
+        >>> data, name = labelled_images("runs/demo/model.keras", None)    # doctest: +SKIP
+        >>> name
+        'runs/demo val split'
+    """
+    model, run = Path(model), Path(model).parent
+    if source is None or str(source) in ("val", "test"):
+        split = str(source or "val")
+        if not is_run_folder(run):
+            raise DataError(f"{model} is not inside a run folder (no recipe.yaml/split.csv beside it), so it has "
+                            f"no {split} split; pass --calibration FOLDER of real images")
+        size = tuple(read_meta(model).get("image_size") or load_model(model).image_size)
+        return run_split(run, split, image_size=size, max_images=max_images), f"{run} {split} split"
+    folder = Path(source)
+    loaded = load_model(model)
+    if folder.is_dir() and any(d.is_dir() and d.name in loaded.class_names for d in folder.iterdir()):
+        images, labels, _ = _folder_arrays(loaded, folder, 64)
+        return (images[:max_images], labels[:max_images]), f"{folder} (labelled by class folder)"
+    return folder, str(folder)
+
+
 def analyze_run(target: str | Path, data: str | Path | None = None, *, split: str = "test",
                 out_dir: str | Path | None = None, explain_methods: tuple[str, ...] = EXPLAIN_DEFAULT,
                 max_gallery: int = 10) -> dict[str, Any]:
@@ -93,9 +148,7 @@ def analyze_run(target: str | Path, data: str | Path | None = None, *, split: st
     history = batch_losses = val = None
     if target.is_dir() and (target / "recipe.yaml").is_file():
         loaded = load_model(target / "model.keras")
-        recipe = load_recipe(target / "recipe.yaml")
-        spec = sources.load({"source": recipe.data.source, **recipe.data.options})
-        parts = splits.read_manifest(target / "split.csv", spec)
+        recipe, spec, parts = _run_parts(target)
         evaluated = split if len(parts.get(split, [])) else "val"
         images, labels = split_arrays(spec, parts[evaluated], image_size=loaded.image_size)
         if evaluated != "val" and len(parts.get("val", [])):

@@ -12,7 +12,9 @@ Example:
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import platform
 import re
 import shutil
 import zipfile
@@ -29,7 +31,8 @@ from kerasclf import __version__
 from kerasclf.errors import ModelError
 from kerasclf.zoo import build, input_size
 
-__all__ = ["save_model", "load_model", "LoadedModel", "read_meta", "model_format"]
+__all__ = ["save_model", "load_model", "LoadedModel", "read_meta", "model_format", "serving_function",
+           "model_card", "write_card", "read_card", "card_path"]
 
 META_NAME = "kerasclf.json"
 H5_ATTR = "kerasclf_meta"
@@ -81,13 +84,36 @@ def save_model(model: Any, path: str | Path, *, meta: dict[str, Any] | None = No
     return path
 
 
+def _input_spec(model: Any, image_size: tuple[int, int] | None = None) -> tf.TensorSpec:
+    """The float32 ``images`` spec of the model's input; ``image_size`` fixes a dynamic H, W."""
+    shape = list(model.inputs[0].shape[1:])
+    if image_size is not None:
+        shape[0], shape[1] = int(image_size[0]), int(image_size[1])
+    return tf.TensorSpec(shape=(None, *shape), dtype=tf.float32, name="images")
+
+
+def serving_function(model: Any, image_size: tuple[int, int] | None = None) -> Any:
+    """The model as a concrete ``tf.function`` in inference mode (``training=False``), input ``images``.
+
+    Every runtime export (ONNX, LiteRT, OpenVINO) converts this one function, so none of them can
+    trace a layer in training mode. ``image_size`` fixes the spatial input size.
+
+    Example:
+        >>> fn = serving_function(tiny_cnn(2), (16, 16))        # doctest: +SKIP
+        >>> fn.structured_input_signature[0][0].shape
+        TensorShape([None, 16, 16, 3])
+    """
+    return tf.function(lambda images: model(images, training=False)).get_concrete_function(
+        _input_spec(model, image_size))
+
+
 def _export_inference(model: Any, path: Path) -> None:
     """SavedModel with one ``serve`` endpoint that runs the model in inference mode.
 
     ``model.export`` traced custom layers (ResidualUnit) with batch statistics; an explicit
     ``training=False`` endpoint via ``keras.export.ExportArchive`` does not.
     """
-    spec = [tf.TensorSpec(shape=(None, *model.inputs[0].shape[1:]), dtype=tf.float32, name="images")]
+    spec = [_input_spec(model)]
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(name="serve", fn=lambda x: model(x, training=False), input_signature=spec)
@@ -227,6 +253,102 @@ def _load_error(path: Path, fmt: str, exc: Exception) -> str:
                 f"was saved by a newer kerasclf: upgrade it")
     first = text.splitlines()[0] if text else type(exc).__name__
     return f"{path}: could not load this {fmt} model ({first[:200]}); was it saved by Keras 3 / kerasclf?"
+
+
+CARD_KEYS = ("class_names", "task", "image_size", "num_outputs", "model_name", "threshold", "thresholds", "temperature")
+
+
+def card_path(artefact: str | Path) -> Path:
+    """Where the model card of ``artefact`` lives: ``<folder>/card.json`` for a folder, else
+    ``<stem>.card.json`` beside the file (``model.onnx`` -> ``model.card.json``)."""
+    p = Path(artefact)
+    if p.is_dir() or p.suffix in ("", ".savedmodel", ".export"):
+        return p / "card.json"
+    return p.with_name(p.stem + ".card.json")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def model_card(model_path: str | Path, meta: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    """The model card of a saved model: what a user of any artefact made from it must know.
+
+    Class names, task, input contract, preprocessing inside the model, and, when the model sits
+    in a run folder, the split manifest's hash, the validation/test metrics and the recipe.
+    ``extra`` (e.g. ``export=...``, ``parity=...``) is added as is.
+
+    Example:
+        >>> card = model_card("runs/demo/model.keras")               # doctest: +SKIP
+        >>> card["input"]["pixels"], card["metrics"]["val"]["accuracy"]
+        ('raw RGB 0..255, float32', 0.97)
+    """
+    model_path = Path(model_path)
+    meta = dict(read_meta(model_path) if meta is None else meta)
+    card: dict[str, Any] = {k: meta[k] for k in CARD_KEYS if k in meta}
+    size = meta.get("image_size")
+    card["input"] = {"pixels": "raw RGB 0..255, float32", "shape": ["N", *(size or ["H", "W"]), 3],
+                     "resize": "any image: kerasclf resizes it to image_size with the training reader",
+                     "preprocessing": "inside the model (rescaling / the backbone's own); do not normalise"}
+    card["source_model"] = {"path": str(model_path), "sha256": _sha256(model_path) if model_path.is_file() else None}
+    run = model_path.parent
+    if (run / "split.csv").is_file():
+        card["data"] = {"split_manifest": str(run / "split.csv"), "split_sha256": _sha256(run / "split.csv")}
+    if (run / "metrics.json").is_file():
+        metrics = json.loads((run / "metrics.json").read_text())
+        card["metrics"] = {k: {m: v for m, v in metrics[k].items() if isinstance(v, (int, float))}
+                           for k in ("val", "test") if isinstance(metrics.get(k), dict)}
+    if (run / "recipe.yaml").is_file():
+        card["recipe"] = (run / "recipe.yaml").read_text()
+    card["versions"] = {"kerasclf": _version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+                        "python": platform.python_version()}
+    card.update(extra)
+    return card
+
+
+def write_card(artefact: str | Path, card: dict[str, Any]) -> Path:
+    """Write ``card`` as ``card.json`` and a short ``card.md`` beside ``artefact``; returns the JSON path."""
+    path = card_path(artefact)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(card, indent=2, default=_json_default))
+    path.with_suffix(".md").write_text(_card_markdown(card))
+    return path
+
+
+def read_card(artefact: str | Path) -> dict[str, Any]:
+    """The model card beside ``artefact``; a missing one is a :class:`ModelError` naming the fix."""
+    path = card_path(artefact)
+    if not path.is_file():
+        raise ModelError(f"{artefact}: its model card {path} is missing; export it again with "
+                         f"`kerasclf export MODEL --format ...` (the card carries class names and input size)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{path}: not valid JSON ({exc}); export the model again") from None
+
+
+def _card_markdown(card: dict[str, Any]) -> str:
+    names = card.get("class_names") or []
+    lines = [f"# Model card: {card.get('model_name') or card.get('source_model', {}).get('path', 'model')}", "",
+             f"- task: {card.get('task')}; {len(names)} classes: {', '.join(map(str, names[:20]))}"
+             + (" ..." if len(names) > 20 else ""),
+             f"- input: {card['input']['pixels']}, shape {card['input']['shape']}; {card['input']['preprocessing']}"]
+    if "export" in card:
+        e = card["export"]
+        lines.append(f"- artefact: {e.get('format')} ({e.get('runtime')}), int8: {e.get('int8', False)}")
+    if "parity" in card:
+        p = card["parity"]
+        lines.append(f"- parity with Keras on {p.get('n_images')} images ({p.get('images')}): top-1 agreement "
+                     f"{p.get('top1_agreement')}, max abs prob diff {p.get('max_abs_diff')}"
+                     + (f", accuracy {p.get('keras_accuracy')} -> {p.get('artefact_accuracy')}"
+                        if p.get("artefact_accuracy") is not None else "") + f"; passed: {p.get('passed')}")
+    for split, m in (card.get("metrics") or {}).items():
+        if "accuracy" in m:
+            lines.append(f"- {split} accuracy: {m['accuracy']:.4f}")
+    if "data" in card:
+        lines.append(f"- split manifest sha256: {card['data']['split_sha256'][:16]}...")
+    lines.append("- versions: " + ", ".join(f"{k} {v}" for k, v in card.get("versions", {}).items()))
+    return "\n".join(lines) + "\n"
 
 
 def _json_default(obj: Any) -> Any:

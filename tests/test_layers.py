@@ -13,6 +13,7 @@ LAYERS = [
     {"errors", "_startup", "_files"},
     {"data", "zoo", "recipes"},
     {"io", "testing"},
+    {"export"},
     {"analysis"},
     {"features", "train", "predict"},
     {"evaluate", "experiment"},

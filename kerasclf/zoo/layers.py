@@ -16,7 +16,7 @@ from keras.src.applications import imagenet_utils
 
 from kerasclf.errors import ConfigError
 
-__all__ = ["Preprocess", "PREPROCESS_MODES", "image_stem"]
+__all__ = ["Preprocess", "PREPROCESS_MODES", "image_stem", "FlipLeftRight"]
 
 PREPROCESS_MODES = ("scale01", "caffe", "tf", "torch", "none")
 
@@ -49,6 +49,23 @@ class Preprocess(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "mode": self.mode}
+
+
+@keras.saving.register_keras_serializable(package="kerasclf")
+class FlipLeftRight(keras.layers.Layer):
+    """Mirror images left-right, always (a test-time view; ``RandomFlip`` is for training).
+
+    Example:
+        >>> import numpy as np
+        >>> np.asarray(FlipLeftRight()(np.arange(3, dtype="float32").reshape(1, 1, 3, 1))).ravel().tolist()
+        [2.0, 1.0, 0.0]
+    """
+
+    def call(self, inputs: Any) -> Any:
+        return ops.flip(inputs, axis=2)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape
 
 
 def image_stem(input_shape: tuple[int, int, int], preprocessing: str = "scale01") -> tuple[Any, Any]:

@@ -1,0 +1,244 @@
+"""Export a Keras model to ONNX, LiteRT, OpenVINO or a SavedModel, verify it, write its model card.
+
+Every runtime format converts one frozen inference function (:func:`kerasclf.io.serving_function`):
+ONNX through tf2onnx from the frozen graph (Keras's ``model.export(format="onnx")`` left
+EfficientNet's Normalization constants as graph inputs, which ONNX Runtime and OpenVINO refuse),
+LiteRT through TensorFlow's converter, OpenVINO through its own converter (weights kept float32).
+An export then runs the artefact and the Keras model on the same real images; below the limits
+(:class:`~kerasclf.export.parity.Thresholds`) the file is renamed ``*.rejected`` and
+:class:`ExportCheckError` says why.
+
+Example:
+    >>> from kerasclf.export.convert import export_model               # doctest: +SKIP
+    >>> r = export_model("runs/demo/model.keras", "onnx", calibration=(images, labels))
+    >>> r.path, r.parity["top1_agreement"], r.parity["max_abs_diff"]
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+from kerasclf.data.pipeline import file_batches
+from kerasclf.data.reader import collect_image_paths
+from kerasclf.errors import DataError, ModelError
+from kerasclf.export.compose import ensemble_model, tta_model
+from kerasclf.export.parity import Thresholds, judge, parity
+from kerasclf.export.runtimes import FORMATS, artefact_format, open_session, pick_runtime, require, runtimes_for
+from kerasclf.io import LoadedModel, load_model, model_card, save_model, serving_function, write_card
+
+__all__ = ["ExportCheckError", "ExportResult", "convert", "export_model", "calibration_images", "verify_artefact"]
+
+ONNX_OPSET = 17
+
+
+class ExportCheckError(ModelError):
+    """An exported artefact disagrees with its Keras model beyond the limits."""
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_model` made: the artefact, its card and the parity figures."""
+
+    path: Path
+    card_path: Path
+    parity: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _frozen(model: Any, image_size: tuple[int, int]) -> Any:
+    """The serving function with its variables folded into constants (what ONNX and LiteRT convert)."""
+    return convert_variables_to_constants_v2(serving_function(model, image_size))
+
+
+def convert(model: Any, fmt: str, out: str | Path, *, image_size: tuple[int, int],
+            int8_images: np.ndarray | None = None, meta: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` as a ``fmt`` artefact at ``out`` (no verification: see :func:`export_model`).
+
+    ``int8_images`` (LiteRT only) turns on full-integer post-training quantization, calibrated on
+    those images; inputs and outputs stay float32.
+
+    Example:
+        >>> convert(tiny_cnn(2), "litert", "m.tflite", image_size=(16, 16))   # doctest: +SKIP
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if int8_images is not None and fmt != "litert":
+        raise ModelError(f"--int8 is supported for --format litert only (asked: {fmt}); "
+                         f"export with --format litert --int8")
+    if fmt in ("savedmodel", "keras"):
+        return save_model(model, out, meta=meta, overwrite=True)
+    if fmt == "onnx":
+        require("tf2onnx", "ONNX export")
+        import tf2onnx
+
+        frozen = _frozen(model, image_size)
+        tf2onnx.convert.from_graph_def(frozen.graph.as_graph_def(), input_names=[t.name for t in frozen.inputs],
+                                       output_names=[t.name for t in frozen.outputs], opset=ONNX_OPSET,
+                                       output_path=str(out))
+        return out
+    if fmt == "litert":
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([_frozen(model, image_size)])
+        if int8_images is not None:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = lambda: ([x[None]] for x in np.asarray(int8_images, "float32"))
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        out.write_bytes(converter.convert())
+        return out
+    if fmt == "openvino":
+        ov = require("openvino", "OpenVINO export")
+        with tempfile.TemporaryDirectory() as tmp:  # OpenVINO reads the SavedModel; weights stay float32
+            saved = save_model(model, Path(tmp) / "saved", overwrite=True)
+            ov.save_model(ov.convert_model(str(saved)), str(out), compress_to_fp16=False)
+        return out
+    raise ModelError(f"unknown export format '{fmt}'; use {', '.join(FORMATS)}")
+
+
+def calibration_images(folder: str | Path, image_size: tuple[int, int], *, max_images: int = 256) -> np.ndarray:
+    """Up to ``max_images`` images of ``folder`` (any layout), read by the one pipeline at ``image_size``.
+
+    Example:
+        >>> calibration_images("photos/", (224, 224), max_images=64).shape   # doctest: +SKIP
+        (64, 224, 224, 3)
+    """
+    files = [str(p) for p in collect_image_paths(folder)][:max_images] if Path(folder).is_dir() else []
+    batches = [x for _, x in file_batches(files, image_size, 64)]
+    if not batches:
+        raise DataError(f"{folder}: no readable images for the export check; pass --calibration with a folder "
+                        f"of real images like those the model will see")
+    return np.concatenate(batches)
+
+
+def verify_artefact(reference: Any, artefact: str | Path, images: np.ndarray, labels: np.ndarray | None, *,
+                    task: str, int8: bool = False, runtime: str = "auto", threshold: float = 0.5,
+                    limits: Thresholds = Thresholds()) -> dict[str, Any]:
+    """Run ``reference`` (Keras) and the artefact on ``images``; the parity figures plus ``passed``/``reason``."""
+    ref = np.asarray(reference.predict(images, batch_size=32, verbose=0))
+    used = pick_runtime(artefact, artefact_format(artefact), runtime)
+    if used == "keras":
+        art = load_model(artefact).predict(images, 32)
+    else:
+        run = open_session(artefact, used)
+        art = np.concatenate([run(images[i:i + 32]) for i in range(0, len(images), 32)])
+    result = parity(ref, art, task, labels, threshold=threshold)
+    passed, reason = judge(result, int8=int8, limits=limits)
+    return {**result, "runtime": used, "int8": int8, "passed": passed, "reason": reason}
+
+
+def _reject(out: Path) -> Path:
+    rejected = out.with_name(out.name + ".rejected")
+    if rejected.exists():
+        shutil.rmtree(rejected) if rejected.is_dir() else rejected.unlink()
+    out.rename(rejected)
+    if out.suffix == ".xml" and out.with_suffix(".bin").exists():
+        out.with_suffix(".bin").rename(out.with_name(out.stem + ".bin.rejected"))
+    return rejected
+
+
+def default_out(model_path: Path, fmt: str, *, int8: bool = False, tta: bool = False, ensemble: bool = False) -> Path:
+    """``runs/x/model.keras`` -> ``runs/x/model[.tta][.ensemble][.int8].onnx`` (SavedModel: a folder)."""
+    tags = "".join(t for t, on in ((".tta", tta), (".ensemble", ensemble), (".int8", int8)) if on)
+    suffix = FORMATS[fmt] or ".savedmodel"
+    return model_path.with_name(model_path.stem + tags + suffix)
+
+
+def export_model(model: str | Path, fmt: str, out: str | Path | None = None, *,
+                 calibration: str | Path | tuple[np.ndarray, np.ndarray | None] | None = None,
+                 calibration_name: str | None = None, int8: bool = False, tta: Sequence[str] = (),
+                 ensemble: Sequence[str | Path] = (), overwrite: bool = False, max_images: int = 256,
+                 limits: Thresholds = Thresholds()) -> ExportResult:
+    """Export a saved model, check it against Keras on real images, write ``card.json``/``card.md`` beside it.
+
+    Args:
+        model: a ``.keras`` / ``.h5`` file saved by kerasclf.
+        fmt: ``onnx`` | ``litert`` | ``openvino`` | ``savedmodel`` | ``keras`` (a baked TTA/ensemble).
+        out: the artefact path (default: beside ``model``, e.g. ``model.onnx``).
+        calibration: a folder of images, or ``(images, labels or None)`` already read (a run's
+            validation split: :func:`kerasclf.evaluate.run_split`).
+        int8: LiteRT full-integer quantization calibrated on those images; judged by accuracy drop.
+        tta: views averaged into the model (``("flip",)``); ensemble: other saved models averaged in.
+
+    Raises:
+        ExportCheckError: the artefact disagrees with Keras; it is kept as ``*.rejected``.
+
+    Example:
+        >>> export_model("runs/demo/model.keras", "litert", calibration="photos/")   # doctest: +SKIP
+    """
+    start = time.perf_counter()
+    model_path = Path(model)
+    if fmt not in FORMATS:
+        raise ModelError(f"unknown export format '{fmt}'; use {', '.join(FORMATS)}")
+    if fmt == "keras" and not (tta or ensemble):
+        raise ModelError(f"{model_path} is already a Keras model; --format keras is for --tta / --ensemble")
+    loaded: LoadedModel = load_model(model_path)
+    if loaded.format == "export":
+        raise ModelError(f"{model_path}: export from the .keras file of the model, not from an exported folder")
+    keras_model = loaded.model
+    if tta:
+        keras_model = tta_model(keras_model, tta)
+    if ensemble:
+        members = [load_model(p, num_classes=len(loaded.class_names)) for p in ensemble]
+        for p, m in zip(ensemble, members):
+            if m.class_names != loaded.class_names:
+                raise ModelError(f"{p}: its classes {m.class_names[:10]} differ from {model_path}'s "
+                                 f"{loaded.class_names[:10]}; ensemble only models of the same classes")
+        keras_model = ensemble_model([keras_model] + [m.model for m in members])
+    out = Path(out) if out else default_out(model_path, fmt, int8=int8, tta=bool(tta), ensemble=bool(ensemble))
+    if out.suffix != FORMATS[fmt] and FORMATS[fmt]:
+        raise ModelError(f"{out}: a {fmt} artefact must end in {FORMATS[fmt]}; choose --out NAME{FORMATS[fmt]}")
+    if out.exists() and not overwrite:
+        raise ModelError(f"{out} already exists; pass --overwrite or choose another --out")
+    size = loaded.image_size
+    if calibration is None:
+        raise DataError(f"{model_path}: the export check needs real images: export a model inside its run "
+                        f"folder (its validation split is used) or pass --calibration FOLDER")
+    if isinstance(calibration, tuple):
+        images, labels = calibration
+        name = calibration_name or "given images"
+    else:
+        images, labels, name = calibration_images(calibration, size, max_images=max_images), None, str(calibration)
+    images = np.asarray(images, "float32")[:max_images]
+    labels = None if labels is None else np.asarray(labels)[:max_images]
+    meta = {**loaded.meta, "image_size": list(size), "num_outputs": loaded.num_outputs,
+            "class_names": loaded.class_names, "task": loaded.task}
+    if tta or ensemble:
+        meta["composed"] = {"tta": list(tta), "ensemble": [str(model_path)] + [str(p) for p in ensemble]}
+    if out.exists():
+        shutil.rmtree(out) if out.is_dir() else out.unlink()
+    convert(keras_model, fmt, out, image_size=size, int8_images=images if int8 else None, meta=meta)
+    check = verify_artefact(keras_model, out, images, labels, task=loaded.task, int8=int8,
+                            threshold=float(loaded.meta.get("threshold", 0.5)), limits=limits)
+    check["images"] = name
+    card = model_card(model_path, meta, export={"format": fmt, "runtime": check["runtime"], "int8": int8,
+                                                "runtimes": list(runtimes_for(fmt)), "file": out.name,
+                                                "versions": _runtime_versions(fmt)},
+                      parity=check)
+    if not check["passed"]:
+        rejected = _reject(out)
+        write_card(rejected, card)
+        raise ExportCheckError(f"{out}: export check failed on {check['n_images']} images ({name}): "
+                               f"{check['reason']}; kept as {rejected.name}; do not deploy it")
+    card_file = write_card(out, card)
+    return ExportResult(path=out, card_path=card_file, parity=check, seconds=time.perf_counter() - start)
+
+
+def _runtime_versions(fmt: str) -> dict[str, str]:
+    import importlib.metadata as md
+
+    names = {"onnx": ("tf2onnx", "onnx", "onnxruntime", "openvino"), "litert": ("ai-edge-litert",),
+             "openvino": ("openvino",)}.get(fmt, ())
+    out = {}
+    for n in names:
+        try:
+            out[n] = md.version(n)
+        except md.PackageNotFoundError:
+            continue
+    return out

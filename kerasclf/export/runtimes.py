@@ -1,0 +1,185 @@
+"""Run exported artefacts (ONNX, LiteRT, OpenVINO) with the same interface as a Keras model.
+
+The runtime libraries are optional (``pip install 'kerasclf[export]'``) and imported only when
+an artefact is opened. An artefact's class names, task and input size come from its model card
+(:func:`kerasclf.io.read_card`), so a prediction CSV is the same whichever runtime made it.
+
+Example:
+    >>> from kerasclf.export.runtimes import open_model           # doctest: +SKIP
+    >>> m = open_model("runs/demo/model.onnx", runtime="auto")
+    >>> m.runtime, m.class_names, m.predict(images).shape
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kerasclf.errors import ModelError
+from kerasclf.io import LoadedModel, load_model, read_card
+
+__all__ = ["FORMATS", "RUNTIMES", "EXTRA_HINT", "artefact_format", "runtimes_for", "installed", "require",
+           "open_session", "open_model", "ExportedModel", "pick_runtime"]
+
+#: export format -> file suffix ("" is a folder)
+FORMATS = {"onnx": ".onnx", "litert": ".tflite", "openvino": ".xml", "savedmodel": "", "keras": ".keras"}
+#: runtime -> the module it needs
+RUNTIMES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "litert": "ai_edge_litert", "keras": "keras"}
+#: format -> runtimes that read it, fastest first (measured in docs/benchmarks.md)
+_READERS = {"onnx": ("openvino", "onnxruntime"), "openvino": ("openvino",), "litert": ("litert",),
+            "savedmodel": ("keras",), "keras": ("keras",)}
+EXTRA_HINT = "pip install 'kerasclf[export]'"
+_PACKAGE = {"onnxruntime": "onnxruntime", "openvino": "openvino", "ai_edge_litert": "ai-edge-litert",
+            "tf2onnx": "tf2onnx", "onnx": "onnx"}
+
+
+def artefact_format(path: str | Path) -> str:
+    """``onnx`` | ``litert`` | ``openvino`` | ``keras`` | ``savedmodel`` from an artefact's name.
+
+    Example:
+        >>> artefact_format("runs/demo/model.tflite")
+        'litert'
+    """
+    p = Path(path)
+    for fmt, suffix in FORMATS.items():
+        if suffix and p.suffix == suffix:
+            return fmt
+    if p.suffix in (".h5", ".hdf5"):
+        return "keras"
+    if p.suffix in ("", ".savedmodel", ".export") or p.is_dir():
+        return "savedmodel"
+    raise ModelError(f"{path}: unknown artefact type '{p.suffix}'; use .onnx, .tflite, .xml (OpenVINO), "
+                     f".keras/.h5 or a SavedModel folder")
+
+
+def installed(runtime: str) -> bool:
+    """Whether ``runtime``'s library can be imported here."""
+    return importlib.util.find_spec(RUNTIMES[runtime]) is not None
+
+
+def require(module: str, what: str) -> Any:
+    """Import an optional dependency, or raise a ModelError that names the extra to install."""
+    if importlib.util.find_spec(module) is None:
+        raise ModelError(f"{what} needs the Python package '{_PACKAGE.get(module, module)}', which is not "
+                         f"installed; {EXTRA_HINT}")
+    return importlib.import_module(module)
+
+
+def runtimes_for(fmt: str) -> tuple[str, ...]:
+    """The runtimes that can run a ``fmt`` artefact, fastest first."""
+    return _READERS[fmt]
+
+
+def pick_runtime(path: str | Path, fmt: str, runtime: str = "auto") -> str:
+    """The runtime that will run a ``fmt`` artefact: ``runtime`` checked, or the fastest installed (``auto``)."""
+    readers = runtimes_for(fmt)
+    if runtime == "auto":
+        usable = [r for r in readers if installed(r)]
+        if not usable:
+            raise ModelError(f"{path}: running a {fmt} artefact needs one of {', '.join(readers)}; {EXTRA_HINT}")
+        return usable[0]
+    if runtime not in RUNTIMES:
+        raise ModelError(f"unknown runtime '{runtime}'; use auto, {', '.join(RUNTIMES)}")
+    if runtime not in readers:
+        raise ModelError(f"{path}: the {runtime} runtime cannot read a {fmt} artefact; use "
+                         f"--runtime {' or '.join(readers)} (or auto)")
+    return runtime
+
+
+def open_session(path: str | Path, runtime: str, *, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """A function ``float32 images (N, H, W, 3) -> outputs (N, K)`` running ``path`` in ``runtime``.
+
+    Example:
+        >>> run = open_session("model.onnx", "onnxruntime")          # doctest: +SKIP
+        >>> run(np.zeros((2, 32, 32, 3), "float32")).shape
+        (2, 10)
+    """
+    path = str(path)
+    if runtime == "onnxruntime":
+        ort = require("onnxruntime", "ONNX Runtime")
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        name = sess.get_inputs()[0].name
+        return lambda x: sess.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+    if runtime == "openvino":
+        ov = require("openvino", "OpenVINO")
+        # f32: on CPUs with bf16 units OpenVINO would otherwise compute in bf16 (measured 4.8e-4 off Keras)
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        compiled = ov.Core().compile_model(path, "CPU", config)
+        return lambda x: np.asarray(compiled(np.ascontiguousarray(x, dtype=np.float32))[0])
+    if runtime == "litert":
+        require("ai_edge_litert", "LiteRT")
+        interp = importlib.import_module("ai_edge_litert.interpreter").Interpreter(model_path=path, num_threads=threads)
+        inp, out = interp.get_input_details()[0]["index"], interp.get_output_details()[0]["index"]
+        shape: list[tuple[int, ...]] = [()]
+
+        def run(x: np.ndarray) -> np.ndarray:
+            if tuple(x.shape) != shape[0]:
+                interp.resize_tensor_input(inp, x.shape)
+                interp.allocate_tensors()
+                shape[0] = tuple(x.shape)
+            interp.set_tensor(inp, np.ascontiguousarray(x, dtype=np.float32))
+            interp.invoke()
+            return interp.get_tensor(out).copy()
+        return run
+    raise ModelError(f"open_session: no session for runtime '{runtime}'; use onnxruntime, openvino or litert")
+
+
+@dataclass
+class ExportedModel(LoadedModel):
+    """An exported artefact opened in a runtime; ``predict`` takes raw 0..255 RGB batches like Keras's."""
+
+    runtime: str = ""
+
+    @property
+    def num_outputs(self) -> int:
+        return int(self.meta.get("num_outputs") or len(self.meta.get("class_names") or []))
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        size = self.meta.get("image_size")
+        if not size:
+            raise ModelError(f"{self.path}: its model card records no image_size; export it again")
+        return int(size[0]), int(size[1])
+
+    def predict(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        images = np.asarray(images, dtype="float32")
+        outs = [self.model(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
+        if not outs:
+            return np.zeros((0, self.num_outputs), "float32")
+        y = np.concatenate(outs)
+        if self.num_outputs and y.shape[-1] != self.num_outputs:
+            raise ModelError(f"{self.path} outputs {y.shape[-1]} values per image but its card lists "
+                             f"{self.num_outputs} outputs; the card belongs to another model: export again")
+        return y
+
+
+def open_model(path: str | Path, runtime: str = "auto", *, threads: int | None = None) -> LoadedModel:
+    """Any saved or exported model, ready to ``predict`` raw 0..255 RGB batches.
+
+    ``.keras`` / ``.h5`` / SavedModel folders load through :func:`kerasclf.io.load_model`;
+    ``.onnx`` / ``.tflite`` / ``.xml`` open in ``runtime`` (``auto``: the fastest installed).
+
+    Example:
+        >>> open_model("runs/demo/model.tflite").runtime              # doctest: +SKIP
+        'litert'
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"model {path} not found; check the path (`kerasclf export` writes it beside the model)")
+    fmt = artefact_format(path)
+    chosen = pick_runtime(path, fmt, runtime)
+    if chosen == "keras":
+        return load_model(path)
+    card = read_card(path)
+    return ExportedModel(path=path, format=fmt, model=open_session(path, chosen, threads=threads),
+                         meta=card, runtime=chosen)

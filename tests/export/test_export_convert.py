@@ -1,0 +1,159 @@
+"""Exports agree with Keras (measured), disagreeing ones are rejected, TTA/ensembles bake into one model."""
+import csv
+import importlib
+import importlib.util
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from kerasclf.cli import main
+from kerasclf.export import ExportCheckError, ensemble_model, export_model, judge, open_model, parity, tta_model
+from kerasclf.io import load_model, read_card, save_model
+from kerasclf.predict import predict_paths
+from kerasclf.testing import square_images, tiny_cnn, write_image_folder
+
+NEEDS = {"onnx": "onnxruntime", "litert": "ai_edge_litert", "openvino": "openvino", "savedmodel": "keras"}
+
+
+def _need(module):
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{module} is not installed (pip install 'kerasclf[export]')")
+    if module == "onnxruntime" and importlib.util.find_spec("tf2onnx") is None:
+        pytest.skip("tf2onnx is not installed (pip install 'kerasclf[export]')")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny CNN trained on squares (confident, varied outputs) saved with its metadata, and its data."""
+    x, y = square_images(12, 16, 3, seed=1)
+    model = tiny_cnn(3)
+    model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=40, batch_size=12, verbose=0)
+    path = save_model(model, tmp_path_factory.mktemp("m") / "model.keras",
+                      meta={"class_names": ["a", "b", "c"], "task": "multiclass", "image_size": [16, 16]})
+    return path, x, y
+
+
+def test_judge_fails_on_disagreement_and_difference():
+    ref = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    assert judge(parity(ref, ref + 1e-6, "multiclass"), int8=False)[0]
+    flipped = ref[:, ::-1]
+    ok, reason = judge(parity(ref, flipped, "multiclass"), int8=False)
+    assert not ok and "agreement" in reason
+    ok, reason = judge(parity(ref, ref + 1e-3, "multiclass"), int8=False)
+    assert not ok and "difference" in reason
+    labels = np.array([0, 1, 0])
+    r = parity(ref, flipped, "multiclass", labels)
+    assert r["keras_accuracy"] == 1.0 and r["artefact_accuracy"] == 0.0
+    assert not judge(r, int8=True)[0]
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "litert", "openvino", "savedmodel"])
+def test_export_agrees_with_keras_and_predicts_the_same(trained, fmt, tmp_path):
+    _need(NEEDS[fmt])
+    path, x, y = trained
+    result = export_model(path, fmt, tmp_path / f"m{'.' + fmt if fmt == 'savedmodel' else ''}"
+                          f"{ {'onnx': '.onnx', 'litert': '.tflite', 'openvino': '.xml', 'savedmodel': ''}[fmt]}",
+                          calibration=(x, y))
+    p = result.parity
+    assert p["passed"] and p["top1_agreement"] == 1.0 and p["max_abs_diff"] <= 1e-4, p
+    assert p["keras_accuracy"] > 0.6  # the model is confident, so agreement is not trivial
+    card = json.loads(result.card_path.read_text())
+    assert card["class_names"] == ["a", "b", "c"] and card["parity"]["n_images"] == len(x)
+    assert result.card_path.with_suffix(".md").is_file()
+    keras_probs = load_model(path).predict(x)
+    opened = open_model(result.path)
+    np.testing.assert_allclose(opened.predict(x), keras_probs, atol=1e-4)
+
+
+def test_predict_cli_runs_an_onnx_artefact_like_keras(trained, tmp_path):
+    _need("onnxruntime")
+    path, x, y = trained
+    folder = write_image_folder(tmp_path / "imgs", n_per_class=2, size=16, classes=3)
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(path), "--format", "onnx", "--out", str(out), "--calibration", str(folder)]) == 0
+    rows_k = predict_paths(path, [folder])
+    for runtime in ("onnxruntime", "auto"):
+        assert main(["predict", str(out), str(folder), "--runtime", runtime, "--out", str(tmp_path / "p.csv")]) == 0
+        with open(tmp_path / "p.csv") as f:
+            rows_o = list(csv.DictReader(f))
+        assert [r["class"] for r in rows_o] == [r["class"] for r in rows_k]
+        assert np.allclose([float(r["probability"]) for r in rows_o], [r["probability"] for r in rows_k], atol=1e-4)
+    assert main(["info", str(out)]) == 0
+
+
+def test_a_disagreeing_export_is_rejected_and_kept_aside(trained, tmp_path, monkeypatch, capsys):
+    _need("ai_edge_litert")
+    path, x, y = trained
+    other = tiny_cnn(3)  # untrained: what a silently wrong converter would produce
+    convert_mod = importlib.import_module("kerasclf.export.convert")
+    real_convert = convert_mod.convert
+    monkeypatch.setattr(convert_mod, "convert", lambda model, *a, **k: real_convert(other, *a, **k))
+    out = tmp_path / "bad.tflite"
+    with pytest.raises(ExportCheckError, match="export check failed"):
+        export_model(path, "litert", out, calibration=(x, y))
+    assert not out.exists() and (tmp_path / "bad.tflite.rejected").is_file()
+    assert read_card(tmp_path / "bad.tflite.rejected")["parity"]["passed"] is False
+
+
+def test_int8_litert_records_its_accuracy_change(trained, tmp_path):
+    _need("ai_edge_litert")
+    path, x, y = trained
+    result = export_model(path, "litert", tmp_path / "q.tflite", calibration=(x, y), int8=True)
+    p = result.parity
+    assert p["int8"] and abs(p["accuracy_change"]) <= 0.01 and p["top1_agreement"] >= 0.95, p
+    float_size = (result.path.parent / "f.tflite")
+    export_model(path, "litert", float_size, calibration=(x, y))
+    assert result.path.stat().st_size < float_size.stat().st_size  # int8 weights really are smaller
+
+
+def test_tta_and_ensemble_are_one_model_that_averages():
+    m1, m2 = tiny_cnn(3), tiny_cnn(3)
+    x = np.random.RandomState(0).uniform(0, 255, (4, 16, 16, 3)).astype("float32")
+    tta = tta_model(m1)
+    expected = (m1.predict(x, verbose=0) + m1.predict(x[:, :, ::-1], verbose=0)) / 2
+    np.testing.assert_allclose(tta.predict(x, verbose=0), expected, atol=1e-6)
+    ens = ensemble_model([m1, m2])
+    np.testing.assert_allclose(ens.predict(x, verbose=0),
+                               (m1.predict(x, verbose=0) + m2.predict(x, verbose=0)) / 2, atol=1e-6)
+
+
+def test_baked_tta_ensemble_saves_as_keras_and_exports(trained, tmp_path):
+    path, x, y = trained
+    out = tmp_path / "both.keras"
+    r = export_model(path, "keras", out, calibration=(x, y), tta=("flip",), ensemble=[path])
+    assert r.parity["max_abs_diff"] == 0.0
+    assert load_model(out).meta["composed"]["tta"] == ["flip"]
+
+
+def test_export_errors_are_one_line(trained, tmp_path, capsys):
+    path, x, y = trained
+    assert main(["export", str(path), "--format", "savedmodel"]) == 2  # not in a run, no --calibration
+    assert "--calibration" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["export", str(path), "--format", "savedmodel", "--calibration", str(empty)]) == 2
+    assert "no image files" in capsys.readouterr().err
+    (tmp_path / "x.onnx").write_bytes(b"")
+    assert main(["export", str(path), "--format", "onnx", "--out", str(tmp_path / "x.onnx"),
+                 "--calibration", str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert "already exists" in err or "no readable images" in err
+    assert main(["predict", str(tmp_path / "x.onnx"), str(empty)]) == 2
+    assert "model card" in capsys.readouterr().err
+
+
+@pytest.mark.assets
+def test_efficientnet_exports_to_onnx_with_its_normalization_folded(tmp_path, assets_dir):
+    """Keras's own model.export(format="onnx") left these constants as graph inputs; ours folds them."""
+    _need("onnxruntime")
+    from kerasclf.zoo import build
+
+    model = build("efficientnet_b0_head", num_classes=5, weights=None, input_shape=(32, 32, 3))
+    path = save_model(model, tmp_path / "eff.keras", meta={"class_names": list("abcde"), "image_size": [32, 32]})
+    flowers = assets_dir / "flowers"
+    result = export_model(path, "onnx", calibration=flowers, max_images=16)
+    p = result.parity
+    assert p["passed"] and p["max_abs_diff"] <= 1e-4 and p["n_images"] == 16, p
