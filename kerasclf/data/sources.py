@@ -319,15 +319,24 @@ def _resolve(p: str, root: str) -> str:
     return p if os.path.isabs(p) else os.path.normpath(os.path.join(root, p))
 
 
+def _inside(full: str, base: str) -> bool:
+    """Whether ``full`` lies in ``base`` once both are absolute and normalised (``..`` resolved)."""
+    full, base = os.path.normpath(os.path.abspath(full)), os.path.normpath(os.path.abspath(base))
+    return full == base or full.startswith(base.rstrip(os.sep) + os.sep)
+
+
 def from_csv(csv_path: str | os.PathLike, *, path_column: str = "path", label_column: str = "label",
              root: str | os.PathLike | None = None, group_column: str | None = None,
              split_column: str | None = None, class_names: Sequence[str] | None = None,
              multilabel: bool = False, label_columns: Sequence[str] | None = None,
-             separator: str = r"[|\s]+") -> DataSpec:
+             separator: str = r"[|\s]+", allow_outside: bool = False) -> DataSpec:
     """A CSV with one row per image: ``path,label`` (plus optional group and split columns).
 
     Relative paths are resolved against ``root`` (default: the CSV's folder). Rows whose file
-    does not exist are listed in ``spec.skipped``. With ``multilabel=True`` (or ``label_columns``)
+    does not exist are listed in ``spec.skipped``. A path that points outside ``root`` (an
+    absolute path, or ``../`` climbing out) is listed in ``spec.skipped`` too and not read,
+    unless ``allow_outside=True`` (recipe: ``data.allow_outside: true``): a CSV from someone
+    else cannot make kerasclf read files elsewhere on the machine. With ``multilabel=True`` (or ``label_columns``)
     this is :func:`from_csv_multilabel`.
 
     Args:
@@ -339,6 +348,7 @@ def from_csv(csv_path: str | os.PathLike, *, path_column: str = "path", label_co
         split_column: column of ``train``/``val``/``test`` (default: ``split`` if present).
         class_names: the class order (default: sorted names found).
         multilabel, label_columns, separator: see :func:`from_csv_multilabel`.
+        allow_outside: read listed files outside ``root`` too.
 
     Returns:
         A :class:`DataSpec`.
@@ -350,12 +360,13 @@ def from_csv(csv_path: str | os.PathLike, *, path_column: str = "path", label_co
         return from_csv_multilabel(csv_path, path_column=path_column, label_columns=label_columns,
                                    labels_column=label_column if label_columns is None else "labels",
                                    separator=separator, root=root, group_column=group_column,
-                                   split_column=split_column, class_names=class_names)
+                                   split_column=split_column, class_names=class_names,
+                                   allow_outside=allow_outside)
     csv_path = os.fspath(csv_path)
     header, rows = _read_csv(csv_path)
     _need_cols(csv_path, header, [path_column, label_column])
     base = os.fspath(root) if root is not None else os.path.dirname(os.path.abspath(csv_path))
-    keep, skipped = _existing(rows, path_column, base, csv_path)
+    keep, skipped = _existing(rows, path_column, base, csv_path, allow_outside)
     names = [r[label_column] for r in keep]
     if class_names is None:
         class_names = sorted(set(names))
@@ -371,17 +382,24 @@ def from_csv(csv_path: str | os.PathLike, *, path_column: str = "path", label_co
                     preset_split=_split_col(csv_path, keep, header, split_column))
 
 
-def _existing(rows: list[dict[str, str]], path_column: str, base: str, csv_path: str
-              ) -> tuple[list[dict[str, str]], list[tuple[str, str]]]:
+def _existing(rows: list[dict[str, str]], path_column: str, base: str, csv_path: str,
+              allow_outside: bool = False) -> tuple[list[dict[str, str]], list[tuple[str, str]]]:
     keep, skipped = [], []
     for r in rows:
         p = r.get(path_column, "")
         full = _resolve(p, base)
-        if p and os.path.isfile(full):
+        if p and not allow_outside and not _inside(full, base):
+            skipped.append((full, f"listed in {csv_path} but outside the data folder {base}; "
+                                  f"not read (allow_outside=True / data.allow_outside: true reads it)"))
+        elif p and os.path.isfile(full):
             keep.append(r)
         else:
             skipped.append((full or "<empty>", f"listed in {csv_path} but not found"))
     if not keep:
+        outside = sum("outside the data folder" in why for _, why in skipped)
+        if outside:
+            raise DataError(f"{csv_path}: {outside} of its {len(rows)} files lie outside {base} and none inside; "
+                            f"set root to their folder, or allow_outside=True if you trust this CSV")
         raise DataError(f"{csv_path}: none of the {len(rows)} listed files exist under {base}; "
                         f"set root to the folder the paths are relative to")
     return keep, skipped
@@ -413,7 +431,7 @@ def from_csv_multilabel(csv_path: str | os.PathLike, *, path_column: str = "path
                         label_columns: Sequence[str] | None = None, labels_column: str = "labels",
                         separator: str = r"[|\s]+", root: str | os.PathLike | None = None,
                         group_column: str | None = None, split_column: str | None = None,
-                        class_names: Sequence[str] | None = None) -> DataSpec:
+                        class_names: Sequence[str] | None = None, allow_outside: bool = False) -> DataSpec:
     """A multi-label CSV: several 0/1 (or -1/1) columns, or one column of names joined by ``|``/spaces.
 
     Args:
@@ -423,7 +441,7 @@ def from_csv_multilabel(csv_path: str | os.PathLike, *, path_column: str = "path
             it, else every column except path/group/split.
         labels_column: a column of label names separated by ``separator`` (``"cat|outdoor"``).
         separator: regular expression splitting ``labels_column``.
-        root, group_column, split_column, class_names: as in :func:`from_csv`.
+        root, group_column, split_column, class_names, allow_outside: as in :func:`from_csv`.
 
     Returns:
         A :class:`DataSpec` with task ``multilabel`` and a 0/1 label matrix ``(N, K)``.
@@ -435,7 +453,7 @@ def from_csv_multilabel(csv_path: str | os.PathLike, *, path_column: str = "path
     header, rows = _read_csv(csv_path)
     _need_cols(csv_path, header, [path_column])
     base = os.fspath(root) if root is not None else os.path.dirname(os.path.abspath(csv_path))
-    keep, skipped = _existing(rows, path_column, base, csv_path)
+    keep, skipped = _existing(rows, path_column, base, csv_path, allow_outside)
     if label_columns is None and labels_column in header:
         sets = [[t for t in re.split(separator, r[labels_column].strip()) if t] for r in keep]
         names = list(class_names) if class_names else sorted({t for s in sets for t in s})

@@ -116,11 +116,11 @@ def test_from_csv_single_and_multilabel(image_folder, tmp_path):
     # multi-label, two ways
     p0, p1 = spec.paths[:2]
     (tmp_path / "ml.csv").write_text(f"path,labels\n{p0},cat|outdoor\n{p1},outdoor\n")
-    m = sources.from_csv(tmp_path / "ml.csv", multilabel=True, label_column="labels")
+    m = sources.from_csv(tmp_path / "ml.csv", multilabel=True, label_column="labels", allow_outside=True)
     assert m.task == "multilabel" and m.class_names == ["cat", "outdoor"]
     assert m.labels.tolist() == [[1, 1], [0, 1]]
     (tmp_path / "ml2.csv").write_text(f"path,Smiling,Male\n{p0},1,-1\n{p1},-1,1\n")
-    m2 = sources.from_csv_multilabel(tmp_path / "ml2.csv")
+    m2 = sources.from_csv_multilabel(tmp_path / "ml2.csv", allow_outside=True)  # absolute paths elsewhere
     assert m2.class_names == ["Smiling", "Male"] and m2.labels.tolist() == [[1, 0], [0, 1]]
 
 
