@@ -33,6 +33,19 @@ def test_the_package_never_turns_safe_mode_off():
     assert not unsafe, f"safe_mode turned off at {unsafe}"
 
 
+def test_no_loader_in_the_package_unpickles():
+    """np.load always with allow_pickle=False; pickle / joblib loads only in convert_artifact (--trust)."""
+    root = Path(kerasclf.__file__).parent
+    found = set()
+    for p in root.rglob("*.py"):
+        for line in p.read_text().splitlines():
+            code = line.split("#")[0]
+            if (re.search(r"\bnp\.load\(", code) and "allow_pickle=False" not in code) or \
+                    re.search(r"\b(pickle|joblib|dill|cloudpickle)\.loads?\(|torch\.load\(", code):
+                found.add(f"{p.relative_to(root)}: {code.strip()}")
+    assert found == {"features/artifacts.py: obj = joblib.load(path)"}
+
+
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])
 def test_a_lambda_in_a_keras_or_h5_model_is_refused(tmp_path, suffix, capsys):
     path = tmp_path / f"evil{suffix}"
