@@ -47,6 +47,7 @@ def test_logistic_head_on_imagenet_features_beats_random_features(keras_home_wit
     assert real >= 0.7 and real - random >= 0.2  # chance 1/3; measured: imagenet 0.79, random 0.33
 
 
+@pytest.mark.slow  # ~30 s on 2 shared cores: two Keras trainings at 224x224
 def test_compare_feature_extraction_and_sklearn_modes_with_imagenet_weights(keras_home_with_mobilenet, flowers,
                                                                             tmp_path):
     from kerasclf.experiment import compare

@@ -1,24 +1,12 @@
-"""Feature extraction from zoo models by name (skipped until the zoo's builders are there)."""
+"""Feature extraction from zoo models by name, and from a zoo autoencoder's encoder."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from kerasclf.features import cluster_scores, extract_features, fit_clusters
 
 
-def _registered(name: str) -> bool:
-    try:
-        from kerasclf.zoo import is_registered
-
-        return is_registered(name)
-    except Exception:  # the zoo package is being written
-        return False
-
-
 def test_zoo_cnn_by_name(digits_spec, tmp_path):
-    if not _registered("simple_cnn"):
-        pytest.skip("kerasclf.zoo has no simple_cnn yet")
     spec = digits_spec.subset(np.arange(64))
     fs = extract_features("simple_cnn", spec, build_kwargs={"num_classes": 10}, cache_dir=tmp_path,
                           image_size=(32, 32), verbose=0)
@@ -26,14 +14,27 @@ def test_zoo_cnn_by_name(digits_spec, tmp_path):
     assert not fs.record.rebuildable  # random init: a head / clusters must save the model itself
 
 
-def test_zoo_autoencoder_encoder_features(digits_spec):
-    if not _registered("conv_autoencoder"):
-        pytest.skip("kerasclf.zoo has no conv_autoencoder yet")
+def test_zoo_autoencoder_encoder_features_improve_with_training(digits_spec):
+    """Encoder features of a trained conv_autoencoder cluster the digits clearly better than the
+    same network's random-init features (which already reach ~0.6-0.7 purity on digits)."""
+    import keras
+
+    from kerasclf.data.pipeline import make_dataset
     from kerasclf.zoo import build
 
+    def purity(ae):
+        fs = extract_features(ae, digits_spec, layer="encoder", image_size=(32, 32), cache_dir=None, verbose=0)
+        assert fs.features.shape == (len(digits_spec), 16)
+        return cluster_scores(fs.labels, fit_clusters(fs.features, k=10).predict(fs.features))["purity"]
+
+    keras.utils.set_random_seed(0)
     ae = build("conv_autoencoder", input_shape=(32, 32, 3), latent_dim=16)
-    fs = extract_features(ae, digits_spec, layer="encoder", image_size=(32, 32), cache_dir=None, verbose=0)
-    assert fs.features.shape == (len(digits_spec), 16)
-    s = cluster_scores(fs.labels, fit_clusters(fs.features, k=10).predict(fs.features))
-    print(f"\nzoo conv_autoencoder (random init) encoder + KMeans10 on digits: purity {s['purity']:.3f}")
-    assert s["purity"] > 0.2  # chance 0.10
+    untrained = purity(ae)
+    x = np.concatenate([np.asarray(images) for images, _ in make_dataset(digits_spec, image_size=(32, 32),
+                                                                           batch_size=256, cache=None)])
+    ae.compile(keras.optimizers.Adam(3e-3), "mse")
+    ae.fit(x, x / 255.0, epochs=4, batch_size=64, verbose=0)  # the model takes 0..255, outputs 0..1
+    trained = purity(ae)
+    print(f"\nzoo conv_autoencoder encoder + KMeans10 on digits: purity {untrained:.3f} random, "
+          f"{trained:.3f} after 4 epochs")
+    assert trained > 0.7 and trained - untrained > 0.05  # measured: 0.69 -> 0.79 (seed 0), 0.62 -> 0.76 (seed 1)
