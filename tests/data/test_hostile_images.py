@@ -151,6 +151,7 @@ def test_every_command_skips_hostile_images_with_bounded_memory(folders, tmp_pat
     model = tmp_path / "m.keras"
     save_model(tiny_cnn(2, (16, 16, 3), task="multiclass"), model,
                meta={"class_names": ["a", "b"], "task": "multiclass", "image_size": [16, 16]})
+    before = {p: p.read_bytes() for p in good.parent.rglob("*") if p.is_file()}
     proc = subprocess.run([sys.executable, "-c", _SCRIPT, str(good.parent), str(model), str(tmp_path / "out")],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -165,4 +166,5 @@ def test_every_command_skips_hostile_images_with_bounded_memory(folders, tmp_pat
         for name, why in listed.items():
             assert HOSTILE[name] in why and "\n" not in why, (where, name, why)
     assert got["train_images"] == 6
+    assert {p: p.read_bytes() for p in good.parent.rglob("*") if p.is_file()} == before  # user's files untouched
     assert (tmp_path / "out" / "hostile" / "skipped.csv").read_text().count("\n") == 1 + len(HOSTILE)
