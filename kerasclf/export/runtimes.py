@@ -31,7 +31,7 @@ FORMATS = {"onnx": ".onnx", "litert": ".tflite", "openvino": ".xml", "savedmodel
 #: runtime -> the module it needs
 RUNTIMES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "litert": "ai_edge_litert", "keras": "keras"}
 #: format -> runtimes that read it, fastest first (measured in docs/benchmarks.md)
-_READERS = {"onnx": ("openvino", "onnxruntime"), "openvino": ("openvino",), "litert": ("litert",),
+_READERS = {"onnx": ("onnxruntime", "openvino"), "openvino": ("openvino",), "litert": ("litert",),
             "savedmodel": ("keras",), "keras": ("keras",)}
 EXTRA_HINT = "pip install 'kerasclf[export]'"
 _PACKAGE = {"onnxruntime": "onnxruntime", "openvino": "openvino", "ai_edge_litert": "ai-edge-litert",

@@ -1,0 +1,103 @@
+"""Inference speed of exported artefacts beside Keras ``predict``: one process, same inputs.
+
+For each model: Keras ``model.predict`` and every runtime on the same float32 batch of 32 random
+images (0..255), timed in alternating rounds so background load hits all alike; throughput in
+images/s and the ratio to Keras; max abs difference of the outputs to Keras on those inputs.
+
+Example:
+    $ python benchmarks/export.py --out benchmarks/results/export.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import kerasclf
+from kerasclf.export import convert, installed, open_session
+from kerasclf.testing import tiny_transfer
+from kerasclf.zoo import build
+
+MODELS = {
+    "simple_cnn@32": lambda: build("simple_cnn", num_classes=10),
+    "mobilenet_a0.25@224": lambda: tiny_transfer(10, input_shape=(224, 224, 3)),
+    "efficientnet_b0@224": lambda: build("efficientnet_b0_head", num_classes=10, weights=None),
+}
+#: (label, export format, runtime, int8)
+ROUTES = [("onnx/onnxruntime", "onnx", "onnxruntime", False), ("onnx/openvino", "onnx", "openvino", False),
+          ("openvino", "openvino", "openvino", False), ("litert", "litert", "litert", False),
+          ("litert int8", "litert", "litert", True)]
+SUFFIX = {"onnx": ".onnx", "openvino": ".xml", "litert": ".tflite"}
+
+
+def _rate(fn: Any, x: np.ndarray, rounds: int) -> float:
+    fn(x)  # warm-up
+    best = float("inf")
+    for _ in range(rounds):
+        t = time.perf_counter()
+        fn(x)
+        best = min(best, time.perf_counter() - t)
+    return len(x) / best
+
+
+def bench(name: str, batch: int, rounds: int, tmp: Path) -> list[dict[str, Any]]:
+    model = MODELS[name]()
+    size = int(name.split("@")[1])
+    x = np.random.RandomState(0).uniform(0, 255, (batch, size, size, 3)).astype("float32")
+    keras_fn = lambda v: model.predict(v, batch_size=batch, verbose=0)  # noqa: E731
+    ref = keras_fn(x)
+    runners = {"keras predict": keras_fn}
+    for label, fmt, runtime, int8 in ROUTES:
+        if not installed(runtime):
+            continue
+        path = tmp / f"{name.replace('@', '_')}{'_int8' if int8 else ''}{SUFFIX[fmt]}"
+        if not path.exists():
+            convert(model, fmt, path, image_size=(size, size), int8_images=x if int8 else None)
+        runners[label] = open_session(path, runtime)
+    rates = {k: 0.0 for k in runners}
+    for _ in range(rounds):  # alternate the runners so load hits all alike; keep each one's best
+        for k, fn in runners.items():
+            rates[k] = max(rates[k], _rate(fn, x, 2))
+    rows = []
+    for k, fn in runners.items():
+        diff = float(np.max(np.abs(np.asarray(fn(x)) - ref)))
+        rows.append({"model": name, "runtime": k, "img_per_s": round(rates[k], 1),
+                     "vs_keras": round(rates[k] / rates["keras predict"], 2), "max_abs_diff": diff})
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    out = ["| model | runtime | img/s (batch 32) | × Keras predict | max abs diff |", "|---|---|---|---|---|"]
+    out += [f"| {r['model']} | {r['runtime']} | {r['img_per_s']:.1f} | {r['vs_keras']:.2f}× | {r['max_abs_diff']:.1e} |"
+            for r in rows]
+    return "\n".join(out)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", default=",".join(MODELS))
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--out", default="benchmarks/results/export.json")
+    args = p.parse_args()
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models.split(","):
+            rows += bench(name, args.batch, args.rounds, Path(tmp))
+            print(table([r for r in rows if r["model"] == name]), flush=True)
+    machine = {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+               "kerasclf": kerasclf.__version__}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
