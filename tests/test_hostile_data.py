@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from kerasclf.analysis.analyze import analyze
 from kerasclf.data import sources
+from kerasclf.data.pipeline import split_arrays
 from kerasclf.errors import DataError
-from kerasclf.evaluate import analyze_run
 from kerasclf.features.cluster import montages
 from kerasclf.io import load_model
 from kerasclf.train.fit import train
@@ -74,8 +75,11 @@ def test_hostile_class_names_never_write_outside_the_output_folder(tmp_path):
     })
     result = train(recipe)
     assert sorted(load_model(result.model_path).class_names) == sorted(HOSTILE_NAMES)
-    analyze_run(result.run_dir, explain_methods=(), max_gallery=3)
     spec = sources.from_csv(data / "labels.csv")
+    loaded = load_model(result.model_path)
+    x, y = split_arrays(spec, image_size=(32, 32))
+    analyze(loaded.model, (x, y), out_dir=out / "analysis", class_names=loaded.class_names, task=loaded.task,
+            explain_methods=("gradcam",), embed_methods=("pca",), max_gallery=3)  # t-SNE: seconds, same names
     montages(spec, np.arange(len(spec)) % len(HOSTILE_NAMES), out / "montages", per_cluster=4,
              names=dict(enumerate(HOSTILE_NAMES)))
     assert _tree(tmp_path, skip=out) == before  # nothing written or changed outside out/
