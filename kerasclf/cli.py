@@ -25,7 +25,7 @@ from typing import Any
 
 from kerasclf import __version__
 from kerasclf.data.checks import run_check
-from kerasclf.errors import KerasclfError
+from kerasclf.errors import DataError, KerasclfError
 from kerasclf.evaluate import analyze_run, evaluate_model, labelled_images
 from kerasclf.experiment import compare
 from kerasclf.export import FORMATS, RUNTIMES, export_model
@@ -137,7 +137,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     """Export, verify against Keras on real images, write the card; a failed check exits 2."""
     data, name = labelled_images(args.model, args.calibration, max_images=args.max_images)
+    check, check_name = (None, None)
+    if args.check:
+        check, check_name = labelled_images(args.model, args.check, max_images=args.max_images)
+        if not isinstance(check, tuple):
+            raise DataError(f"--check {args.check}: give labelled images (val, test or a folder of class subfolders)")
     result = export_model(args.model, args.format, args.out, calibration=data, calibration_name=name,
+                          check=check, check_name=check_name,
                           int8=args.int8, tta=tuple(args.tta or ()), ensemble=args.ensemble or (),
                           overwrite=args.overwrite, max_images=args.max_images)
     p = result.parity
@@ -300,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", help="artefact path (default: beside the model, e.g. model.onnx)")
     ex.add_argument("--calibration", help="real images for the check (and int8): val | test (the run's split) "
                                           "or a folder (class subfolders give labels)")
+    ex.add_argument("--check", help="judge the artefact on these instead (val | test | a folder of class "
+                                    "subfolders); with --int8 use a split the quantizer did not see, e.g. test")
     ex.add_argument("--int8", action="store_true", help="post-training int8 quantization (LiteRT)")
     ex.add_argument("--tta", action="append", choices=TTA_VIEWS, help="bake test-time views into the model")
     ex.add_argument("--ensemble", nargs="+", metavar="OTHER_MODEL", help="average these saved models in")

@@ -14,7 +14,7 @@ import keras
 from kerasclf.errors import ModelError
 from kerasclf.zoo.layers import FlipLeftRight
 
-__all__ = ["TTA_VIEWS", "tta_model", "ensemble_model"]
+__all__ = ["TTA_VIEWS", "tta_model", "ensemble_model", "float32_model"]
 
 TTA_VIEWS = ("flip",)
 
@@ -26,6 +26,32 @@ def _input_shape(model: Any) -> tuple[Any, ...]:
 def _one(outputs: Any) -> Any:
     """A reloaded functional model may return its single output as a one-item list."""
     return outputs[0] if isinstance(outputs, (list, tuple)) else outputs
+
+
+def _float32_config(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        if obj.get("class_name") == "DTypePolicy" and str(obj.get("config", {}).get("name", "")).startswith("mixed"):
+            return {**obj, "config": {**obj["config"], "name": "float32"}}
+        return {k: _float32_config(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_float32_config(v) for v in obj]
+    return obj
+
+
+def float32_model(model: Any) -> Any:
+    """``model`` computing in float32 with the same weights (a mixed-precision model otherwise
+    exports bf16/fp16 ops that LiteRT cannot run and that differ from float runtimes).
+
+    Example:
+        >>> from kerasclf.testing import tiny_cnn
+        >>> float32_model(tiny_cnn(2)).dtype_policy.name
+        'float32'
+    """
+    if all(not layer.dtype_policy.name.startswith("mixed") for layer in model._flatten_layers()):
+        return model
+    clone = keras.saving.deserialize_keras_object(_float32_config(keras.saving.serialize_keras_object(model)))
+    clone.set_weights(model.get_weights())
+    return clone
 
 
 def tta_model(model: Any, views: Sequence[str] = ("flip",)) -> Any:

@@ -30,7 +30,7 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 from kerasclf.data.pipeline import file_batches
 from kerasclf.data.reader import collect_image_paths
 from kerasclf.errors import DataError, ModelError
-from kerasclf.export.compose import ensemble_model, tta_model
+from kerasclf.export.compose import ensemble_model, float32_model, tta_model
 from kerasclf.export.parity import Thresholds, judge, parity
 from kerasclf.export.runtimes import FORMATS, artefact_format, open_session, pick_runtime, require, runtimes_for
 from kerasclf.io import LoadedModel, load_model, model_card, save_model, serving_function, write_card
@@ -76,6 +76,18 @@ def convert(model: Any, fmt: str, out: str | Path, *, image_size: tuple[int, int
                          f"export with --format litert --int8")
     if fmt in ("savedmodel", "keras"):
         return save_model(model, out, meta=meta, overwrite=True)
+    try:
+        return _write(model, fmt, out, image_size, int8_images)
+    except ModelError:
+        raise
+    except Exception as exc:  # the converters' own errors (tf.lite ConverterError, tf2onnx, OpenVINO)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise ModelError(f"{out}: the {fmt} converter failed ({type(exc).__name__}: {first}); a custom layer "
+                         f"without a {fmt} equivalent is the usual cause: try another --format") from exc
+
+
+def _write(model: Any, fmt: str, out: Path, image_size: tuple[int, int], int8_images: np.ndarray | None) -> Path:
+    """One converter call per format (see :func:`convert`)."""
     if fmt == "onnx":
         require("tf2onnx", "ONNX export")
         import tf2onnx
@@ -152,7 +164,8 @@ def default_out(model_path: Path, fmt: str, *, int8: bool = False, tta: bool = F
 
 def export_model(model: str | Path, fmt: str, out: str | Path | None = None, *,
                  calibration: str | Path | tuple[np.ndarray, np.ndarray | None] | None = None,
-                 calibration_name: str | None = None, int8: bool = False, tta: Sequence[str] = (),
+                 calibration_name: str | None = None, check: tuple[np.ndarray, np.ndarray | None] | None = None,
+                 check_name: str | None = None, int8: bool = False, tta: Sequence[str] = (),
                  ensemble: Sequence[str | Path] = (), overwrite: bool = False, max_images: int = 256,
                  limits: Thresholds = Thresholds()) -> ExportResult:
     """Export a saved model, check it against Keras on real images, write ``card.json``/``card.md`` beside it.
@@ -163,6 +176,8 @@ def export_model(model: str | Path, fmt: str, out: str | Path | None = None, *,
         out: the artefact path (default: beside ``model``, e.g. ``model.onnx``).
         calibration: a folder of images, or ``(images, labels or None)`` already read (a run's
             validation split: :func:`kerasclf.evaluate.run_split`).
+        check: ``(images, labels or None)`` the artefact is judged on (default: the calibration
+            images); give another split with ``int8`` so the quantizer is not judged on what it saw.
         int8: LiteRT full-integer quantization calibrated on those images; judged by accuracy drop.
         tta: views averaged into the model (``("flip",)``); ensemble: other saved models averaged in.
 
@@ -181,16 +196,18 @@ def export_model(model: str | Path, fmt: str, out: str | Path | None = None, *,
     loaded: LoadedModel = load_model(model_path)
     if loaded.format == "export":
         raise ModelError(f"{model_path}: export from the .keras file of the model, not from an exported folder")
-    keras_model = loaded.model
+    keras_model = float32_model(loaded.model)  # the artefact and its reference compute in float32
+    mixed = keras_model is not loaded.model
     if tta:
         keras_model = tta_model(keras_model, tta)
     if ensemble:
         members = [load_model(p, num_classes=len(loaded.class_names)) for p in ensemble]
+        mixed = mixed or any(float32_model(m.model) is not m.model for m in members)
         for p, m in zip(ensemble, members):
             if m.class_names != loaded.class_names:
                 raise ModelError(f"{p}: its classes {m.class_names[:10]} differ from {model_path}'s "
                                  f"{loaded.class_names[:10]}; ensemble only models of the same classes")
-        keras_model = ensemble_model([keras_model] + [m.model for m in members])
+        keras_model = ensemble_model([keras_model] + [float32_model(m.model) for m in members])
     out = Path(out) if out else default_out(model_path, fmt, int8=int8, tta=bool(tta), ensemble=bool(ensemble))
     if out.suffix != FORMATS[fmt] and FORMATS[fmt]:
         raise ModelError(f"{out}: a {fmt} artefact must end in {FORMATS[fmt]}; choose --out NAME{FORMATS[fmt]}")
@@ -214,20 +231,26 @@ def export_model(model: str | Path, fmt: str, out: str | Path | None = None, *,
     if out.exists():
         shutil.rmtree(out) if out.is_dir() else out.unlink()
     convert(keras_model, fmt, out, image_size=size, int8_images=images if int8 else None, meta=meta)
-    check = verify_artefact(keras_model, out, images, labels, task=loaded.task, int8=int8,
-                            threshold=float(loaded.meta.get("threshold", 0.5)), limits=limits)
-    check["images"] = name
-    card = model_card(model_path, meta, export={"format": fmt, "runtime": check["runtime"], "int8": int8,
+    check_x, check_y = (images, labels) if check is None else (np.asarray(check[0], "float32")[:max_images],
+                                                              None if check[1] is None else np.asarray(check[1])[:max_images])
+    judged = verify_artefact(keras_model, out, check_x, check_y, task=loaded.task, int8=int8,
+                             threshold=float(loaded.meta.get("threshold", 0.5)), limits=limits)
+    judged["images"] = name if check is None else (check_name or "given check images")
+    if mixed:
+        judged["reference"] = "the Keras model recomputed in float32 (it was saved with a mixed-precision policy)"
+    if int8:
+        judged["calibrated_on"] = f"{len(images)} images of {name}"
+    card = model_card(model_path, meta, export={"format": fmt, "runtime": judged["runtime"], "int8": int8,
                                                 "runtimes": list(runtimes_for(fmt)), "file": out.name,
                                                 "versions": _runtime_versions(fmt)},
-                      parity=check)
-    if not check["passed"]:
+                      parity=judged)
+    if not judged["passed"]:
         rejected = _reject(out)
         write_card(rejected, card)
-        raise ExportCheckError(f"{out}: export check failed on {check['n_images']} images ({name}): "
-                               f"{check['reason']}; kept as {rejected.name}; do not deploy it")
+        raise ExportCheckError(f"{out}: export check failed on {judged['n_images']} images ({judged['images']}): "
+                               f"{judged['reason']}; kept as {rejected.name}; do not deploy it")
     card_file = write_card(out, card)
-    return ExportResult(path=out, card_path=card_file, parity=check, seconds=time.perf_counter() - start)
+    return ExportResult(path=out, card_path=card_file, parity=judged, seconds=time.perf_counter() - start)
 
 
 def _runtime_versions(fmt: str) -> dict[str, str]:

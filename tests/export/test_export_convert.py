@@ -157,3 +157,41 @@ def test_efficientnet_exports_to_onnx_with_its_normalization_folded(tmp_path, as
     result = export_model(path, "onnx", calibration=flowers, max_images=16)
     p = result.parity
     assert p["passed"] and p["max_abs_diff"] <= 1e-4 and p["n_images"] == 16, p
+
+
+def test_export_from_a_run_checks_on_its_split_and_int8_on_unseen_test(tmp_path, capsys):
+    """A model inside its run folder: the float check uses the validation split; int8 is calibrated
+    on val and judged on test (images the quantizer never saw), with the accuracy change recorded."""
+    _need("ai_edge_litert")
+    from kerasclf.train import load_recipe, train
+
+    recipe = load_recipe("demo", [f"output_dir={tmp_path}", "train.epochs=2", "train.verbose=0"])
+    model = train(recipe, verbose=0).model_path
+    assert main(["export", str(model), "--format", "litert"]) == 0
+    card = read_card(model.with_suffix(".tflite"))
+    assert card["parity"]["images"].endswith("val split") and card["parity"]["n_images"] >= 150
+    assert card["parity"]["top1_agreement"] >= 0.999 and "split_sha256" in card["data"]
+    assert card["metrics"]["val"]["accuracy"] > 0.5
+    assert main(["export", str(model), "--format", "litert", "--int8", "--calibration", "val",
+                 "--check", "test"]) == 0
+    p = read_card(model.with_name("model.int8.tflite"))["parity"]
+    assert p["images"].endswith("test split") and "val split" in p["calibrated_on"]
+    assert abs(p["accuracy_change"]) <= 0.01, p
+    assert "accuracy: Keras" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("family,fmt", [("resnet", "onnx"), ("resnet", "litert"), ("resnet", "openvino"),
+                                        ("transfer", "onnx"), ("cnn", "litert")])
+def test_each_zoo_family_exports_within_the_limits(family, fmt, tmp_path):
+    """The custom ResidualUnit, a nested keras.applications backbone and the CNN all convert and agree."""
+    _need(NEEDS[fmt])
+    from kerasclf.testing import tiny_resnet, tiny_transfer
+    from kerasclf.zoo import build
+
+    model = {"resnet": lambda: tiny_resnet(3), "transfer": lambda: tiny_transfer(3),
+             "cnn": lambda: build("deep_cnn", num_classes=3)}[family]()
+    size = list(model.inputs[0].shape[1:3]) if model.inputs[0].shape[1] else [32, 32]
+    path = save_model(model, tmp_path / "m.keras", meta={"class_names": list("abc"), "image_size": size})
+    x = np.random.RandomState(0).uniform(0, 255, (24, *size, 3)).astype("float32")
+    result = export_model(path, fmt, calibration=(x, None))
+    assert result.parity["passed"] and result.parity["max_abs_diff"] <= 1e-4, result.parity
