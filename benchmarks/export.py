@@ -1,8 +1,9 @@
 """Inference speed of exported artefacts beside Keras ``predict``: one process, same inputs.
 
-For each model: Keras ``model.predict`` and every runtime on the same float32 batch of 32 random
-images (0..255), timed in alternating rounds so background load hits all alike; throughput in
-images/s and the ratio to Keras; max abs difference of the outputs to Keras on those inputs.
+For each model: Keras ``model.predict``, the model as a compiled ``tf.function`` and every runtime
+on the same float32 batch of 32 random images (0..255), timed in alternating rounds so background
+load hits all alike; throughput in images/s and the ratio to Keras ``predict``; latency p50/p95 of
+one image; max abs difference of the outputs to Keras on those inputs.
 
 Example:
     $ python benchmarks/export.py --out benchmarks/results/export.json
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tensorflow as tf
 
 import kerasclf
 from kerasclf.export import convert, installed, open_session
@@ -47,13 +49,14 @@ def _rate(fn: Any, x: np.ndarray, rounds: int) -> float:
     return len(x) / best
 
 
-def bench(name: str, batch: int, rounds: int, tmp: Path) -> list[dict[str, Any]]:
+def bench(name: str, batch: int, rounds: int, tmp: Path, latency_calls: int = 30) -> list[dict[str, Any]]:
     model = MODELS[name]()
     size = int(name.split("@")[1])
     x = np.random.RandomState(0).uniform(0, 255, (batch, size, size, 3)).astype("float32")
     keras_fn = lambda v: model.predict(v, batch_size=batch, verbose=0)  # noqa: E731
     ref = keras_fn(x)
-    runners = {"keras predict": keras_fn}
+    compiled = tf.function(lambda v: model(v, training=False))
+    runners = {"keras predict": keras_fn, "keras tf.function": lambda v: compiled(v).numpy()}
     for label, fmt, runtime, int8 in ROUTES:
         if not installed(runtime):
             continue
@@ -68,15 +71,24 @@ def bench(name: str, batch: int, rounds: int, tmp: Path) -> list[dict[str, Any]]
     rows = []
     for k, fn in runners.items():
         diff = float(np.max(np.abs(np.asarray(fn(x)) - ref)))
+        one = x[:1]
+        fn(one)
+        lat = []
+        for _ in range(latency_calls):
+            t = time.perf_counter()
+            fn(one)
+            lat.append((time.perf_counter() - t) * 1000)
         rows.append({"model": name, "runtime": k, "img_per_s": round(rates[k], 1),
-                     "vs_keras": round(rates[k] / rates["keras predict"], 2), "max_abs_diff": diff})
+                     "vs_keras": round(rates[k] / rates["keras predict"], 2), "max_abs_diff": diff,
+                     "p50_ms": round(float(np.percentile(lat, 50)), 2), "p95_ms": round(float(np.percentile(lat, 95)), 2)})
     return rows
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    out = ["| model | runtime | img/s (batch 32) | × Keras predict | max abs diff |", "|---|---|---|---|---|"]
-    out += [f"| {r['model']} | {r['runtime']} | {r['img_per_s']:.1f} | {r['vs_keras']:.2f}× | {r['max_abs_diff']:.1e} |"
-            for r in rows]
+    out = ["| model | runtime | img/s (batch 32) | × Keras predict | batch-1 p50 / p95 ms | max abs diff |",
+           "|---|---|---|---|---|---|"]
+    out += [f"| {r['model']} | {r['runtime']} | {r['img_per_s']:.1f} | {r['vs_keras']:.2f}× | "
+            f"{r['p50_ms']:.1f} / {r['p95_ms']:.1f} | {r['max_abs_diff']:.1e} |" for r in rows]
     return "\n".join(out)
 
 
