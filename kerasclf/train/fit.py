@@ -37,7 +37,7 @@ from kerasclf.data import pipeline, splits
 from kerasclf.data.augment import get_policy
 from kerasclf.data.spec import DataSpec
 from kerasclf.errors import ConfigError, RunExistsError
-from kerasclf.io import save_model
+from kerasclf.io import model_card, save_model, write_card
 from kerasclf.train.autoencoder import as_reconstruction, plot_reconstructions, reconstruction_error
 from kerasclf.train.callbacks import make_callbacks
 from kerasclf.train.distribute import (
@@ -302,6 +302,7 @@ def finish_run(model: keras.Model, data: RunData, recipe: Recipe, run_dir: Path,
             w.writerows(spec.skipped)
         metrics["skipped_files"] = len(spec.skipped)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+    write_card(model_path, model_card(model_path, meta))  # model.card.json / .md: classes, input, metrics, split hash
     return RunResult(run_dir=run_dir, model_path=model_path, metrics=metrics, history=history, model=model)
 
 

@@ -167,6 +167,8 @@ def test_export_from_a_run_checks_on_its_split_and_int8_on_unseen_test(tmp_path,
 
     recipe = load_recipe("demo", [f"output_dir={tmp_path}", "train.epochs=2", "train.verbose=0"])
     model = train(recipe, verbose=0).model_path
+    trained_card = read_card(model)  # every run writes the card of its model beside it
+    assert trained_card["class_names"] == [str(i) for i in range(10)] and "val" in trained_card["metrics"]
     assert main(["export", str(model), "--format", "litert"]) == 0
     card = read_card(model.with_suffix(".tflite"))
     assert card["parity"]["images"].endswith("val split") and card["parity"]["n_images"] >= 150
