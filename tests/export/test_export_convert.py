@@ -28,6 +28,7 @@ def _need(module):
 def trained(tmp_path_factory):
     """A tiny CNN trained on squares (confident, varied outputs) saved with its metadata, and its data."""
     x, y = square_images(12, 16, 3, seed=1)
+    keras.utils.set_random_seed(0)  # the same trained weights every run: the int8 figures are reproducible
     model = tiny_cnn(3)
     model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
     model.fit(x, y, epochs=40, batch_size=12, verbose=0)
@@ -159,6 +160,7 @@ def test_efficientnet_exports_to_onnx_with_its_normalization_folded(tmp_path, as
     assert p["passed"] and p["max_abs_diff"] <= 1e-4 and p["n_images"] == 16, p
 
 
+@pytest.mark.slow  # trains the demo run (~45 s on 2 cores)
 def test_export_from_a_run_checks_on_its_split_and_int8_on_unseen_test(tmp_path, capsys):
     """A model inside its run folder: the float check uses the validation split; int8 is calibrated
     on val and judged on test (images the quantizer never saw), with the accuracy change recorded."""
@@ -191,7 +193,7 @@ def test_each_zoo_family_exports_within_the_limits(family, fmt, tmp_path):
     from kerasclf.zoo import build
 
     model = {"resnet": lambda: tiny_resnet(3), "transfer": lambda: tiny_transfer(3),
-             "cnn": lambda: build("deep_cnn", num_classes=3)}[family]()
+             "cnn": lambda: build("simple_cnn", num_classes=3)}[family]()
     size = list(model.inputs[0].shape[1:3]) if model.inputs[0].shape[1] else [32, 32]
     path = save_model(model, tmp_path / "m.keras", meta={"class_names": list("abc"), "image_size": size})
     x = np.random.RandomState(0).uniform(0, 255, (24, *size, 3)).astype("float32")
