@@ -38,14 +38,17 @@ def _models():
     return {"resnet": resnet, "transfer": transfer}
 
 
-@pytest.mark.parametrize("kind", ["resnet", "transfer"])
-def test_round_trip_in_fresh_process(tmp_path, kind):
-    model = _models()[kind]
+def test_round_trip_in_fresh_process(tmp_path):
+    """A custom-layer resnet and a nested-backbone transfer model, every format, one fresh process."""
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(4, 40, 48, 3)).astype("float32")  # any size: resized inside
-    expected = model.predict(images, verbose=0)
     meta = {"class_names": ["a", "b", "c"], "task": "multiclass", "image_size": [32, 32], "num_outputs": 3}
-    paths = [save_model(model, tmp_path / name, meta=meta) for name in FORMATS]
+    expected, paths = {}, []
+    for kind, model in _models().items():
+        for name in FORMATS:
+            path = save_model(model, tmp_path / f"{kind}_{name}", meta=meta)
+            expected[str(path)] = model.predict(images, verbose=0)
+            paths.append(path)
     np.save(tmp_path / "images.npy", images)
     script = tmp_path / "reload.py"
     script.write_text(RELOAD)
@@ -54,9 +57,9 @@ def test_round_trip_in_fresh_process(tmp_path, kind):
     assert proc.returncode == 0, proc.stderr[-3000:]
     info = json.loads((tmp_path / "out.json").read_text())
     for path in paths:
-        got = np.load(str(path).rstrip("/") + ".pred.npy")
-        assert got.shape == expected.shape
-        assert np.max(np.abs(got - expected)) < 1e-5, path
+        got, want = np.load(str(path).rstrip("/") + ".pred.npy"), expected[str(path)]
+        assert got.shape == want.shape
+        assert np.max(np.abs(got - want)) < 1e-5, path
         assert info[str(path)] == {"classes": ["a", "b", "c"], "task": "multiclass", "size": [32, 32]}
 
 

@@ -144,6 +144,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow  # 2 epochs of digits twice in a subprocess (~35 s); train(strategy=...) is in the fast suite
 def test_mirrored_two_logical_cpus_matches_one_device(tmp_path):
     script = tmp_path / "mirrored.py"
     script.write_text("import tensorflow as tf\n"
@@ -188,6 +189,7 @@ print(json.dumps({"chief": is_chief(), "replicas": replicas, "loss": h.history["
 """
 
 
+@pytest.mark.slow  # two TensorFlow processes talking over localhost (~15 s)
 def test_multi_worker_two_processes_on_localhost(tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
