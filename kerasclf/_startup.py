@@ -124,6 +124,9 @@ def import_tensorflow(verbose: bool | None = None) -> None:
     Args:
         verbose: show the lines; ``None`` asks :func:`wants_tf_logs`.
     """
+    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":  # e.g. jax: TensorFlow is optional
+        import keras  # noqa: F401
+        return
     if "tensorflow" in sys.modules:  # already imported by the user: its lines are already out
         import keras  # noqa: F401
         return

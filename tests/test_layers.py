@@ -48,8 +48,12 @@ def test_parts_import_only_downwards():
     assert not wrong, f"imports that run up or sideways: {dict(wrong)}"
 
 
+#: the one deferred import: kerasclf.train.fit needs TensorFlow, optional when Keras runs on JAX
+DEFERRED = {"train/__init__.py"}
+
+
 def test_the_package_own_imports_are_at_module_top():
-    local = [f"{p.relative_to(ROOT)}:{n}" for p in ROOT.rglob("*.py")
+    local = [f"{p.relative_to(ROOT)}:{n}" for p in ROOT.rglob("*.py") if str(p.relative_to(ROOT)) not in DEFERRED
              for n, line in enumerate(p.read_text().splitlines(), 1)
              if re.match(r"^\s+(from kerasclf|import kerasclf)", line)]
     assert not local, f"function-local imports of kerasclf modules: {local}"

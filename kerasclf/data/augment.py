@@ -74,7 +74,6 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from kerasclf.errors import ConfigError, UnknownNameError
 
@@ -219,6 +218,8 @@ class _KerasStep:
     layers: list[Any]
 
     def __call__(self, images: Any, labels: Any) -> tuple[Any, Any]:
+        import tensorflow as tf  # TensorFlow is optional when Keras runs on JAX
+
         for layer in self.layers:
             images = tf.cast(layer(images, training=True), tf.float32)
         return tf.clip_by_value(images, 0.0, 255.0), labels
@@ -230,6 +231,8 @@ class _MixStep:
     num_classes: int | None
 
     def __call__(self, images: Any, labels: Any) -> tuple[Any, Any]:
+        import tensorflow as tf  # TensorFlow is optional when Keras runs on JAX
+
         if labels.dtype.is_integer or len(labels.shape) == 1:
             if not self.num_classes:
                 raise ConfigError(
@@ -301,6 +304,8 @@ class _AlbStep:
         return out[0] if images.ndim == 3 else out
 
     def __call__(self, images: Any, labels: Any) -> tuple[Any, Any]:
+        import tensorflow as tf  # TensorFlow is optional when Keras runs on JAX
+
         shape = images.shape
         out = tf.numpy_function(self._numpy, [tf.cast(images, tf.float32)], tf.float32, stateful=True)
         out.set_shape(shape)
@@ -331,6 +336,8 @@ class AugmentPolicy:
 
     def __call__(self, images: Any, labels: Any) -> tuple[Any, Any]:
         """Augment a batch (or one image): float32 0..255 in, float32 0..255 out."""
+        import tensorflow as tf  # TensorFlow is optional when Keras runs on JAX
+
         images = tf.cast(images, tf.float32)
         labels = tf.convert_to_tensor(labels)
         for step in self.steps:

@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import keras
-import tensorflow as tf
 
 from kerasclf.errors import BackendError, ConfigError
 
@@ -92,6 +91,8 @@ def _check_name(name: str) -> str:
 
 
 def _tf_strategy(name: str) -> Any:
+    import tensorflow as tf  # TensorFlow is optional when Keras runs on JAX
+
     cfg = tf_config()
     if name == "multi_worker" or (name == "auto" and _cluster_size(cfg) > 1):
         # before anything that initialises the runtime (listing logical devices does)
@@ -126,6 +127,8 @@ def _nested_reduce(strategy: Any) -> Any:
     reduces each scalar metric with ``axis=0``, which a scalar does not have; those are reduced
     across replicas only (``axis=None``), which is the mean Keras wants.
     """
+    import tensorflow as tf  # TensorFlow is optional when Keras runs on JAX
+
     original = strategy.reduce
 
     def leaf(reduce_op: Any, v: Any, axis: Any) -> Any:
@@ -330,6 +333,8 @@ def shard_by_data(dataset: Any) -> Any:
     Example:
         >>> ds = shard_by_data(tf.data.Dataset.range(4))  # doctest: +SKIP
     """
+    import tensorflow as tf  # TensorFlow is optional when Keras runs on JAX
+
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options)

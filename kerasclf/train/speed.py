@@ -45,7 +45,6 @@ import os
 from typing import Any
 
 import keras
-import tensorflow as tf
 
 from kerasclf.errors import ConfigError
 
@@ -77,6 +76,8 @@ def device_info() -> dict[str, Any]:
     info: dict[str, Any] = {"platform": "cpu", "name": "cpu", "compute_capability": None, "count": 1}
     try:
         if backend == "tensorflow":
+            import tensorflow as tf  # TensorFlow is optional when Keras runs on JAX
+
             gpus = tf.config.list_physical_devices("GPU")
             if gpus:
                 details = tf.config.experimental.get_device_details(gpus[0])
