@@ -84,7 +84,7 @@ def evaluate_model(model: str | Path, data: str | Path, *, batch_size: int = 32)
 def _run_parts(run_dir: Path) -> tuple[Any, DataSpec, dict[str, np.ndarray]]:
     """A run folder's recipe, data spec and split manifest (train/val/test indices)."""
     recipe = load_recipe(run_dir / "recipe.yaml")
-    spec = sources.load({"source": recipe.data.source, **recipe.data.options})
+    spec = recipe.data.load_spec()
     return recipe, spec, splits.read_manifest(run_dir / "split.csv", spec)
 
 

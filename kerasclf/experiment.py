@@ -28,7 +28,7 @@ import yaml
 
 from kerasclf.analysis.metrics import classification_metrics
 from kerasclf.analysis.report import comparison_report
-from kerasclf.data import sources, splits
+from kerasclf.data import splits
 from kerasclf.data.pipeline import split_arrays
 from kerasclf.errors import ConfigError, KerasclfError, RunExistsError
 from kerasclf.features.extract import extract_features
@@ -215,7 +215,7 @@ def compare(recipe_path: str | Path, *, overrides: list[str] | None = None, outp
     _claim_folder(out, raw, overwrite=overwrite)
 
     base = Recipe.from_dict({k: v for k, v in raw.items() if k in ("name", "data", "train")})
-    spec = sources.load({"source": base.data.source, **base.data.options})
+    spec = base.data.load_spec()
     s = base.data.split
     manifest = out / "split.csv"
     splits.split_or_reuse(spec, manifest, (s.train, s.val, s.test), s.seed)

@@ -62,7 +62,7 @@ def save_model(model: Any, path: str | Path, *, meta: dict[str, Any] | None = No
         raise ModelError(f"{path} already exists; pass overwrite=True (or --overwrite) or choose another path")
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = dict(meta or {})
-    meta.setdefault("kerasclf_version", _version())
+    meta.setdefault("kerasclf_version", __version__)
     text = json.dumps(meta, indent=2, default=_json_default)
     if fmt == "keras":
         tmp = path.with_name(path.name + ".tmp.keras")
@@ -300,7 +300,7 @@ def model_card(model_path: str | Path, meta: dict[str, Any] | None = None, **ext
                            for k in ("val", "test") if isinstance(metrics.get(k), dict)}
     if (run / "recipe.yaml").is_file():
         card["recipe"] = (run / "recipe.yaml").read_text()
-    card["versions"] = {"kerasclf": _version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+    card["versions"] = {"kerasclf": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
                         "python": platform.python_version()}
     card.update(extra)
     return card
@@ -361,9 +361,3 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return str(obj)
-
-
-def _version() -> str:
-    return __version__
-
-

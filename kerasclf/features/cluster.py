@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -305,8 +304,7 @@ def _load_items(images: Any, index: np.ndarray, size: tuple[int, int] = (64, 64)
     if isinstance(images, DataSpec):
         if images.images is not None:
             return [images.images[i] for i in index]
-        return [x.astype(np.uint8) for _, xb in file_batches([images.paths[i] for i in index], size)
-                for x in xb]
+        images = images.paths
     if isinstance(images, (list, tuple)) and images and isinstance(images[0], (str, Path)):
         return [x.astype(np.uint8) for _, xb in file_batches([str(images[i]) for i in index], size) for x in xb]
     return [np.asarray(images[i]) for i in index]
