@@ -30,7 +30,7 @@ from kerasclf.recipes import builtin_path
 
 __all__ = [
     "Recipe", "DataCfg", "SplitCfg", "ModelSection", "TrainCfg", "OptimizerCfg", "ScheduleCfg",
-    "EarlyStoppingCfg", "ReduceLRCfg", "FineTuneCfg", "load_recipe", "apply_overrides",
+    "EarlyStoppingCfg", "ReduceLRCfg", "FineTuneCfg", "LRFindCfg", "load_recipe", "apply_overrides",
 ]
 
 
@@ -85,9 +85,10 @@ class ModelSection:
 @dataclass
 class OptimizerCfg:
     """``momentum``: sgd / rmsprop only (unset: 0.9 for sgd, 0.0 for rmsprop); ``weight_decay``: every
-    optimizer (unset: 1e-4 for adamw, none for the others); ``clipnorm`` > 0 clips each gradient."""
+    optimizer (unset: 1e-4 for adamw, none for the others); ``clipnorm`` > 0 clips each gradient.
+    ``learning_rate: find`` runs the LR finder (``train.lr_find``) first and uses its suggestion."""
     name: str = "adam"
-    learning_rate: float = 1e-3
+    learning_rate: float | str = 1e-3
     momentum: float | None = None
     weight_decay: float | None = None
     clipnorm: float | None = None
@@ -95,12 +96,17 @@ class OptimizerCfg:
 
 @dataclass
 class ScheduleCfg:
-    """``none`` | ``exponential`` (decay_rate every decay_steps) | ``cosine`` (over all steps)."""
+    """``none`` | ``exponential`` (decay_rate every decay_steps) | ``cosine`` (over all steps) |
+    ``one_cycle`` (from lr/div_factor up to lr over the first ``warmup`` fraction of the steps, then
+    cosine down to lr/final_div; the momentum does not cycle)."""
     name: str = "none"
     decay_steps: int | None = None
     decay_rate: float = 0.96
     warmup_steps: int = 0
     alpha: float = 0.0
+    warmup: float = 0.3
+    div_factor: float = 25.0
+    final_div: float = 1e4
 
 
 @dataclass
@@ -121,10 +127,35 @@ class ReduceLRCfg:
 
 @dataclass
 class FineTuneCfg:
-    """Stage 2 of transfer learning: unfreeze (all, the last N layers, or from a named layer)."""
+    """Stage 2 of transfer learning: unfreeze (all, the last N layers, or from a named layer).
+
+    ``groups``: the unfrozen backbone layers split into this many groups (stem to head) for
+    ``lr_decay`` (discriminative LRs: the group next to the head trains at ``learning_rate``, each
+    group below at ``lr_decay`` times the one above; 1.0 = one LR) and ``gradual`` (unfreeze one
+    more group per epoch, head side first). Batch-norm layers stay in inference mode while the
+    backbone is fine-tuned (``freeze_bn``; false also trains their statistics). ``schedule``: a
+    ``train.schedule`` name for this stage (its other keys are shared), ``none`` keeps the LR.
+    ``learning_rate: find`` runs the LR finder on the unfrozen model."""
     epochs: int = 5
-    learning_rate: float = 1e-5
+    learning_rate: float | str = 1e-5
     unfreeze: Any = True
+    groups: int = 1
+    lr_decay: float = 1.0
+    gradual: bool = False
+    freeze_bn: bool = True
+    schedule: str = "none"
+
+
+@dataclass
+class LRFindCfg:
+    """The LR finder's sweep: ``steps`` batches from ``start`` to ``end`` (exponential); it stops
+    when the smoothed loss exceeds ``diverge`` times its minimum. ``suggestion``: ``valley`` or
+    ``steepest`` (fastai's two), used by ``learning_rate: find``."""
+    start: float = 1e-7
+    end: float = 10.0
+    steps: int = 100
+    diverge: float = 4.0
+    suggestion: str = "valley"
 
 
 @dataclass
@@ -135,6 +166,11 @@ class TrainCfg:
     early_stopping: EarlyStoppingCfg | None = None
     reduce_lr: ReduceLRCfg | None = None
     fine_tune: FineTuneCfg | None = None
+    lr_find: LRFindCfg = field(default_factory=LRFindCfg)
+    class_weight: Any = None
+    cache_frozen: Any = "auto"
+    deterministic: bool = False
+    tensorboard: bool = True
     label_smoothing: float = 0.0
     monitor: str = "val_loss"
     steps_per_epoch: int | None = None
@@ -144,6 +180,29 @@ class TrainCfg:
     steps_per_execution: Any = "auto"
     strategy: str = "auto"
     verbose: int = 1
+
+    def __post_init__(self) -> None:
+        """Refuse values of the training-loop keys that would otherwise be ignored or fail late."""
+        for key, lr in (("optimizer.learning_rate", self.optimizer.learning_rate),
+                        ("fine_tune.learning_rate", self.fine_tune.learning_rate if self.fine_tune else 1.0)):
+            if isinstance(lr, str) and lr != "find":
+                raise ConfigError(f"train.{key}: '{lr}' is not a number or 'find' (the LR finder)")
+        if self.class_weight not in (None, "balanced"):
+            raise ConfigError(f"train.class_weight: {self.class_weight!r}; use balanced or null")
+        if self.cache_frozen not in ("auto", True, False):
+            raise ConfigError(f"train.cache_frozen: {self.cache_frozen!r}; use auto, true or false")
+        if self.lr_find.suggestion not in ("valley", "steepest"):
+            raise ConfigError(f"train.lr_find.suggestion: '{self.lr_find.suggestion}'; use valley or steepest")
+        if not 0 < self.lr_find.start < self.lr_find.end or self.lr_find.steps < 5:
+            raise ConfigError(f"train.lr_find: need 0 < start < end and steps >= 5, got start="
+                              f"{self.lr_find.start}, end={self.lr_find.end}, steps={self.lr_find.steps}")
+        ft = self.fine_tune
+        if ft is not None and (ft.groups < 1 or not 0 < ft.lr_decay <= 1):
+            raise ConfigError(f"train.fine_tune: groups must be >= 1 and 0 < lr_decay <= 1, got groups="
+                              f"{ft.groups}, lr_decay={ft.lr_decay}")
+        if ft is not None and (ft.lr_decay < 1 or ft.gradual) and ft.groups < 2:
+            raise ConfigError("train.fine_tune.lr_decay / gradual act between layer groups; set "
+                              "train.fine_tune.groups >= 2 (e.g. 3)")
 
 
 @dataclass
