@@ -50,10 +50,13 @@ def folder_for_model(loaded: LoadedModel, data: str | Path) -> tuple[DataSpec, n
     return spec, np.array([names.index(c) for c in spec.class_names])
 
 
-def _folder_arrays(loaded: LoadedModel, data: str | Path, batch_size: int) -> tuple[np.ndarray, np.ndarray, DataSpec]:
-    """Images and labels (in the model's class indices) of a folder, at the model's input size."""
+def _folder_arrays(loaded: LoadedModel, data: str | Path, batch_size: int,
+                   max_images: int | None = None) -> tuple[np.ndarray, np.ndarray, DataSpec]:
+    """Images and labels (in the model's class indices) of a folder, at the model's input size;
+    with ``max_images``, a seeded stratified sample of them (:func:`kerasclf.data.splits.sample_indices`)."""
     spec, remap = folder_for_model(loaded, data)
-    images, labels = split_arrays(spec, image_size=loaded.image_size, batch_size=batch_size)
+    index = splits.sample_indices(spec, max_images) if max_images else None
+    images, labels = split_arrays(spec, index, image_size=loaded.image_size, batch_size=batch_size)
     labels = remap[labels.reshape(-1).astype(int)]
     if loaded.task == "binary":
         labels = labels.reshape(-1, 1).astype("float32")
@@ -97,6 +100,8 @@ def run_split(run_dir: str | Path, split: str = "val", *, image_size: tuple[int,
               max_images: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Images (float32 0..255) and labels of one split of a run folder, read as training read them.
 
+    ``max_images``: a seeded stratified sample of the split (every class keeps its share).
+
     Example:
         >>> x, y = run_split("runs/demo", "val", image_size=(32, 32), max_images=100)  # doctest: +SKIP
     """
@@ -105,7 +110,8 @@ def run_split(run_dir: str | Path, split: str = "val", *, image_size: tuple[int,
     index = parts.get(split, [])
     if not len(index):
         raise DataError(f"{run_dir / 'split.csv'} has no '{split}' images; use --calibration val, test or a folder")
-    return split_arrays(spec, index[:max_images] if max_images else index, image_size=image_size)
+    return split_arrays(spec, splits.sample_indices(spec, max_images, index) if max_images else index,
+                        image_size=image_size)
 
 
 def labelled_images(model: str | Path, source: str | Path | None, *,
@@ -114,6 +120,8 @@ def labelled_images(model: str | Path, source: str | Path | None, *,
 
     ``source``: ``None`` or ``val`` / ``test`` (that split of the model's run folder), a folder of
     the model's class subfolders (labelled), or any folder of images (unlabelled, read by the export).
+    Labelled images are a seeded stratified sample of at most ``max_images`` (not the first files
+    of a class-sorted folder).
 
     Example:
         >>> data, name = labelled_images("runs/demo/model.keras", None)    # doctest: +SKIP
@@ -131,8 +139,8 @@ def labelled_images(model: str | Path, source: str | Path | None, *,
     folder = Path(source)
     loaded = load_model(model)
     if folder.is_dir() and any(d.is_dir() and d.name in loaded.class_names for d in folder.iterdir()):
-        images, labels, _ = _folder_arrays(loaded, folder, 64)
-        return (images[:max_images], labels[:max_images]), f"{folder} (labelled by class folder)"
+        images, labels, _ = _folder_arrays(loaded, folder, 64, max_images)
+        return (images, labels), f"{folder} (labelled by class folder)"
     return folder, str(folder)
 
 

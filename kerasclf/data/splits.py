@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import os
 from collections import Counter, defaultdict
@@ -31,7 +32,7 @@ import numpy as np
 from kerasclf.data.spec import DataSpec
 from kerasclf.errors import ConfigError, DataError
 
-__all__ = ["SPLITS", "split_indices", "write_manifest", "read_manifest", "split_or_reuse"]
+__all__ = ["SPLITS", "split_indices", "sample_indices", "write_manifest", "read_manifest", "split_or_reuse"]
 
 SPLITS: tuple[str, str, str] = ("train", "val", "test")
 
@@ -160,6 +161,34 @@ def split_indices(spec: DataSpec, ratios: Sequence[float] | dict[str, float] = (
     for s, part in zip(missing, carved[1:]):
         out[s] = part
     return out
+
+
+def sample_indices(spec: DataSpec, n: int, index: Sequence[int] | np.ndarray | None = None,
+                   seed: int = 42) -> np.ndarray:
+    """A seeded, stratified sample of at most ``n`` items of ``spec`` (of ``index`` when given).
+
+    Each class keeps its share (largest remainder, as :func:`split_indices` divides a split), so
+    the first ``n`` files of a class-sorted folder never stand in for the whole folder. The same
+    seed and items give the same sample whatever their order; the result is sorted.
+
+    Example:
+        >>> spec = DataSpec.from_arrays(np.zeros((30, 4, 4), "uint8"), np.repeat([0, 1, 2], 10))
+        >>> picked = sample_indices(spec, 6, seed=0)
+        >>> len(picked), np.bincount(spec.labels[picked]).tolist()
+        (6, [2, 2, 2])
+    """
+    idx = np.arange(len(spec)) if index is None else np.asarray(index, dtype=int)
+    if n >= len(idx):
+        return np.sort(idx)
+    if n <= 0:
+        return np.array([], dtype=int)
+    ids = spec.ids()
+    idx = idx[np.array(sorted(range(len(idx)), key=lambda i: ids[idx[i]]), dtype=int)]
+    taken = _split_pool(dataclasses.replace(spec, groups=None), idx,  # groups matter to splits, not samples
+                        np.array([n, len(idx) - n], dtype=float) / len(idx), int(seed))[0]
+    if len(taken) > n:  # per-class rounding can give one or two extra: drop them at random
+        taken = np.sort(np.random.default_rng(seed).permutation(taken)[:n])
+    return taken
 
 
 def _label_text(spec: DataSpec, i: int) -> str:

@@ -115,13 +115,16 @@ def _write(model: Any, fmt: str, out: Path, image_size: tuple[int, int], int8_im
 
 
 def calibration_images(folder: str | Path, image_size: tuple[int, int], *, max_images: int = 256) -> np.ndarray:
-    """Up to ``max_images`` images of ``folder`` (any layout), read by the one pipeline at ``image_size``.
+    """Up to ``max_images`` images of ``folder`` (any layout, a seeded random sample when it holds
+    more), read by the one pipeline at ``image_size``.
 
     Example:
         >>> calibration_images("photos/", (224, 224), max_images=64).shape   # doctest: +SKIP
         (64, 224, 224, 3)
     """
-    files = [str(p) for p in collect_image_paths(folder)][:max_images] if Path(folder).is_dir() else []
+    files = [str(p) for p in collect_image_paths(folder)] if Path(folder).is_dir() else []
+    if len(files) > max_images:  # not the first files of a class-sorted folder
+        files = [files[i] for i in np.sort(np.random.default_rng(0).permutation(len(files))[:max_images])]
     batches = [x for _, x in file_batches(files, image_size, 64)]
     if not batches:
         raise DataError(f"{folder}: no readable images for the export check; pass --calibration with a folder "

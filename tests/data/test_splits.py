@@ -114,3 +114,18 @@ def test_manifest_multilabel_labels(tmp_path):
     splits.write_manifest(tmp_path / "m.csv", spec, {"train": np.arange(6)})
     lines = (tmp_path / "m.csv").read_text().splitlines()
     assert lines[1] == "#0,Smiling,train" and lines[2] == "#1,Smiling|Male,train"
+
+
+def test_sample_keeps_class_shares_is_seeded_and_order_free():
+    spec = _paths_spec((60, 30, 10))
+    picked = splits.sample_indices(spec, 20, seed=3)
+    assert len(picked) == 20 and len(set(picked)) == 20
+    assert np.bincount(spec.labels[picked], minlength=3).tolist() == [12, 6, 2]  # not the first 20 (all class a)
+    perm = np.random.default_rng(1).permutation(len(spec))
+    shuffled = _paths_spec((60, 30, 10), order=perm)
+    again = splits.sample_indices(shuffled, 20, seed=3)
+    assert sorted(shuffled.paths[i] for i in again) == sorted(spec.paths[i] for i in picked)
+    assert set(splits.sample_indices(spec, 20, seed=4)) != set(picked)
+    within = splits.sample_indices(spec, 5, index=np.arange(60, 100), seed=3)  # from a subset (a split)
+    assert len(within) == 5 and within.min() >= 60
+    assert splits.sample_indices(spec, 500).tolist() == list(range(len(spec)))

@@ -199,3 +199,17 @@ def test_each_zoo_family_exports_within_the_limits(family, fmt, tmp_path):
     x = np.random.RandomState(0).uniform(0, 255, (24, *size, 3)).astype("float32")
     result = export_model(path, fmt, calibration=(x, None))
     assert result.parity["passed"] and result.parity["max_abs_diff"] <= 1e-4, result.parity
+
+
+def test_check_images_from_a_class_folder_are_a_stratified_sample(tmp_path):
+    """--calibration/--check FOLDER with more images than --max-images: every class, in its share."""
+    from kerasclf.evaluate import labelled_images
+
+    folder = write_image_folder(tmp_path / "data", n_per_class=10, size=16, classes=3)
+    path = save_model(tiny_cnn(3), tmp_path / "model.keras",
+                      meta={"class_names": ["class0", "class1", "class2"], "task": "multiclass", "image_size": [16, 16]})
+    (x, y), name = labelled_images(path, folder, max_images=9)
+    assert x.shape == (9, 16, 16, 3) and "labelled" in name
+    assert np.bincount(np.asarray(y).reshape(-1).astype(int), minlength=3).tolist() == [3, 3, 3]
+    (x2, y2), _ = labelled_images(path, folder, max_images=9)
+    assert np.array_equal(x, x2) and np.array_equal(y, y2)  # seeded
