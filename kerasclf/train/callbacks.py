@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 
 from kerasclf.errors import ConfigError
 from kerasclf.train.distribute import backup_dir
 from kerasclf.train.recipe import TrainCfg
 
-__all__ = ["make_callbacks", "BatchLossLogger", "monitor_mode"]
+__all__ = ["make_callbacks", "BatchLossLogger", "TensorBoardLogger", "monitor_mode", "current_lr"]
 
 # Parts of a Keras metric name that say which way is better. "Lower" is checked first, so a
 # loss or error of anything ("accuracy_loss", "mean_absolute_error") is minimised.
@@ -85,10 +86,66 @@ class BatchLossLogger(keras.callbacks.Callback):
         self._rows.clear()
 
 
-def make_callbacks(cfg: TrainCfg, run_dir: str | Path, *, stage: int = 1,
-                   has_validation: bool = True, schedule_active: bool = False) -> list[Any]:
-    """CSVLogger, per-batch loss log, best checkpoint, BackupAndRestore, and the optional
-    EarlyStopping / ReduceLROnPlateau of the recipe."""
+def current_lr(model: Any) -> float:
+    """The optimizer's learning rate now (a schedule evaluated at the current step)."""
+    return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+
+
+class TensorBoardLogger(keras.callbacks.Callback):
+    """Writes TensorBoard event files with TensorFlow's own ``tf.summary.write`` (the ``tensorboard``
+    package, needed for ``tf.summary.scalar``/``image``, only reads them): every epoch's logs and the
+    learning rate as scalars, and a batch of validation images. ``tensorboard --logdir runs``.
+    """
+
+    def __init__(self, log_dir: str | Path, images: Any = None, max_images: int = 8):
+        super().__init__()
+        import tensorflow as tf  # TensorBoard event files: TensorFlow only
+
+        self._tf = tf
+        self.log_dir = Path(log_dir)
+        self._writers = {name: tf.summary.create_file_writer(str(self.log_dir / name))
+                         for name in ("train", "validation")}
+        self._images = images
+        self._max_images = max_images
+
+    def _write(self, split: str, tag: str, tensor: Any, step: int, plugin: str, data_class: int) -> None:
+        from tensorflow.core.framework import summary_pb2  # the SummaryMetadata proto of TensorBoard's plugins
+
+        meta = summary_pb2.SummaryMetadata(data_class=data_class)
+        meta.plugin_data.plugin_name = plugin
+        with self._writers[split].as_default():
+            self._tf.summary.write(tag, tensor, step=step, metadata=meta)
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        if self._images is None:
+            return
+        x = np.asarray(self._images[: self._max_images], dtype="float32")
+        if x.ndim == 4 and x.shape[-1] in (1, 3):
+            tf = self._tf
+            pngs = [tf.io.encode_png(np.clip(img, 0, 255).astype("uint8")) for img in x]
+            tensor = tf.stack([tf.constant(str(x.shape[2])), tf.constant(str(x.shape[1]))] + pngs)
+            self._write("validation", "images", tensor, 0, "images", 3)  # DATA_CLASS_BLOB_SEQUENCE
+        self._images = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = dict(logs or {})
+        logs.setdefault("learning_rate", current_lr(self.model))
+        for key, value in logs.items():
+            split = "validation" if key.startswith("val_") else "train"
+            self._write(split, f"epoch_{key.removeprefix('val_')}", self._tf.constant(float(value), "float32"),
+                        epoch, "scalars", 1)  # DATA_CLASS_SCALAR
+        for w in self._writers.values():
+            w.flush()
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        for w in self._writers.values():
+            w.flush()
+
+
+def make_callbacks(cfg: TrainCfg, run_dir: str | Path, *, stage: int | str = 1,
+                   has_validation: bool = True, schedule_active: bool = False, images: Any = None) -> list[Any]:
+    """CSVLogger, per-batch loss log, best checkpoint, BackupAndRestore, TensorBoard logs (``images``:
+    a batch to show), and the optional EarlyStopping / ReduceLROnPlateau of the recipe."""
     run_dir = Path(run_dir)
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     monitor = cfg.monitor if has_validation else cfg.monitor.replace("val_", "")
@@ -101,6 +158,8 @@ def make_callbacks(cfg: TrainCfg, run_dir: str | Path, *, stage: int = 1,
         keras.callbacks.ModelCheckpoint(str(run_dir / "checkpoints" / "best.keras"), monitor=monitor,
                                         mode=mode, save_best_only=True, verbose=0),
     ]
+    if cfg.tensorboard and keras.backend.backend() == "tensorflow":
+        cbs.append(TensorBoardLogger(run_dir / "tensorboard", images=images))
     if cfg.early_stopping is not None:
         es = cfg.early_stopping
         es_monitor = es.monitor if has_validation else es.monitor.replace("val_", "")

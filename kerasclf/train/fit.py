@@ -39,7 +39,8 @@ from kerasclf.data.spec import DataSpec
 from kerasclf.errors import ConfigError, RunExistsError
 from kerasclf.io import model_card, save_model, write_card
 from kerasclf.train.autoencoder import as_reconstruction, plot_reconstructions, reconstruction_error
-from kerasclf.train.callbacks import make_callbacks
+from kerasclf.train.cached import can_cache, cached_features, feature_dataset, head_model
+from kerasclf.train.callbacks import make_callbacks, monitor_mode
 from kerasclf.train.distribute import (
     chief_path,
     is_chief,
@@ -49,10 +50,13 @@ from kerasclf.train.distribute import (
     shard_by_data,
     tf_config,
 )
-from kerasclf.train.optim import make_optimizer
-from kerasclf.train.recipe import Recipe, TrainCfg
+from kerasclf.train.finetune import open_groups, unfreeze_groups
+from kerasclf.train.lr_find import lr_find, plot_lr_find
+from kerasclf.train.optim import lr_factors, make_optimizer, with_lr_factors
+from kerasclf.train.recipe import OptimizerCfg, Recipe, TrainCfg
+from kerasclf.train.resume import backup_epoch, best_so_far, check_same_recipe
 from kerasclf.train.speed import apply_speed_settings
-from kerasclf.zoo import ModelCfg, build, get_cfg, set_backbone_trainable
+from kerasclf.zoo import ModelCfg, build, get_cfg
 
 __all__ = ["train", "RunResult", "RunData", "prepare_run_dir", "prepare_data", "build_model", "fit_stage",
            "finish_run", "compile_for_task", "predict_dataset"]
@@ -136,6 +140,10 @@ class RunData:
     one_hot: bool
     make: Callable[..., Any]
     datasets: dict[str, Any] = field(default_factory=dict)
+    augmented: bool = False  # the training split is augmented
+    shuffle: bool = True  # the training split is reshuffled every pass
+    passes: int = 0  # passes over the training pipeline an uninterrupted run has made so far
+    consumed: int = 0  # passes this process has made (a resumed run fast-forwards to ``passes``)
 
     def for_metrics(self, name: str) -> Any:
         """The split ``name`` with integer / 0-1 labels (what the metrics module reads)."""
@@ -175,7 +183,7 @@ def prepare_data(recipe: Recipe, spec: DataSpec, run_dir: Path, model_cfg: Model
         return d
 
     data = RunData(spec=spec, parts=parts, image_size=size, channels=channels, batch_size=batch_size,
-                   one_hot=one_hot, make=make)
+                   one_hot=one_hot, make=make, augmented=policy is not None, shuffle=bool(cfg_d.shuffle))
     data.datasets = {"train": make("train", True), "val": make("val", False), "test": make("test", False)}
     if data.datasets["train"] is None:
         raise ConfigError(f"{recipe.name}: the training split is empty; check data.split ratios")
@@ -196,7 +204,7 @@ class _Stage:
     ``optimizer`` is a factory: the optimizer must be created inside the strategy's scope.
     """
 
-    number: int
+    number: int | str
     first_epoch: int
     epochs: int
     optimizer: Callable[[], Any]
@@ -206,24 +214,43 @@ class _Stage:
 
 def fit_stage(model: keras.Model, data: RunData, stage: _Stage, *, cfg_t: TrainCfg, run_dir: Path,
               compile_fn: Callable[[Any], None], strategy: Any, history: dict[str, list[float]],
-              verbose: int, callbacks: list[Any] | None = None) -> tuple[int, float | None]:
-    """Compile with the stage's optimizer and fit; returns ``(epochs done in total, best monitored value)``."""
+              verbose: int, callbacks: list[Any] | None = None, class_weight: dict[int, float] | None = None,
+              resume: bool = False) -> tuple[int, float | None]:
+    """Compile with the stage's optimizer and fit; returns ``(epochs done in total, best monitored value)``.
+
+    A resumed stage (``resume``, Keras's backup of it on disk) keeps the best monitored value of
+    ``history.csv`` and first replays the training pipeline's passes it has missed, so its epochs
+    see the batches an uninterrupted run would have seen.
+    """
     with _scope(strategy):
         compile_fn(stage.optimizer())
     val_ds = data.datasets["val"]
+    images = next(iter(val_ds.take(1)))[0] if val_ds is not None else None
     cbs = make_callbacks(cfg_t, run_dir, stage=stage.number, has_validation=val_ds is not None,
-                         schedule_active=stage.schedule_active) + list(callbacks or [])
+                         schedule_active=stage.schedule_active, images=images) + list(callbacks or [])
+    restored = backup_epoch(run_dir / "backup" / f"stage{stage.number}") if resume else 0
+    if resume:
+        monitor = cfg_t.monitor if val_ds is not None else cfg_t.monitor.replace("val_", "")
+        stage.best = best_so_far(run_dir, monitor, monitor_mode(monitor)) if restored else stage.best
     for cb in cbs:
         if isinstance(cb, keras.callbacks.ModelCheckpoint) and stage.best is not None:
             cb.best = stage.best
     train_ds = data.datasets["train"]
+    passes_before = data.passes
     if cfg_t.steps_per_epoch:
         train_ds = train_ds.repeat()
+    else:  # a resumed run: the pipeline's shuffle / augmentation state as after `passes` passes
+        for _ in range(max(0, data.passes + restored - data.consumed)):
+            for _batch in train_ds:
+                pass
+        data.consumed = max(data.consumed, data.passes + restored)
     h = model.fit(train_ds, validation_data=val_ds, epochs=stage.first_epoch + stage.epochs,
                   initial_epoch=stage.first_epoch, steps_per_epoch=cfg_t.steps_per_epoch, callbacks=cbs,
-                  verbose=verbose, shuffle=False)  # the tf.data pipeline shuffles
+                  verbose=verbose, shuffle=False, class_weight=class_weight)  # the tf.data pipeline shuffles
     _merge(history, h.history)
     done = (h.epoch[-1] + 1) if h.epoch else stage.first_epoch
+    data.passes = passes_before + int(done) - stage.first_epoch
+    data.consumed += len(h.epoch)
     return int(done), _best(cbs)
 
 
@@ -234,29 +261,154 @@ def _fit_stage_one(model: keras.Model, data: RunData, *, cfg_t: TrainCfg, run_di
     if resume and marker.is_file():
         done = json.loads(marker.read_text())
         model.load_weights(run_dir / "checkpoints" / "stage1.weights.h5")
+        data.passes = int(done.get("passes", done["epochs"]))
         return int(done["epochs"]), done.get("best")
+    views = _cache_views(cfg_t, model, data, kw["strategy"])
+    fit_model, fit_data, fit_cfg, head = model, data, cfg_t, None
+    if views:  # the backbone is frozen: train the head on cached pooled features (train/cached.py)
+        head = head_model(model)
+        fit_model, fit_data = head, _cached_data(model, data, views, cfg_t, run_dir, resume)
+        fit_cfg = dataclasses.replace(cfg_t, steps_per_epoch=steps)
+        kw["compile_fn"] = _head_compile(head, data, cfg_t)
+    lr = _resolve_lr(cfg_t.optimizer.learning_rate, fit_model, fit_data, cfg_t, cfg_t.optimizer, run_dir,
+                     "stage1", resume, kw["compile_fn"])
+
     def optimizer() -> Any:
-        return make_optimizer(cfg_t.optimizer, cfg_t.schedule, steps_per_epoch=steps, epochs=cfg_t.epochs)
+        return make_optimizer(cfg_t.optimizer, cfg_t.schedule, steps_per_epoch=steps, epochs=cfg_t.epochs,
+                              learning_rate=lr)
 
     stage = _Stage(1, 0, cfg_t.epochs, optimizer, schedule_active=cfg_t.schedule.name != "none")
-    epochs, best = fit_stage(model, data, stage, cfg_t=cfg_t, run_dir=run_dir, **kw)
+    epochs, best = fit_stage(fit_model, fit_data, stage, cfg_t=fit_cfg, run_dir=run_dir, resume=resume, **kw)
+    if head is not None:
+        _full_model_checkpoint(model, head, run_dir)
+    else:
+        data.passes, data.consumed = fit_data.passes, fit_data.consumed
     model.save_weights(run_dir / "checkpoints" / "stage1.weights.h5")
-    marker.write_text(json.dumps({"epochs": epochs, "best": best}))
+    marker.write_text(json.dumps({"epochs": epochs, "best": best, "passes": data.passes, "cached_views": views}))
     return epochs, best
 
 
-def _fit_fine_tune(model: keras.Model, data: RunData, recipe: Recipe, model_cfg: ModelCfg, *, epochs_done: int,
-                   best: float | None, replicas: int, **kw: Any) -> None:
-    """Stage 2: unfreeze (part of) the backbone and continue at the fine-tuning learning rate."""
-    ft = recipe.train.fine_tune
-    if model_cfg.backbone is None:
-        raise ConfigError(f"train.fine_tune: model '{recipe.model.name}' has no pretrained backbone to "
-                          f"unfreeze; remove train.fine_tune or use a transfer model")
-    set_backbone_trainable(model, ft.unfreeze)
-    def optimizer() -> Any:
-        return make_optimizer(recipe.train.optimizer, None, learning_rate=ft.learning_rate * replicas)
+def _cache_views(cfg_t: TrainCfg, model: keras.Model, data: RunData, strategy: Any) -> int:
+    """How many views of the training split stage 1 caches (0: it runs the backbone every epoch).
 
-    fit_stage(model, data, _Stage(2, epochs_done, ft.epochs, optimizer, best=best), **kw)
+    ``cache_frozen: auto`` caches when it can (frozen backbone, one device, whole epochs): one view,
+    or 2 augmented views with augmentation; an integer asks for that many views; ``true`` refuses
+    a run where caching is impossible.
+    """
+    want = cfg_t.cache_frozen
+    if want is False:
+        return 0
+    reason = None
+    if not can_cache(model):
+        reason = "the model has trainable layers before its 'features' layer (the backbone is not frozen)"
+    elif num_replicas(strategy) > 1:
+        reason = "the run is distributed over several devices"
+    elif cfg_t.steps_per_epoch:
+        reason = "train.steps_per_epoch is set (cached epochs are whole passes)"
+    elif keras.backend.backend() != "tensorflow":
+        reason = "the cached pipeline is tf.data (TensorFlow backend)"
+    if reason:
+        if want is True or isinstance(want, int) and not isinstance(want, bool):
+            raise ConfigError(f"train.cache_frozen: cannot cache stage 1: {reason}; use cache_frozen: auto or false")
+        return 0
+    if isinstance(want, int) and not isinstance(want, bool):
+        return max(1, int(want))
+    return 2 if data.augmented else 1
+
+
+def _cached_data(model: keras.Model, data: RunData, views: int, cfg_t: TrainCfg, run_dir: Path,
+                 resume: bool) -> RunData:
+    """``data`` with the training and validation splits as cached pooled features."""
+    xt, yt = cached_features(model, data.datasets["train"], views)
+    data.passes, data.consumed = data.passes + views, data.consumed + views
+    first = backup_epoch(run_dir / "backup" / "stage1") if resume else 0
+    train = feature_dataset(xt, yt, data.batch_size, shuffle=data.shuffle,
+                            seed=cfg_t.seed, first_epoch=first)
+    val = None
+    if data.datasets["val"] is not None:
+        xv, yv = cached_features(model, data.datasets["val"], 1)
+        val = tf.data.Dataset.from_tensor_slices((xv[0], yv[0])).batch(data.batch_size)
+    return dataclasses.replace(data, datasets={"train": train, "val": val, "test": None}, passes=0, consumed=0)
+
+
+def _head_compile(head: keras.Model, data: RunData, cfg_t: TrainCfg) -> Callable[[Any], None]:
+    def compile_fn(optimizer: Any) -> None:
+        compile_for_task(head, data.spec.task, optimizer, label_smoothing=cfg_t.label_smoothing, one_hot=data.one_hot)
+
+    return compile_fn
+
+
+def _full_model_checkpoint(model: keras.Model, head: keras.Model, run_dir: Path) -> None:
+    """The cached stage checkpointed the head model: make ``best.keras`` the full model with the best
+    head weights (the head keeps its last weights, as an uncached stage 1 would)."""
+    best = run_dir / "checkpoints" / "best.keras"
+    if not best.is_file():
+        return
+    last = head.get_weights()
+    head.load_weights(best)
+    model.save(best)
+    head.set_weights(last)
+
+
+def _resolve_lr(value: float | str, model: keras.Model, data: RunData, cfg_t: TrainCfg, opt_cfg: OptimizerCfg,
+                run_dir: Path, tag: str, resume: bool, compile_fn: Callable[[Any], None]) -> float:
+    """A number stays; ``find`` runs the LR finder (weights put back), writes ``lr_find[_stage2].png`` and
+    ``.json`` in the run folder and returns the suggestion (a resumed run reuses the saved one)."""
+    if not isinstance(value, str):
+        return float(value)
+    stem = "lr_find" if tag == "stage1" else f"lr_find_{tag}"
+    saved = run_dir / f"{stem}.json"
+    if resume and saved.is_file():
+        return float(json.loads(saved.read_text())["used"])
+    result = lr_find(model, data.datasets["train"], compile_fn, cfg_t.lr_find,
+                     optimizer=lambda sweep: make_optimizer(opt_cfg, learning_rate=sweep))
+    used = result.suggestion(cfg_t.lr_find.suggestion)
+    plot_lr_find(result, run_dir / f"{stem}.png", chosen=cfg_t.lr_find.suggestion)
+    saved.write_text(json.dumps({"used": used, "suggestion": cfg_t.lr_find.suggestion, **result.to_dict()}))
+    print(f"lr-find ({tag}): valley {result.suggestions['valley']:.2e}, steepest "
+          f"{result.suggestions['steepest']:.2e}; using {used:.2e} ({run_dir / f'{stem}.png'})")
+    return used
+
+
+def _fit_fine_tune(model: keras.Model, data: RunData, recipe: Recipe, model_cfg: ModelCfg, *, epochs_done: int,
+                   best: float | None, replicas: int, steps: int, resume: bool, **kw: Any) -> None:
+    """Stage 2: unfreeze (part of) the backbone in layer groups (train/finetune.py) and continue at the
+    fine-tuning LR: one LR factor per group (``lr_decay``), the groups opened one per epoch (``gradual``)."""
+    ft, cfg_t, run_dir = recipe.train.fine_tune, recipe.train, kw["run_dir"]
+    if model_cfg.backbone is None:
+        extra = " (lr_decay / gradual need its layer groups)" if ft.groups > 1 else ""
+        raise ConfigError(f"train.fine_tune: model '{recipe.model.name}' has no pretrained backbone to "
+                          f"unfreeze{extra}; remove train.fine_tune or use a transfer model")
+    groups = unfreeze_groups(model, ft)
+    factors = lr_factors(groups, ft.lr_decay) if ft.lr_decay < 1 else {}
+    lr = _resolve_lr(ft.learning_rate, model, data, cfg_t, cfg_t.optimizer, run_dir, "stage2", resume,
+                     kw["compile_fn"]) * replicas
+    schedule = dataclasses.replace(cfg_t.schedule, name=ft.schedule)
+    if ft.gradual:  # one more group per epoch, then the rest of the epochs with all of them
+        n = min(len(groups), ft.epochs)
+        plan = [(k, 1) for k in range(1, n)] + [(len(groups), ft.epochs - (n - 1))]
+    else:
+        plan = [(len(groups), ft.epochs)]
+    for i, (n_open, epochs) in enumerate(plan, start=1):
+        tag = 2 if len(plan) == 1 else f"2.{i}"
+        marker = run_dir / "checkpoints" / f"stage{tag}.json"
+        if resume and marker.is_file():
+            done = json.loads(marker.read_text())
+            model.load_weights(run_dir / "checkpoints" / f"stage{tag}.weights.h5")
+            epochs_done, best, data.passes = int(done["epochs"]), done.get("best"), int(done["passes"])
+            continue
+        if ft.gradual:
+            open_groups(model, groups, n_open)
+
+        def optimizer(epochs: int = epochs) -> Any:
+            opt = make_optimizer(cfg_t.optimizer, schedule, steps_per_epoch=steps, epochs=epochs, learning_rate=lr)
+            return with_lr_factors(opt, factors) if factors else opt
+
+        stage = _Stage(tag, epochs_done, epochs, optimizer, schedule_active=ft.schedule != "none", best=best)
+        epochs_done, best = fit_stage(model, data, stage, resume=resume, **kw)
+        if len(plan) > 1:
+            model.save_weights(run_dir / "checkpoints" / f"stage{tag}.weights.h5")
+            marker.write_text(json.dumps({"epochs": epochs_done, "best": best, "passes": data.passes}))
 
 
 def finish_run(model: keras.Model, data: RunData, recipe: Recipe, run_dir: Path, *, history: dict[str, list[float]],
@@ -348,13 +500,18 @@ def _train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fa
     model_cfg = get_cfg(recipe.model.name)  # fail fast on an unknown model, before touching disk
     spec = spec if spec is not None else recipe.data.load_spec()
     run_dir = prepare_run_dir(recipe, overwrite=overwrite, resume=resume)
+    if resume:
+        check_same_recipe(run_dir, recipe.to_yaml())
     (run_dir / "recipe.yaml").write_text(recipe.to_yaml())
     keras.utils.set_random_seed(cfg_t.seed)
+    if cfg_t.deterministic:  # same results run to run on CPU (slower: see docs/training.md)
+        tf.config.experimental.enable_op_determinism()
     # measured defaults for "auto": mixed precision, XLA, steps per execution (train/speed.py)
     speed = apply_speed_settings(cfg_t, model=recipe.model.options.get("backbone", recipe.model.name))
     replicas = num_replicas(strategy)
-    batch_size, base_lr = scaled_batch_and_lr(recipe.data.batch_size, cfg_t.optimizer.learning_rate, replicas)
-    if replicas > 1:
+    lr0 = cfg_t.optimizer.learning_rate  # "find": the finder's LR is found at the global batch size
+    batch_size, base_lr = scaled_batch_and_lr(recipe.data.batch_size, 1.0 if lr0 == "find" else lr0, replicas)
+    if replicas > 1 and lr0 != "find":
         cfg_t = dataclasses.replace(cfg_t, optimizer=dataclasses.replace(cfg_t.optimizer, learning_rate=base_lr))
     if not is_chief():  # multi-worker: only the chief writes the real run folder
         run_dir = chief_path(run_dir)
@@ -377,15 +534,28 @@ def _train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fa
     history: dict[str, list[float]] = {}
     steps = cfg_t.steps_per_epoch or int(np.ceil(len(data.parts["train"]) / batch_size))
     fit_kw = dict(cfg_t=cfg_t, run_dir=run_dir, compile_fn=compile_fn, strategy=strategy, history=history,
-                  verbose=verbose, callbacks=callbacks)
+                  verbose=verbose, callbacks=callbacks, class_weight=_class_weight(cfg_t, data, autoencoder))
     t0 = time.perf_counter()
     epochs_done, best = _fit_stage_one(model, data, steps=steps, resume=resume, **fit_kw)
     if cfg_t.fine_tune is not None and cfg_t.fine_tune.epochs > 0:
         _fit_fine_tune(model, data, recipe, model_cfg, epochs_done=epochs_done, best=best, replicas=replicas,
-                       **fit_kw)
+                       steps=steps, resume=resume, **fit_kw)
     speed = {**speed, "strategy": cfg_t.strategy, "replicas": replicas, "global_batch_size": batch_size}
     return finish_run(model, data, recipe, run_dir, history=history, train_time=time.perf_counter() - t0,
                       speed=speed, autoencoder=autoencoder, evaluate_test=evaluate_test)
+
+
+def _class_weight(cfg_t: TrainCfg, data: RunData, autoencoder: bool) -> dict[int, float] | None:
+    """``class_weight: balanced``: weight ``n / (k * n_c)`` per class of the training split (sklearn's rule)."""
+    if cfg_t.class_weight is None:
+        return None
+    if autoencoder or data.spec.task == "multilabel":
+        raise ConfigError(f"train.class_weight: balanced needs one class per image; this run is "
+                          f"{'an autoencoder' if autoencoder else 'multilabel'}; remove train.class_weight")
+    labels = np.asarray(data.spec.labels)[data.parts["train"]].reshape(-1).astype(int)
+    counts = np.bincount(labels, minlength=data.spec.num_classes if data.spec.task == "multiclass" else 2)
+    k = int((counts > 0).sum())
+    return {c: float(len(labels) / (k * n)) for c, n in enumerate(counts) if n > 0}
 
 
 def _loss_monitors(cfg_t: TrainCfg) -> TrainCfg:

@@ -133,20 +133,22 @@ def optimizer_options(cfg: OptimizerCfg) -> dict[str, Any]:
 
 
 def make_optimizer(cfg: OptimizerCfg, schedule: ScheduleCfg | None = None, *,
-                   steps_per_epoch: int = 1, epochs: int = 1, learning_rate: float | None = None) -> Any:
+                   steps_per_epoch: int = 1, epochs: int = 1, learning_rate: Any = None) -> Any:
     """Build the Keras optimizer named in the recipe with its (scheduled) learning rate.
 
     Every accepted :class:`OptimizerCfg` key reaches it (see :func:`optimizer_options`).
     """
     opts = optimizer_options(cfg)  # refuse a bad key before anything else
     lr_value = cfg.learning_rate if learning_rate is None else learning_rate
+    classes = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "sgd": keras.optimizers.SGD,
+               "rmsprop": keras.optimizers.RMSprop, "nadam": keras.optimizers.Nadam}
+    if isinstance(lr_value, keras.optimizers.schedules.LearningRateSchedule):  # e.g. the LR finder's sweep
+        return classes[cfg.name.lower()](learning_rate=lr_value, **opts)
     if isinstance(lr_value, str):
         raise ConfigError("learning_rate 'find' must be resolved by the LR finder before the optimizer is built")
     if lr_value <= 0:
         raise ConfigError(f"train.optimizer.learning_rate must be > 0, got {lr_value}")
     lr = make_schedule(schedule or ScheduleCfg(), lr_value, steps_per_epoch=steps_per_epoch, epochs=epochs)
-    classes = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "sgd": keras.optimizers.SGD,
-               "rmsprop": keras.optimizers.RMSprop, "nadam": keras.optimizers.Nadam}
     return classes[cfg.name.lower()](learning_rate=lr, **opts)
 
 

@@ -133,7 +133,8 @@ class FineTuneCfg:
     ``lr_decay`` (discriminative LRs: the group next to the head trains at ``learning_rate``, each
     group below at ``lr_decay`` times the one above; 1.0 = one LR) and ``gradual`` (unfreeze one
     more group per epoch, head side first). Batch-norm layers stay in inference mode while the
-    backbone is fine-tuned (``freeze_bn``; false also trains their statistics). ``schedule``: a
+    backbone is fine-tuned (their statistics never move); ``freeze_bn: true`` also keeps their scale
+    and offset fixed, ``false`` trains those with the unfrozen layers. ``schedule``: a
     ``train.schedule`` name for this stage (its other keys are shared), ``none`` keeps the LR.
     ``learning_rate: find`` runs the LR finder on the unfrozen model."""
     epochs: int = 5

@@ -1,0 +1,100 @@
+"""The cached frozen stage: while the backbone is frozen only the head learns, so stage 1 runs the
+backbone once per image (or once per augmented view) and trains the head on the pooled features.
+
+The head model built here shares its layers with the full model, so training it trains the full
+model's head: the saved model is still the one Keras model.
+
+Example:
+    >>> head = head_model(model)                    # doctest: +SKIP
+    >>> x, y = cached_features(model, data.datasets["val"])
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+
+__all__ = ["FEATURES", "head_model", "can_cache", "cached_features", "feature_dataset"]
+
+#: the pooling layer every zoo head starts with (zoo/heads.py)
+FEATURES = "features"
+
+
+def head_model(model: keras.Model) -> keras.Model | None:
+    """``model``'s layers after ``features`` applied to a features input, or ``None`` when the model has
+    no ``features`` layer or what follows it is not a plain chain of single-input layers."""
+    names = [layer.name for layer in model.layers]
+    if FEATURES not in names:
+        return None
+    after = model.layers[names.index(FEATURES) + 1:]
+    prev = FEATURES
+    for layer in after:  # each layer reads the one before it (its first call: the one in ``model``)
+        nodes = getattr(layer, "_inbound_nodes", [])
+        if not nodes or _parents(nodes[0]) != [prev]:
+            return None
+        prev = layer.name
+    if not after:
+        return None
+    x = inputs = keras.Input(model.get_layer(FEATURES).output.shape[1:], name="cached_features")
+    for layer in after:
+        x = layer(x)
+    return keras.Model(inputs, x, name=f"{model.name}_head")
+
+
+def _parents(node: Any) -> list[str]:
+    return [t._keras_history.operation.name for t in getattr(node, "input_tensors", [])]
+
+
+def can_cache(model: keras.Model) -> bool:
+    """Whether every trainable weight of ``model`` lies after its ``features`` layer (the backbone is
+    frozen), so that stage 1 can train on cached features.
+
+    Example:
+        >>> m = keras.Sequential([keras.Input((4, 4, 2)), keras.layers.GlobalAveragePooling2D(name="features"),
+        ...                       keras.layers.Dense(3, name="predictions")])
+        >>> can_cache(m)
+        True
+    """
+    head = head_model(model)
+    if head is None or not model.trainable_weights:
+        return False
+    return {id(w) for w in model.trainable_weights} == {id(w) for w in head.trainable_weights}
+
+
+def cached_features(model: keras.Model, ds: Any, views: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled features and labels of every batch of ``ds``, ``views`` passes stacked: ``(V, N, D)``
+    and ``(V, N, ...)``. A training dataset with augmentation gives a new view each pass."""
+    cut = keras.Model(model.inputs, model.get_layer(FEATURES).output)
+    xs, ys = [], []
+    for _ in range(views):
+        fx, fy = [], []
+        for images, labels in ds:
+            fx.append(np.asarray(cut.predict_on_batch(images), dtype="float32"))
+            fy.append(np.asarray(labels))
+        xs.append(np.concatenate(fx))
+        ys.append(np.concatenate(fy))
+    return np.stack(xs), np.stack(ys)
+
+
+def feature_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool = False,
+                    seed: int = 0, first_epoch: int = 0) -> Any:
+    """An endless tf.data pipeline over cached views ``(V, N, D)``, one epoch after the other from
+    ``first_epoch`` (fit with ``steps_per_epoch = ceil(N / batch_size)``): epoch ``e`` reads view
+    ``e % V`` in an order fixed by ``(seed, e)`` when ``shuffle`` (so a resumed run sees the same
+    batches), else in stored order."""
+    import tensorflow as tf  # tf.data: TensorFlow only (cached stages run on TensorFlow)
+
+    views, n = x.shape[0], x.shape[1]
+    fx, fy = tf.constant(x), tf.constant(y)
+
+    def one(epoch: Any) -> Any:  # pass `epoch`: view epoch % V in an order fixed by (seed, epoch)
+        order = tf.range(n, dtype=tf.int64)
+        if shuffle:
+            order = tf.random.experimental.stateless_shuffle(order, seed=tf.stack([tf.constant(seed, tf.int64),
+                                                                                   epoch]))
+        view = epoch % views
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size).map(
+            lambda i: (tf.gather(fx[view], i), tf.gather(fy[view], i)))
+
+    return tf.data.Dataset.range(first_epoch, 2 ** 31).flat_map(one).prefetch(2)

@@ -1,0 +1,76 @@
+"""What ``--resume`` needs beyond Keras's BackupAndRestore: the recipe must be the one the run
+started with, the best monitored value so far comes back from ``history.csv``, and the training
+data is fast-forwarded so resumed epochs see the batches an uninterrupted run would have seen.
+
+Example:
+    >>> check_same_recipe(Path("runs/demo"), "name: demo\\n")      # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from kerasclf.errors import ConfigError
+
+__all__ = ["check_same_recipe", "best_so_far", "backup_epoch"]
+
+#: keys that may differ between the interrupted and the resumed run (they do not change the result)
+IGNORED = ("verbose",)
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def check_same_recipe(run_dir: Path, recipe_yaml: str) -> None:
+    """Refuse to resume a run whose saved ``recipe.yaml`` differs from the recipe given now.
+
+    Example:
+        >>> import tempfile; d = Path(tempfile.mkdtemp()); _ = (d / "recipe.yaml").write_text("a: {b: 1}")
+        >>> check_same_recipe(d, "a: {b: 2}")
+        Traceback (most recent call last):
+        ...
+        kerasclf.errors.ConfigError: --resume: the recipe changed since runs ... started (a.b: 1 -> 2); ...
+    """
+    saved_path = run_dir / "recipe.yaml"
+    if not saved_path.is_file():
+        return
+    old, new = _flat(yaml.safe_load(saved_path.read_text()) or {}), _flat(yaml.safe_load(recipe_yaml) or {})
+    changed = [k for k in sorted(set(old) | set(new))
+               if old.get(k) != new.get(k) and k.rsplit(".", 1)[-1] not in IGNORED]
+    if changed:
+        shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:3])
+        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        raise ConfigError(f"--resume: the recipe changed since {run_dir} started ({shown}{more}); resume with "
+                          f"the recipe in {saved_path}, or start over with --overwrite")
+
+
+def best_so_far(run_dir: Path, monitor: str, mode: str) -> float | None:
+    """The best ``monitor`` value in the run's ``history.csv`` (``None`` when there is none yet)."""
+    path = run_dir / "history.csv"
+    if not path.is_file():
+        return None
+    with path.open(newline="") as f:
+        values = [float(row[monitor]) for row in csv.DictReader(f) if row.get(monitor) not in (None, "")]
+    values = [v for v in values if np.isfinite(v)]
+    if not values:
+        return None
+    return max(values) if mode == "max" else min(values)
+
+
+def backup_epoch(backup: Path) -> int:
+    """Epochs finished according to Keras's BackupAndRestore metadata in ``backup`` (0 if none)."""
+    meta = backup / "training_metadata.json"
+    if not meta.is_file():
+        return 0
+    return int(json.loads(meta.read_text()).get("epoch", 0))
