@@ -38,7 +38,7 @@ from kerasclf.features.extract import extract_features
 from kerasclf.io import card_path, model_card, read_card
 from kerasclf.predict import format_table, predict_paths
 from kerasclf.recipes import describe
-from kerasclf.train import load_recipe, train
+from kerasclf.train import load_recipe, lr_find_recipe, train
 from kerasclf.zoo import build, get_cfg, list_models
 
 __all__ = ["main", "build_parser"]
@@ -71,6 +71,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe, overrides)
     result = train(recipe, overwrite=args.overwrite, resume=args.resume, verbose=args.verbose)
     _print_run(result)
+    return 0
+
+
+def cmd_lr_find(args: argparse.Namespace) -> int:
+    recipe = load_recipe(args.recipe, list(args.set or []))
+    result = lr_find_recipe(recipe, stage=args.stage, out=args.out)
+    chosen = recipe.train.lr_find.suggestion
+    print(f"lr-find (stage {args.stage}): valley {result.suggestions['valley']:.2e}  "
+          f"steepest {result.suggestions['steepest']:.2e}  ({len(result.lrs)} steps; plot: {args.out})")
+    print(f"use it: --set train.{'optimizer' if args.stage == 1 else 'fine_tune'}.learning_rate="
+          f"{result.suggestions[chosen]:.2e}  (or learning_rate: find in the recipe)")
     return 0
 
 
@@ -278,6 +289,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue an interrupted run")
     verbosity(t)
     t.set_defaults(func=cmd_train)
+
+    lf = sub.add_parser("lr-find", help="LR finder: sweep the LR on a recipe's data, plot, suggest (trains nothing)")
+    lf.add_argument("recipe", help="recipe YAML file or built-in name")
+    lf.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe key (repeatable)")
+    lf.add_argument("--stage", type=int, choices=(1, 2), default=1,
+                    help="1: the first stage (frozen backbone); 2: fine-tuning as train.fine_tune unfreezes")
+    lf.add_argument("--out", default="lr_find.png", help="where the plot goes (default lr_find.png)")
+    lf.set_defaults(func=cmd_lr_find)
 
     z = sub.add_parser("zoo", help="list the models: name, family, params, default input size")
     z.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. '*net*'")
