@@ -21,6 +21,7 @@ import csv
 import dataclasses
 import json
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,7 +60,7 @@ from kerasclf.train.speed import apply_speed_settings
 from kerasclf.zoo import ModelCfg, build, get_cfg
 
 __all__ = ["train", "RunResult", "RunData", "prepare_run_dir", "prepare_data", "build_model", "fit_stage",
-           "finish_run", "compile_for_task", "predict_dataset"]
+           "finish_run", "lr_find_recipe", "compile_for_task", "predict_dataset"]
 
 
 @dataclass
@@ -332,6 +333,7 @@ def _cached_data(model: keras.Model, data: RunData, views: int, cfg_t: TrainCfg,
 
 
 def _head_compile(head: keras.Model, data: RunData, cfg_t: TrainCfg) -> Callable[[Any], None]:
+    """Compile ``head`` (or any classifier of the run) with the run's loss and metrics."""
     def compile_fn(optimizer: Any) -> None:
         compile_for_task(head, data.spec.task, optimizer, label_smoothing=cfg_t.label_smoothing, one_hot=data.one_hot)
 
@@ -543,6 +545,39 @@ def _train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fa
     speed = {**speed, "strategy": cfg_t.strategy, "replicas": replicas, "global_batch_size": batch_size}
     return finish_run(model, data, recipe, run_dir, history=history, train_time=time.perf_counter() - t0,
                       speed=speed, autoencoder=autoencoder, evaluate_test=evaluate_test)
+
+
+def lr_find_recipe(recipe: Recipe, *, stage: int = 1, out: str | Path = "lr_find.png",
+                   spec: DataSpec | None = None) -> Any:
+    """``kerasclf lr-find``: the LR finder on the recipe's data and model, for stage 1 (on cached features
+    when the backbone is frozen) or stage 2 (the backbone unfrozen as ``train.fine_tune`` says); writes
+    the plot to ``out`` and returns the :class:`~kerasclf.train.lr_find.LRFindResult`. Nothing is trained.
+
+    Example:
+        >>> r = lr_find_recipe(load_recipe("demo"), out="/tmp/lr_find.png")   # doctest: +SKIP
+        >>> r.suggestion("valley")
+    """
+    cfg_t = recipe.train
+    model_cfg = get_cfg(recipe.model.name)
+    if model_cfg.family == "autoencoder":
+        raise ConfigError(f"lr-find: {recipe.model.name} is an autoencoder; the finder sweeps classifiers")
+    if stage == 2 and cfg_t.fine_tune is None:
+        raise ConfigError("lr-find --stage 2 sweeps the fine-tuning stage; the recipe has no train.fine_tune")
+    keras.utils.set_random_seed(cfg_t.seed)
+    spec = spec if spec is not None else recipe.data.load_spec()
+    with tempfile.TemporaryDirectory() as tmp:
+        data = prepare_data(recipe, spec, Path(tmp), model_cfg, batch_size=recipe.data.batch_size)
+        model = build_model(recipe, data, None)
+        if stage == 2:
+            unfreeze_groups(model, cfg_t.fine_tune)
+        sweep_model, sweep_data = model, data
+        if stage == 1 and can_cache(model) and keras.backend.backend() == "tensorflow":
+            sweep_model = head_model(model)
+            sweep_data = _cached_data(model, data, 1, cfg_t, Path(tmp), False)
+        result = lr_find(sweep_model, sweep_data.datasets["train"], _head_compile(sweep_model, data, cfg_t),
+                         cfg_t.lr_find, optimizer=lambda sweep: make_optimizer(cfg_t.optimizer, learning_rate=sweep))
+    plot_lr_find(result, out, chosen=cfg_t.lr_find.suggestion)
+    return result
 
 
 def _class_weight(cfg_t: TrainCfg, data: RunData, autoencoder: bool) -> dict[int, float] | None:
