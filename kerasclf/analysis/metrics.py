@@ -20,7 +20,7 @@ import numpy as np
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
 from kerasclf.analysis.calibration import expected_calibration_error
-from kerasclf.errors import DataError
+from kerasclf.errors import ConfigError, DataError
 
 __all__ = [
     "classification_metrics",
@@ -137,8 +137,9 @@ def per_sample_loss(y_true: Any, probs: Any, task: str) -> np.ndarray:
     return -(y * np.log(pc) + (1 - y) * np.log(1 - pc)).mean(axis=1)
 
 
-def choose_thresholds(y_true: Any, probs: Any, *, grid: Sequence[float] | None = None) -> list[float]:
-    """One decision threshold per attribute that maximises F1 on (validation) data.
+def choose_thresholds(y_true: Any, probs: Any, *, grid: Sequence[float] | None = None,
+                      metric: str = "f1") -> list[float]:
+    """One decision threshold per attribute that maximises F1 (or accuracy) on (validation) data.
 
     Ties go to the threshold closest to 0.5; an attribute with no positives keeps 0.5.
 
@@ -146,6 +147,7 @@ def choose_thresholds(y_true: Any, probs: Any, *, grid: Sequence[float] | None =
         y_true: 0/1 matrix ``(N, K)`` (or ``(N,)`` for a single binary attribute).
         probs: probabilities, same shape.
         grid: candidate thresholds (default 0.05, 0.10, ..., 0.95).
+        metric: ``f1`` (the positive class's F1) or ``accuracy``.
 
     Returns:
         list of K floats.
@@ -154,7 +156,12 @@ def choose_thresholds(y_true: Any, probs: Any, *, grid: Sequence[float] | None =
         >>> import numpy as np
         >>> choose_thresholds(np.array([[1], [0], [1]]), np.array([[0.3], [0.1], [0.35]]))
         [0.3]
+        >>> choose_thresholds(np.array([[1], [0], [0], [0]]), np.array([[0.6], [0.3], [0.1], [0.55]]),
+        ...                   metric="accuracy")
+        [0.6]
     """
+    if metric not in ("f1", "accuracy"):
+        raise ConfigError(f"choose_thresholds: metric {metric!r}; use f1 or accuracy")
     y = np.asarray(y_true)
     p = np.asarray(probs, dtype="float64")
     if y.ndim == 1:
@@ -166,7 +173,10 @@ def choose_thresholds(y_true: Any, probs: Any, *, grid: Sequence[float] | None =
         if y[:, k].sum() == 0:
             out.append(0.5)
             continue
-        scores = [f1_score(y[:, k], (p[:, k] >= t).astype(int), zero_division=0) for t in candidates]
+        if metric == "accuracy":
+            scores = [float(np.mean((p[:, k] >= t) == y[:, k])) for t in candidates]
+        else:
+            scores = [f1_score(y[:, k], (p[:, k] >= t).astype(int), zero_division=0) for t in candidates]
         best = max(scores)
         ties = [t for t, s in zip(candidates, scores) if s >= best - 1e-12]
         out.append(float(min(ties, key=lambda t: abs(t - 0.5))))

@@ -1,0 +1,424 @@
+"""The results harness: every seed experiment on real data, one measured row each.
+
+Each experiment runs a built-in recipe (``kerasclf recipes``) or a kerasclf command on the real
+data in ``../shared/assets`` (or ``$KERASCLF_ASSETS``), writes its run folder under ``--runs``,
+appends one row to ``benchmarks/results/accuracy.json`` (experiment, data, model, mode, metric,
+value, goal, anchor, wall seconds, train images/s, versions, git commit, host, command) and
+regenerates ``docs/results.md`` from that file. Choices are made on validation splits; the test
+split is scored once, at the end of each run.
+
+    python benchmarks/accuracy.py                       # every experiment (see docs/results.md)
+    python benchmarks/accuracy.py --only fashion_mnist  # one (comma-separated names)
+    python benchmarks/accuracy.py --quick               # smoke run, seconds per experiment; rows
+                                                        # go to accuracy_quick.json, not the table
+    python benchmarks/accuracy.py --table               # only regenerate docs/results.md
+    python benchmarks/accuracy.py --list
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "accuracy.json"
+QUICK_RESULTS = ROOT / "benchmarks" / "results" / "accuracy_quick.json"
+TABLE = ROOT / "docs" / "results.md"
+FASHION_FILES = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
+MOBILENET_025 = "keras/models/mobilenet_2_5_224_tf_no_top.h5"
+# The only ImageNet backbone available offline; every transfer experiment uses it.
+MOBILENET = ["model.name=backbone_head", "model.backbone=MobileNet", "model.alpha=0.25", "model.weights=imagenet"]
+
+
+@dataclasses.dataclass
+class Ctx:
+    """Where an experiment reads and writes, and whether it is a smoke run."""
+    assets: Path
+    runs: Path
+    quick: bool
+    verbose: int
+    name: str = ""  # the experiment being run: its run folder's name
+
+
+@dataclasses.dataclass
+class Experiment:
+    """One row of the results table; ``run`` returns at least ``value`` (on the test split)."""
+    name: str
+    data: str
+    model: str
+    mode: str
+    metric: str
+    goal: str
+    anchor: str
+    run: Callable[[Ctx], dict[str, Any]]
+    needs: tuple[str, ...] = ()
+    smoke: bool = False  # the full data is not available offline: a smoke row, marked as such
+    headline: bool = False
+
+    def passed(self, value: float, extra: dict[str, Any]) -> bool | None:
+        """Whether ``value`` meets the goal (``None`` when the goal is not a simple bar)."""
+        if self.goal.startswith(">= baseline + "):
+            return value >= extra["baseline"] + float(self.goal.split("+ ")[1])
+        if self.goal.startswith(">= "):
+            return value >= float(self.goal[3:])
+        if self.goal == ">= FE":
+            return value >= extra.get("fe_value", float("inf"))
+        return None
+
+
+# ----------------------------------------------------------------------------- runners
+def _train(recipe: str, overrides: list[str], ctx: Ctx, name: str) -> Any:
+    """Train a built-in recipe into ``ctx.runs/name`` (replacing an earlier harness run)."""
+    from kerasclf.train import load_recipe, train
+    sets = [*overrides, f"name={name}", f"output_dir={ctx.runs}", f"train.verbose={2 if ctx.verbose else 0}"]
+    return train(load_recipe(recipe, sets), overwrite=True)
+
+
+def _test_row(result: Any, metric: str = "accuracy") -> dict[str, Any]:
+    m = result.metrics
+    return {"value": m["test"][metric], "val": (m.get("val") or {}).get(metric),
+            "train_images_per_s": m.get("train_images_per_s"), "run_dir": str(result.run_dir),
+            "epochs": m.get("epochs")}
+
+
+def recipe_run(recipe: str, overrides: Callable[[Ctx], list[str]] | list[str] = (),
+               quick: list[str] = ("train.epochs=1",), metric: str = "accuracy") -> Callable[[Ctx], dict[str, Any]]:
+    """An experiment that trains ``recipe`` with ``overrides`` (plus ``quick`` ones for --quick)."""
+    def run(ctx: Ctx) -> dict[str, Any]:
+        sets = list(overrides(ctx) if callable(overrides) else overrides)
+        if ctx.quick:
+            sets += list(quick)
+        return _test_row(_train(recipe, sets, ctx, ctx.name), metric)
+    return run
+
+
+def quick_folder(src: Path, ctx: Ctx, per_class: int = 24) -> Path:
+    """For --quick: a folder of links to the first ``per_class`` images of each class of ``src``."""
+    if not ctx.quick:
+        return src
+    out = ctx.runs / "_quick_data" / src.name
+    if not out.is_dir():
+        for cls in sorted(p for p in src.iterdir() if p.is_dir()):
+            (out / cls.name).mkdir(parents=True, exist_ok=True)
+            for f in sorted(cls.iterdir())[:per_class]:
+                (out / cls.name / f.name).symlink_to(f.resolve())
+    return out
+
+
+def folder_run(asset: str, *, fine_tune: bool) -> Callable[[Ctx], dict[str, Any]]:
+    """The own-folder template with the MobileNet alpha 0.25 backbone, as a new user runs it."""
+    def overrides(ctx: Ctx) -> list[str]:
+        sets = [f"data.path={quick_folder(ctx.assets / asset, ctx)}", *MOBILENET]
+        if not fine_tune:
+            sets.append("train.fine_tune=null")
+        if ctx.quick:
+            sets += ["train.epochs=1", "train.fine_tune.epochs=1"] if fine_tune else ["train.epochs=1"]
+        return sets
+    def run(ctx: Ctx) -> dict[str, Any]:
+        return _test_row(_train("own_folder", overrides(ctx), ctx, ctx.name))
+    return run
+
+
+def celeba_attributes(ctx: Ctx) -> dict[str, Any]:
+    """Mean attribute accuracy, a threshold per attribute chosen on validation, beside the
+    per-attribute majority baseline (the training split's more common value)."""
+    import numpy as np
+
+    from kerasclf.analysis.metrics import choose_thresholds
+    from kerasclf.evaluate import run_split
+    from kerasclf.io import load_model
+    celeba = ctx.assets / "celeba"
+    sets = [f"data.attr_file={celeba / 'list_attr_celeba.txt'}", f"data.image_dir={celeba / 'img_align_celeba'}",
+            *MOBILENET, "data.image_size=[224,224]"]
+    if ctx.quick:
+        sets += ["train.epochs=1", "train.fine_tune=null"]
+    result = _train("celeba_resnet", sets, ctx, ctx.name)
+    size = tuple(result.metrics.get("image_size") or (224, 224))
+    model = load_model(result.model_path).model
+    parts = {s: run_split(result.run_dir, s, image_size=size) for s in ("train", "val", "test")}
+    probs = {s: model.predict(parts[s][0], verbose=0) for s in ("val", "test")}
+    thr = choose_thresholds(parts["val"][1], probs["val"], metric="accuracy")
+    test_acc = float(np.mean((probs["test"] >= np.asarray(thr)) == (parts["test"][1] > 0.5)))
+    majority = (parts["train"][1].mean(axis=0) >= 0.5)
+    baseline = float(np.mean(parts["test"][1].astype(bool) == majority))
+    row = _test_row(result, "binary_accuracy" if "binary_accuracy" in result.metrics["test"] else "accuracy")
+    row.update(value=test_acc, baseline=baseline, at_0_5=row["value"])
+    return row
+
+
+def me_vs_others(ctx: Ctx) -> dict[str, Any]:
+    """Seed 002's "recognise me" as a binary folder: ``me/`` = CelebA faces with an attribute
+    (``Eyeglasses`` stands in for one person), ``others/`` = the rest; FE and FT both reported."""
+    from kerasclf.data.sources import from_celeba
+    celeba = ctx.assets / "celeba"
+    spec = from_celeba(celeba / "list_attr_celeba.txt", celeba / "img_align_celeba", attributes=["Male"])
+    folder = ctx.runs / "_me_vs_others"
+    if folder.exists():
+        shutil.rmtree(folder)
+    for path, lab in zip(spec.paths, spec.labels.reshape(len(spec.paths), -1)[:, 0]):
+        d = folder / ("me" if lab else "others")
+        d.mkdir(parents=True, exist_ok=True)
+        (d / Path(path).name).symlink_to(Path(path).resolve())
+    quick = ["train.epochs=1", "train.fine_tune.epochs=1"] if ctx.quick else []
+    fe = _train("own_folder", [f"data.path={folder}", *MOBILENET, "train.fine_tune=null", *quick[:1]],
+                ctx, ctx.name + "_fe")
+    ft = _train("own_folder", [f"data.path={folder}", *MOBILENET, *quick], ctx, ctx.name)
+    row = _test_row(ft)
+    row.update(fe_value=fe.metrics["test"]["accuracy"], fe_run_dir=str(fe.run_dir))
+    return row
+
+
+def flowers_clusters(ctx: Ctx) -> dict[str, Any]:
+    """Seed 000: MobileNet alpha 0.25 ImageNet features -> PCA 50 -> KMeans k=5 on the flowers;
+    the autoencoder row trains ``autoencoder_photos`` on the same photos and clusters its code."""
+    import keras
+
+    from kerasclf.features.cluster import run_cluster
+    flowers = quick_folder(ctx.assets / "flowers", ctx)
+    out = ctx.runs / ctx.name
+    backbone = keras.applications.MobileNet(alpha=0.25, include_top=False, weights="imagenet",
+                                            input_shape=(224, 224, 3), pooling="avg")
+    s = run_cluster(str(flowers), features_model=backbone, layer=None, pca=50, k=5, out_dir=out,
+                    image_size=(224, 224), overwrite=True, verbose=ctx.verbose, cache_dir=ctx.runs / "_cache")
+    ae = _train("autoencoder_photos", [f"data.path={flowers}", *(["train.epochs=1"] if ctx.quick else [])],
+                ctx, ctx.name + "_autoencoder")
+    a = run_cluster(str(flowers), features_model=str(ae.model_path), layer="encoder", pca=50, k=5,
+                    out_dir=out / "autoencoder", overwrite=True, verbose=ctx.verbose, cache_dir=ctx.runs / "_cache")
+    return {"value": s["scores"]["purity"], "ari": s["scores"]["ari"], "run_dir": str(out),
+            "autoencoder_purity": a["scores"]["purity"], "autoencoder_ari": a["scores"]["ari"],
+            "features_images_per_s": s.get("images_per_second")}
+
+
+def cifar100_smoke(recipe: str) -> Callable[[Ctx], dict[str, Any]]:
+    """One epoch of a seed CIFAR-100 recipe on the offline subset (486 train images): the code
+    path end to end, not a result; the full-data command is in docs/results.md."""
+    def run(ctx: Ctx) -> dict[str, Any]:
+        sets = ["data.source=npz", f"data.path={ctx.assets / 'cifar' / 'cifar100_subset.npz'}",
+                "data.name=null", "train.epochs=1", "train.early_stopping=null"]
+        return _test_row(_train(recipe, sets, ctx, ctx.name))
+    return run
+
+
+CIFAR100_SEED = {"cifar100_simple_cnn": 0.483, "cifar100_deep_cnn": 0.629, "cifar100_efficientnet_b0": 0.797}
+
+EXPERIMENTS: list[Experiment] = [
+    Experiment("digits_demo", "scikit-learn digits, 1,797 (70/10/20)", "simple_cnn", "scratch", "accuracy",
+               ">= 0.95", "—", recipe_run("demo")),
+    Experiment("fashion_mnist", "Fashion-MNIST via keras.datasets, 60,000 + 10,000", "resnet (small)", "scratch",
+               "accuracy", ">= 0.94", "zalando README: small CNNs 0.916–0.932; WRN-40-4 0.967",
+               recipe_run("fashion_mnist", quick=["train.epochs=1", "train.steps_per_epoch=20"]),
+               needs=("fashion",), headline=True),
+    Experiment("catsdogs_fe", "cats_vs_dogs, 4,999 photos (70/10/20)", "MobileNet α0.25 ImageNet",
+               "feature extraction", "accuracy", ">= 0.95",
+               "logistic regression on pooled α0.25 features: 0.944", folder_run("cats_vs_dogs", fine_tune=False),
+               needs=("cats_vs_dogs",)),
+    Experiment("catsdogs_ft", "cats_vs_dogs, 4,999 photos (70/10/20)", "MobileNet α0.25 ImageNet", "fine-tune",
+               "accuracy", ">= 0.965", "DLwP VGG16 FT 0.97; Xception FT 0.986",
+               folder_run("cats_vs_dogs", fine_tune=True), needs=("cats_vs_dogs",), headline=True),
+    Experiment("flowers_fe", "flowers, 4,317 photos, 5 classes (70/10/20)", "MobileNet α0.25 ImageNet",
+               "feature extraction", "accuracy", ">= 0.75", "logistic regression on pooled α0.25 features: 0.693",
+               folder_run("flowers", fine_tune=False), needs=("flowers",)),
+    Experiment("flowers_ft", "flowers, 4,317 photos, 5 classes (70/10/20)", "MobileNet α0.25 ImageNet", "fine-tune",
+               "accuracy", ">= 0.88", "MobileNetV2-0.35 @224 on tf_flowers: head 0.890, FT 0.936",
+               folder_run("flowers", fine_tune=True), needs=("flowers",), headline=True),
+    Experiment("cifar10_scratch", "CIFAR-10 subset, 5,085 + 1,017", "resnet (small), seed augmentation", "scratch",
+               "accuracy", ">= 0.75", "seed CIFAR-100 nets: 0.483 / 0.629 (full data)",
+               recipe_run("cifar10_scratch", lambda c: [f"data.path={c.assets / 'cifar' / 'cifar10_subset.npz'}"]),
+               needs=("cifar",)),
+    Experiment("celeba_attrs", "CelebA 558 faces, 32 attributes (70/10/20)", "MobileNet α0.25 ImageNet",
+               "fine-tune, multi-label", "mean attribute accuracy", ">= baseline + 0.03",
+               "ResNet-50 0.912 on full CelebA", celeba_attributes, needs=("celeba",)),
+    Experiment("me_vs_others", "CelebA 558 faces as me/ (Male) and others/", "MobileNet α0.25 ImageNet",
+               "FE and fine-tune", "accuracy", ">= FE", "—", me_vs_others, needs=("celeba",)),
+    Experiment("flowers_clusters", "flowers, 4,317 photos, 5 classes", "MobileNet α0.25 → PCA 50 → KMeans 5",
+               "clustering", "purity", ">= 0.60", "chance purity 0.24", flowers_clusters, needs=("flowers",)),
+    *[Experiment(name, "CIFAR-100 subset, 486 + 916 (smoke: 1 epoch)", name.split("_", 1)[1], "scratch",
+                 "accuracy", "smoke", f"seed, full CIFAR-100: {seed}", cifar100_smoke(name), needs=("cifar",),
+                 smoke=True)
+      for name, seed in CIFAR100_SEED.items()],
+]
+
+
+# ----------------------------------------------------------------------------- recording
+def _git_commit() -> str:
+    out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    return out.stdout.strip() + ("+dirty" if dirty else "")
+
+
+def _versions() -> dict[str, str]:
+    import keras
+    import tensorflow as tf
+
+    import kerasclf
+    return {"kerasclf": kerasclf.__version__, "tensorflow": tf.__version__, "keras": keras.__version__,
+            "python": platform.python_version()}
+
+
+def _host() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"
+
+
+def load_rows(path: Path = RESULTS) -> list[dict[str, Any]]:
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def record(row: dict[str, Any], path: Path) -> None:
+    rows = load_rows(path)
+    rows.append(row)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rows, indent=1) + "\n")
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.3f}" if isinstance(v, float) else ("—" if v is None else str(v))
+
+
+def render_table(rows: list[dict[str, Any]]) -> str:
+    """docs/results.md from the recorded rows: the latest row of each experiment, then notes."""
+    latest: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        latest[r["experiment"]] = r
+    order = [e.name for e in EXPERIMENTS] + sorted(set(latest) - {e.name for e in EXPERIMENTS})
+    lines = [
+        "# Results",
+        "",
+        "Generated by `python benchmarks/accuracy.py --table` from `benchmarks/results/accuracy.json`;",
+        "every figure below is a recorded run (do not edit by hand). Each row's command re-runs it.",
+        "Test split scored once per run; every choice was made on the validation split.",
+        "",
+        "| experiment | data | model | mode | metric | test | goal | met | anchor | wall | train img/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in order:
+        if name not in latest:
+            continue
+        r = latest[name]
+        met = {True: "yes", False: "**no**", None: "—"}[r.get("passed")]
+        lines.append(f"| {name} | {r['data']} | {r['model']} | {r['mode']} | {r['metric']} | {_fmt(r['value'])} "
+                     f"| {r['goal']} | {met} | {r['anchor']} | {r['wall_s'] / 60:.1f} min "
+                     f"| {_fmt(r.get('train_images_per_s'))} |")
+    lines += ["", "## Details", ""]
+    for name in order:
+        if name not in latest:
+            continue
+        r = latest[name]
+        extra = {k: v for k, v in r.items() if k in EXTRA_KEYS and v is not None}
+        lines.append(f"- **{name}** (`{r['command']}`, commit {r['commit']}, {r['date']}, {r['host']}): "
+                     + ", ".join(f"{k} {_fmt(v)}" for k, v in extra.items()))
+    notes = ROOT / "benchmarks" / "results" / "accuracy_notes.md"
+    if notes.is_file():
+        lines += ["", notes.read_text().strip()]
+    return "\n".join(lines) + "\n"
+
+
+EXTRA_KEYS = ("val", "baseline", "at_0_5", "fe_value", "ari", "autoencoder_purity", "autoencoder_ari",
+              "epochs", "run_dir", "versions")
+
+
+def headline_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The latest row of each headline experiment (README shows these)."""
+    latest = {r["experiment"]: r for r in rows}
+    return [latest[e.name] for e in EXPERIMENTS if e.headline and e.name in latest]
+
+
+# ----------------------------------------------------------------------------- main
+def _missing(exp: Experiment, assets: Path | None) -> str | None:
+    for need in exp.needs:
+        if need == "fashion":
+            if not FASHION_FILES.is_dir():
+                return f"{FASHION_FILES} is missing (apt-get install dataset-fashion-mnist)"
+        elif assets is None or not (assets / need).exists():
+            return f"../shared/assets/{need} is missing"
+    return None
+
+
+def offline_keras_home(assets: Path | None, home: Path) -> None:
+    """Point Keras's cache at ``home`` holding the MobileNet alpha 0.25 weights and the
+    Fashion-MNIST files, so the real ``keras.applications`` / ``keras.datasets`` loaders run offline."""
+    from kerasclf.testing import seed_keras_home
+    weights = [assets / MOBILENET_025] if assets is not None and (assets / MOBILENET_025).is_file() else []
+    seed_keras_home(home, weights)
+    if FASHION_FILES.is_dir():
+        (home / "datasets" / "fashion-mnist").mkdir(parents=True, exist_ok=True)
+        for f in FASHION_FILES.iterdir():
+            shutil.copy(f, home / "datasets" / "fashion-mnist" / f.name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("--only", help="comma-separated experiment names")
+    p.add_argument("--quick", action="store_true", help="smoke run; rows go to accuracy_quick.json")
+    p.add_argument("--table", action="store_true", help="only regenerate docs/results.md")
+    p.add_argument("--list", action="store_true", help="list the experiments")
+    p.add_argument("--runs", default=None, help="where run folders go (default runs/accuracy, or a temp "
+                                                  "folder with --quick)")
+    p.add_argument("--verbose", type=int, default=1)
+    args = p.parse_args(argv)
+    if args.list:
+        for e in EXPERIMENTS:
+            print(f"{e.name:26s} {e.mode:22s} {e.metric} {e.goal}   {e.data}")
+        return 0
+    if args.table:
+        TABLE.write_text(render_table(load_rows()))
+        print(f"wrote {TABLE}")
+        return 0
+    names = args.only.split(",") if args.only else [e.name for e in EXPERIMENTS]
+    known = {e.name: e for e in EXPERIMENTS}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        p.error(f"unknown experiment {unknown[0]!r}; --list shows them")
+    from kerasclf.testing import assets_dir
+    assets = assets_dir()
+    tmp = Path(tempfile.mkdtemp(prefix="kerasclf-accuracy-"))
+    runs = Path(args.runs) if args.runs else (tmp / "runs" if args.quick else ROOT / "runs" / "accuracy")
+    offline_keras_home(assets, tmp / "keras_home")
+    versions, commit = _versions(), _git_commit()
+    failed = 0
+    for name in names:
+        exp = known[name]
+        why = _missing(exp, assets)
+        if why:
+            print(f"[{name}] skipped: {why}")
+            continue
+        ctx = Ctx(assets=assets or Path("."), runs=runs, quick=args.quick, verbose=args.verbose, name=name)
+        print(f"[{name}] {exp.mode} on {exp.data} ...", flush=True)
+        start = time.perf_counter()
+        out = exp.run(ctx)
+        wall = time.perf_counter() - start
+        passed = None if args.quick or exp.smoke else exp.passed(float(out["value"]), out)
+        row = {"experiment": name, "data": exp.data, "model": exp.model, "mode": exp.mode, "metric": exp.metric,
+               "value": round(float(out["value"]), 4), "goal": exp.goal, "passed": passed, "anchor": exp.anchor,
+               "wall_s": round(wall, 1), "train_images_per_s": out.get("train_images_per_s"),
+               **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()
+                  if k not in ("value", "train_images_per_s")},
+               "versions": versions, "commit": commit, "host": _host(),
+               "date": datetime.date.today().isoformat(),
+               "command": f"python benchmarks/accuracy.py --only {name}" + (" --quick" if args.quick else "")}
+        record(row, QUICK_RESULTS if args.quick else RESULTS)
+        print(f"[{name}] {exp.metric} {row['value']:.4f} (goal {exp.goal}: "
+              f"{ {True: 'met', False: 'MISSED', None: '-'}[passed] }) in {wall / 60:.1f} min; {row.get('run_dir')}",
+              flush=True)
+        failed += passed is False
+    if not args.quick:
+        TABLE.write_text(render_table(load_rows()))
+        print(f"wrote {TABLE}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
