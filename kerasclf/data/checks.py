@@ -12,6 +12,8 @@ It reports:
 * a file whose extension does not match its real format;
 * exact and near duplicates, flagged ``!! CROSSES SPLITS`` when a pair sits in different
   train/val/test parts (a leak that inflates test scores);
+* label conflicts: exact or near duplicates whose copies carry *different labels* (the same
+  photo filed under two classes), in their own section and count, apart from ordinary duplicates;
 * class counts (per split too), the imbalance ratio (largest / smallest class) and classes below
   ``min_per_class``.
 
@@ -84,6 +86,9 @@ class CheckReport:
         exact_duplicates: groups ``{"files", "splits", "crosses_splits"}`` of byte-identical files.
         near_duplicates: pairs ``{"a", "b", "distance", "splits", "crosses_splits"}`` whose
             perceptual hashes differ by at most the threshold (exact duplicates excluded).
+        label_conflicts: duplicates whose copies carry different labels:
+            ``{"kind": "exact" | "near", "files", "labels", "distance"}`` (``distance`` 0 for exact);
+            they are also in ``exact_duplicates`` / ``near_duplicates``.
         class_counts: readable images per class.
         split_counts: ``{split: {class: n}}`` when splits are known.
         imbalance_ratio: largest class / smallest class (``inf`` when a class has no readable image).
@@ -98,6 +103,7 @@ class CheckReport:
     findings: list[Finding] = field(default_factory=list)
     exact_duplicates: list[dict[str, Any]] = field(default_factory=list)
     near_duplicates: list[dict[str, Any]] = field(default_factory=list)
+    label_conflicts: list[dict[str, Any]] = field(default_factory=list)
     class_counts: dict[str, int] = field(default_factory=dict)
     split_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     imbalance_ratio: float = 1.0
@@ -127,8 +133,8 @@ class CheckReport:
 
     @property
     def ok(self) -> bool:
-        """No unreadable files, no split leaks and no class below the minimum."""
-        return not self.bad_files and not self.leaks and not self.below_min
+        """No unreadable files, no split leaks, no label conflicts and no class below the minimum."""
+        return not self.bad_files and not self.leaks and not self.label_conflicts and not self.below_min
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict."""
@@ -136,6 +142,7 @@ class CheckReport:
         d["bad_files"] = [list(t) for t in self.bad_files]
         d["converted"] = [list(t) for t in self.converted]
         d["leaks"] = len(self.leaks)
+        d["n_label_conflicts"] = len(self.label_conflicts)
         if not np.isfinite(self.imbalance_ratio):
             d["imbalance_ratio"] = None
         return d
@@ -183,17 +190,29 @@ class CheckReport:
                 lines.append(f"{k.ljust(wk)}  {p.ljust(wp)}  {r}")
         else:
             lines.append("files: no problems found")
-        # duplicates
+        # label conflicts: the same image under different labels
+        lines.append("")
+        lines.append(f"label conflicts: {len(self.label_conflicts)}" + (
+            " (the same image under different labels: keep one copy, under the right class)"
+            if self.label_conflicts else ""))
+        for c in self.label_conflicts:
+            how = "exact" if c["kind"] == "exact" else f"near (distance {c['distance']})"
+            lines.append(f"  !! {how}: " + " = ".join(f"{self._rel(f)} [{lab}]"
+                                                     for f, lab in zip(c["files"], c["labels"])))
+        # duplicates (those with conflicting labels are listed above, not again)
+        conflicting = {frozenset(c["files"]) for c in self.label_conflicts}
+        exact = [d for d in self.exact_duplicates if frozenset(d["files"]) not in conflicting]
+        near = [d for d in self.near_duplicates if frozenset((d["a"], d["b"])) not in conflicting]
         lines.append("")
         leaks = len(self.leaks)
-        lines.append(f"duplicates: {len(self.exact_duplicates)} exact groups, {len(self.near_duplicates)} "
+        lines.append(f"duplicates (same label): {len(exact)} exact groups, {len(near)} "
                      f"near pairs" + (f"; !! {leaks} CROSS train/val/test (a leak: remove or regroup them)"
                                       if leaks else ""))
-        for d in self.exact_duplicates:
+        for d in exact:
             tag = "!! CROSSES SPLITS " if d["crosses_splits"] else ""
             where = f" [{'/'.join(d['splits'])}]" if any(d["splits"]) else ""
             lines.append(f"  {tag}exact: " + " = ".join(self._rel(f) for f in d["files"]) + where)
-        for d in self.near_duplicates:
+        for d in near:
             tag = "!! CROSSES SPLITS " if d["crosses_splits"] else ""
             where = f" [{d['splits'][0]}/{d['splits'][1]}]" if any(d["splits"]) else ""
             lines.append(f"  {tag}near (distance {d['distance']}): {self._rel(d['a'])} ~ "
@@ -310,6 +329,32 @@ def _hamming_pairs(hashes: list[str], threshold: int) -> list[tuple[int, int, in
         for i, j in zip(ii + s, jj):
             if i < j:
                 out.append((int(i), int(j), int(round(d[i - s, j]))))
+    return out
+
+
+def _label_text(spec: DataSpec, i: int) -> str:
+    """The label of item ``i`` as text (multi-label: the classes joined with ``|``)."""
+    y = spec.labels[i]
+    if spec.labels.ndim == 1:
+        return spec.class_names[int(y)]
+    return "|".join(c for c, v in zip(spec.class_names, y) if v) or "(none)"
+
+
+def _label_conflicts(spec: DataSpec, results: list[dict[str, Any]], exact: list[dict[str, Any]],
+                     near: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Duplicates whose copies carry different labels (exact groups first, then near pairs by distance)."""
+    pos = {r["path"]: i for i, r in enumerate(results)}
+    out = []
+    for d in exact:
+        labels = [_label_text(spec, pos[f]) for f in d["files"]]
+        if len(set(labels)) > 1:
+            out.append({"kind": "exact", "files": list(d["files"]), "labels": labels, "distance": 0,
+                        "splits": d["splits"]})
+    for d in near:
+        labels = [_label_text(spec, pos[d["a"]]), _label_text(spec, pos[d["b"]])]
+        if labels[0] != labels[1]:
+            out.append({"kind": "near", "files": [d["a"], d["b"]], "labels": labels,
+                        "distance": d["distance"], "splits": d["splits"]})
     return out
 
 
@@ -431,6 +476,7 @@ def check_dataset(spec_or_path: DataSpec | str | os.PathLike, *,
                                        "splits": sp, "crosses_splits": bool(sp[0] and sp[1] and sp[0] != sp[1])})
     report.near_duplicates.sort(key=lambda d: (not d["crosses_splits"], d["distance"]))
     report.exact_duplicates.sort(key=lambda d: not d["crosses_splits"])
+    report.label_conflicts = _label_conflicts(spec, results, report.exact_duplicates, report.near_duplicates)
     report.seconds = round(time.perf_counter() - t0, 3)
     return report
 

@@ -180,3 +180,30 @@ def test_real_cats_vs_dogs_duplicates(assets):
     groups = {frozenset(os.path.basename(f) for f in d["files"]) for d in report.exact_duplicates}
     assert {frozenset({"dog.74.jpg", "dog.180.jpg"}), frozenset({"dog.980.jpg", "dog.1273.jpg"})} <= groups
     assert not report.bad_files
+
+
+def test_same_image_in_two_class_folders_is_a_label_conflict(tmp_path):
+    """The issue's case: one photo written into two class folders is named a label conflict (exact and
+    near), in its own section and count; a same-label duplicate stays an ordinary duplicate."""
+    root = tmp_path / "data"
+    for c in ("cat", "dog"):
+        (root / c).mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(_texture(300 + i)).save(root / "cat" / f"c{i}.png")
+        Image.fromarray(_texture(310 + i)).save(root / "dog" / f"d{i}.png")
+    (root / "dog" / "c0_again.png").write_bytes((root / "cat" / "c0.png").read_bytes())    # exact, other label
+    (root / "cat" / "c1_copy.png").write_bytes((root / "cat" / "c1.png").read_bytes())     # exact, same label
+    Image.fromarray(np.clip(_texture(302).astype(int) + 6, 0, 255).astype(np.uint8)).save(
+        root / "dog" / "c2_bright.png")                                                      # near, other label
+    before = _snapshot(root)
+    report = check_dataset(root, min_per_class=1)
+    assert _snapshot(root) == before
+    kinds = sorted((c["kind"], tuple(sorted(os.path.basename(f) for f in c["files"])), tuple(sorted(c["labels"])))
+                   for c in report.label_conflicts)
+    assert kinds == [("exact", ("c0.png", "c0_again.png"), ("cat", "dog")),
+                     ("near", ("c2.png", "c2_bright.png"), ("cat", "dog"))]
+    assert not report.ok and report.to_dict()["n_label_conflicts"] == 2
+    table = report.table()
+    assert "label conflicts: 2" in table and "duplicates (same label): 1 exact groups, 0 near pairs" in table
+    section = table.split("label conflicts:")[1].split("duplicates (same label)")[0]
+    assert "c0_again.png [dog]" in section and "c1_copy.png" not in section
