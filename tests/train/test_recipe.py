@@ -68,3 +68,19 @@ def test_every_zoo_recipe_validates_and_names_a_registered_model(path):
     recipe = load_recipe(path)
     assert is_registered(recipe.model.name), recipe.model.name
     assert yaml.safe_load(recipe.to_yaml())["name"] == recipe.name
+
+
+def test_max_images_is_a_seeded_stratified_sample():
+    import numpy as np
+    full = load_recipe("demo").data.load_spec()
+    small = load_recipe("demo", ["data.max_images=50"]).data.load_spec()
+    assert len(small) == 50
+    counts = np.bincount(small.labels, minlength=10)
+    assert counts.min() >= 4 and counts.max() <= 6  # every class keeps its share
+    again = load_recipe("demo", ["data.max_images=50"]).data.load_spec()
+    assert np.array_equal(small.images, again.images)  # same seed, same sample
+    other = load_recipe("demo", ["data.max_images=50", "data.split.seed=7"]).data.load_spec()
+    assert not np.array_equal(small.images, other.images)
+    assert len(load_recipe("demo", [f"data.max_images={len(full) + 5}"]).data.load_spec()) == len(full)
+    with pytest.raises(ConfigError, match="data.max_images"):
+        load_recipe("demo", ["data.max_images=1"])
