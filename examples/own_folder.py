@@ -41,7 +41,9 @@ path.write_text(yaml.safe_dump(recipe))
 
 board = compare(path, overwrite=args.overwrite)
 print(board.table())
-print(f"best: {board.best}, test accuracy {board.test['accuracy']:.3f}; report: {board.out_dir / 'report.html'}")
+print(f"best single model: {board.best}; chosen by validation (single, TTA or ensemble): {board.chosen}, "
+      f"test accuracy {board.test['accuracy']:.3f}; report: {board.out_dir / 'report.html'}")
+print("saved as", board.saved["note"])
 best = board.out_dir / "models" / board.best
 if (best / "model.keras").is_file():
     print("analysis:", analyze_run(best)["report"])

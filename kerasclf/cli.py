@@ -198,10 +198,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     board = compare(args.recipe, overrides=args.set, output_dir=args.output_dir, overwrite=args.overwrite,
                     tta=args.tta, ensemble=args.ensemble, verbose=args.verbose or 0)
     print(board.table())
-    for name, gain in board.gains.items():
-        print(f"{name}: val accuracy {gain.get('gain', 0):+.4f} over the single model")
+    print(f"\ncandidates on validation (gain vs the best single model, {board.best}):")
+    for c in board.candidates:
+        print(f"  {c['configuration']:<40} val acc {c['val_acc']:.4f}  {c['gain']:+.4f}"
+              + ("  <- chosen" if c["configuration"] == board.chosen else ""))
     t = board.test
-    print(f"\nbest by validation: {board.best}  test accuracy: {t['accuracy']:.4f}")
+    print(f"\nchosen by validation: {board.chosen}  test accuracy: {t['accuracy']:.4f} (the only test evaluation)")
+    print(f"saved: {board.saved.get('note', '')}")
     print(f"leaderboard and report: {board.out_dir}")
     return 0
 
@@ -351,8 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--set", action="append", metavar="KEY=VALUE")
     cp.add_argument("--output-dir")
     cp.add_argument("--overwrite", action="store_true")
-    cp.add_argument("--tta", action="store_true", default=None, help="report flip-TTA gain on validation")
-    cp.add_argument("--ensemble", type=int, default=None, help="report the gain of averaging the top-k models")
+    cp.add_argument("--tta", action="store_true", default=None, help="add each model with flip TTA to the candidates")
+    cp.add_argument("--ensemble", type=int, default=None, help="add the mean of the top-k models (any kind) to the candidates")
     verbosity(cp)
     cp.set_defaults(func=cmd_compare)
 

@@ -1,16 +1,21 @@
-"""Compare several models on one split: a leaderboard, TTA/ensemble gains, one honest test score.
+"""Compare several models on one split: a leaderboard, TTA and ensembles as candidates, one honest test score.
 
 A comparison recipe is a normal recipe (``data``, ``train`` defaults) plus a ``models`` list.
 Each entry names a zoo model and a ``mode``: ``scratch`` (train from random init),
 ``feature_extraction`` (frozen backbone + new head), ``fine_tune`` (then unfreeze the top
 with a lower LR) or ``sklearn`` (a scikit-learn head on cached backbone features). Every model
-trains on the same split manifest; finished models are not retrained; only the best model by
-validation accuracy is evaluated on the test split, once, at the end.
+trains on the same split manifest; finished models are not retrained.
+
+Then every single model, each with flip TTA (``tta: true``) and the mean of the top
+``ensemble: k`` models (scikit-learn heads included; see :mod:`kerasclf.candidates`) are scored
+on validation with one function; every gain is measured against the best single model. Only
+the chosen configuration (the best on validation) is evaluated on the test split, once, and it
+is saved as one model in ``<comparison>/chosen/``.
 
 Example:
     >>> from kerasclf.experiment import compare          # doctest: +SKIP
     >>> board = compare("compare_digits")
-    >>> board.rows[0]["label"], board.test["accuracy"]
+    >>> board.best, board.chosen, board.test["accuracy"]
 """
 from __future__ import annotations
 
@@ -26,14 +31,23 @@ from typing import Any
 import numpy as np
 import yaml
 
+from kerasclf.analysis.comparison import ChosenEvidence, comparison_report
 from kerasclf.analysis.metrics import classification_metrics
-from kerasclf.analysis.report import comparison_report
+from kerasclf.candidates import (
+    KINDS,
+    Configuration,
+    Member,
+    candidate_configs,
+    config_probs,
+    load_configuration,
+    predict_probs,
+    save_configuration,
+)
 from kerasclf.data import splits
 from kerasclf.data.pipeline import split_arrays
 from kerasclf.errors import ConfigError, KerasclfError, RunExistsError
 from kerasclf.features.extract import extract_features
-from kerasclf.features.heads import evaluate_head, fit_head, load_head, save_head
-from kerasclf.io import load_model
+from kerasclf.features.heads import evaluate_head, fit_head, save_head
 from kerasclf.recipes import builtin_path
 from kerasclf.train.fit import train
 from kerasclf.train.recipe import Recipe, apply_overrides
@@ -47,13 +61,21 @@ _ENTRY_KEYS = {"name", "label", "mode", "train", "data", "head", "layer"}
 
 @dataclass
 class Leaderboard:
-    """The comparison's result: one row per model (best first) and the test score of the best."""
+    """The comparison's result.
+
+    ``rows``: one per model, best first by validation; ``best``: the best single model;
+    ``candidates``: every single model, TTA and ensemble scored on validation (best first), each
+    with its ``gain`` over ``best``; ``chosen``: the first candidate, the only one evaluated on
+    test (``test``) and saved as one model (``saved``: path, format, parity with the tested scores).
+    """
 
     out_dir: Path
     rows: list[dict[str, Any]]
     best: str
     test: dict[str, Any]
-    gains: dict[str, Any] = field(default_factory=dict)
+    chosen: str = ""
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    saved: dict[str, Any] = field(default_factory=dict)
 
     def table(self) -> str:
         cols = ("label", "mode", "train_acc", "val_acc", "val_loss", "params", "train_time_s", "images_per_s")
@@ -239,20 +261,8 @@ def compare(recipe_path: str | Path, *, overrides: list[str] | None = None, outp
             metrics = result.metrics
         rows.append(_row(label, entry.get("mode", "scratch"), run_dir, metrics))
 
-    rows.sort(key=lambda r: (-(r["val_acc"] or 0.0), r["val_loss"] if r["val_loss"] is not None else 1e9))
-    best = rows[0]
-    gains: dict[str, Any] = {}
-    want_tta = raw.get("tta", False) if tta is None else tta
-    k = int(raw.get("ensemble", 0) if ensemble is None else ensemble)
-    keras_rows = [r for r in rows if r["mode"] != "sklearn"]
-    arrays = _SplitArrays(spec, manifest)
-    if want_tta and keras_rows:
-        gains["tta"] = _tta_gain(keras_rows[0], spec, arrays)
-    if k >= 2 and len(keras_rows) >= 2:
-        gains["ensemble"] = _ensemble_gain(keras_rows[:k], spec, arrays)
-    test = _evaluate_best(best, spec, arrays)
-    board = Leaderboard(out_dir=out, rows=rows, best=best["label"], test=test, gains=gains)
-    _write_outputs(board)
+    board = _choose(out, rows, spec, manifest, tta=raw.get("tta", False) if tta is None else tta,
+                    ensemble=int(raw.get("ensemble", 0) if ensemble is None else ensemble))
     return board
 
 
@@ -278,8 +288,8 @@ def _last(hist: Path, key: str) -> float | None:
 
 
 class _SplitArrays:
-    """The images and labels of a split at an image size, read once and reused by TTA, the
-    ensemble and the final test evaluation."""
+    """The images and labels of a split at an image size, read once and reused by every candidate
+    and the final test evaluation."""
 
     def __init__(self, spec: Any, manifest: Path):
         self.spec, self.parts = spec, splits.read_manifest(manifest, spec)
@@ -292,53 +302,76 @@ class _SplitArrays:
         return self._memo[key]
 
 
-def _predictor(row: dict[str, Any]) -> Any:
-    run_dir = Path(row["run_dir"])
-    if row["mode"] == "sklearn":
-        return load_head(run_dir / "head.skops")
-    return load_model(run_dir / "model.keras")
+def _choose(out: Path, rows: list[dict[str, Any]], spec: Any, manifest: Path, *, tta: bool,
+            ensemble: int) -> Leaderboard:
+    """Score every model, TTA and ensemble on validation with one function; test the chosen one once.
 
+    The single models' validation scores are recomputed here on the same images as every other
+    candidate, so a gain is always a difference of two numbers measured the same way.
+    """
+    arrays = _SplitArrays(spec, manifest)
+    if len(arrays.parts.get("val", [])) == 0:
+        raise ConfigError(f"{out}: compare chooses by validation, and the split has no validation images; "
+                          f"set data.split.val above 0")
+    members = {r["label"]: Member(r["label"], Path(r["run_dir"])) for r in rows}
+    task, names = spec.task, spec.class_names
+    memo_val: dict[tuple[str, bool], np.ndarray] = {}
 
-def _predict(pred: Any, images: np.ndarray) -> np.ndarray:
-    if hasattr(pred, "predict_proba_images"):
-        return np.asarray(pred.predict_proba_images(images))
-    return pred.predict(images)
+    def on_val(cfg: Configuration) -> tuple[np.ndarray, dict[str, Any]]:
+        p = config_probs(cfg, members, lambda size: arrays("val", size)[0], task, memo_val)
+        y = arrays("val", members[cfg.members[0]].image_size)[1]
+        return p, classification_metrics(y, p, task, names)
 
-
-def _accuracy(y: np.ndarray, p: np.ndarray, task: str, names: list[str]) -> float:
-    return float(classification_metrics(y, p, task, names)["accuracy"])
-
-
-def _tta_gain(row: dict[str, Any], spec: Any, arrays: _SplitArrays) -> dict[str, Any]:
-    """Horizontal-flip TTA: average the predictions of the image and its mirror."""
-    model = _predictor(row)
-    x, y = arrays("val", model.image_size)
-    p0 = model.predict(x)
-    p1 = (p0 + model.predict(x[:, :, ::-1, :])) / 2.0
-    a0, a1 = _accuracy(y, p0, spec.task, spec.class_names), _accuracy(y, p1, spec.task, spec.class_names)
-    return {"model": row["label"], "val_acc": a0, "val_acc_tta": a1, "gain": a1 - a0}
-
-
-def _ensemble_gain(rows: list[dict[str, Any]], spec: Any, arrays: _SplitArrays) -> dict[str, Any]:
-    """Average of the top-k models' probabilities on validation, against the best single one."""
-    probs, y = [], None
     for r in rows:
-        model = _predictor(r)
-        x, y = arrays("val", model.image_size)
-        probs.append(model.predict(x))
-    single = _accuracy(y, probs[0], spec.task, spec.class_names)
-    mean = _accuracy(y, np.mean(probs, axis=0), spec.task, spec.class_names)
-    return {"models": [r["label"] for r in rows], "val_acc_best_single": single, "val_acc_ensemble": mean,
-            "gain": mean - single}
+        m = on_val(Configuration(r["label"], "single", [r["label"]]))[1]
+        r["val_acc"], r["val_loss"] = float(m["accuracy"]), float(m["loss"])
+    rows.sort(key=lambda r: (-r["val_acc"], r["val_loss"]))
+    best = rows[0]
+    candidates = []
+    for cfg in candidate_configs([r["label"] for r in rows], tta=tta, ensemble=ensemble):
+        m = on_val(cfg)[1]
+        candidates.append({**cfg.to_dict(), "val_acc": float(m["accuracy"]), "val_loss": float(m["loss"]),
+                           "gain": float(m["accuracy"]) - best["val_acc"]})
+    candidates.sort(key=lambda c: (-c["val_acc"], c["val_loss"], KINDS.index(c["kind"])))
+    pick = candidates[0]
+    cfg = Configuration(pick["configuration"], pick["kind"], pick["members"], tta=pick["tta"])
+
+    # the one look at the test split: the chosen configuration, scored as it was on validation
+    size = members[cfg.members[0]].image_size
+    x_test, y_test = arrays("test", size)
+    p_test = config_probs(cfg, members, lambda s: arrays("test", s)[0], task, {})
+    test = classification_metrics(y_test, p_test, task, names)
+    test.update({"model": cfg.label, "configuration": cfg.label, "kind": cfg.kind, "members": cfg.members,
+                 "tta": cfg.tta, "val_acc": pick["val_acc"], "best_single": best["label"],
+                 "best_single_val_acc": best["val_acc"], "gain": pick["gain"]})
+    saved = save_configuration(cfg, members, out / "chosen", class_names=names, task=task)
+    if saved["format"] != "members":  # the saved file reproduces the tested probabilities
+        loaded = load_configuration(out / "chosen")
+        again = predict_probs(loaded, arrays("test", loaded.image_size)[0], task)
+        saved["test_max_abs_diff"] = float(np.max(np.abs(again - p_test)))
+    board = Leaderboard(out_dir=out, rows=rows, best=best["label"], test=test, chosen=cfg.label,
+                        candidates=candidates, saved=saved)
+    keras_member = next((members[m] for m in cfg.members if not members[m].sklearn), None)
+    evidence = ChosenEvidence(
+        images=x_test if keras_member is None else arrays("test", keras_member.image_size)[0], labels=y_test,
+        probs=p_test, val_labels=arrays("val", size)[1], val_probs=on_val(cfg)[0], task=task, class_names=names,
+        explain_model=None if keras_member is None else keras_member.predictor(False).model,
+        explain_note=_explain_note(cfg, keras_member),
+        histories={r["label"]: Path(r["run_dir"]) / "history.csv" for r in rows
+                   if (Path(r["run_dir"]) / "history.csv").is_file()})
+    _write_outputs(board, evidence)
+    return board
 
 
-def _evaluate_best(row: dict[str, Any], spec: Any, arrays: _SplitArrays) -> dict[str, Any]:
-    model = _predictor(row)  # a LoadedModel or a scikit-learn HeadPipeline: both know their size
-    x, y = arrays("test", model.image_size)
-    result = classification_metrics(y, _predict(model, x), spec.task, spec.class_names)
-    result["model"] = row["label"]
-    result["val_acc"] = row["val_acc"]
-    return result
+def _explain_note(cfg: Configuration, keras_member: Member | None) -> str:
+    if keras_member is None:
+        return (f"No attribution heatmaps: {cfg.label} is a scikit-learn head, and Grad-CAM needs the gradient "
+                f"of a Keras model's output.")
+    if cfg.one_member and not cfg.tta:
+        return ""
+    why = "the ensemble's members" if not cfg.one_member else "the model"
+    return (f"Heatmaps are Grad-CAM of {keras_member.label} on the unflipped image (the best Keras model among "
+            f"{why}), for the class the chosen configuration predicts.")
 
 
 def _sklearn_entry(entry: dict[str, Any], recipe: Recipe, spec: Any, manifest: Path, run_dir: Path) -> dict[str, Any]:
@@ -366,12 +399,13 @@ def _sklearn_entry(entry: dict[str, Any], recipe: Recipe, spec: Any, manifest: P
     return metrics
 
 
-def _write_outputs(board: Leaderboard) -> None:
+def _write_outputs(board: Leaderboard, evidence: ChosenEvidence) -> None:
     out = board.out_dir
     with (out / "leaderboard.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(board.rows[0]))
         w.writeheader()
         w.writerows(board.rows)
-    summary = {"best": board.best, "test": board.test, "gains": board.gains, "leaderboard": board.rows}
+    summary = {"best": board.best, "chosen": board.chosen, "test": board.test, "saved": board.saved,
+               "candidates": board.candidates, "leaderboard": board.rows}
     (out / "leaderboard.json").write_text(json.dumps(summary, indent=2, default=float))
-    comparison_report(board, out / "report.html")
+    comparison_report(board, out / "report.html", evidence=evidence)

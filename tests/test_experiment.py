@@ -42,13 +42,18 @@ def test_compare_four_modes_leaderboard_and_resume(recipe, tmp_path):
     assert vals == sorted(vals, reverse=True) and board.best == board.rows[0]["label"]
     assert all(r["params"] and r["train_time_s"] is not None for r in board.rows)
     test = board.test
-    print(f"\nbest {board.best}: val {board.rows[0]['val_acc']:.3f}, test {test['accuracy']:.3f}")
-    assert test["model"] == board.best and test["val_acc"] == board.rows[0]["val_acc"]
+    print(f"\nbest {board.best}: val {board.rows[0]['val_acc']:.3f}; chosen {board.chosen}: test {test['accuracy']:.3f}")
+    chosen = board.candidates[0]
+    assert test["configuration"] == board.chosen == chosen["configuration"] and test["val_acc"] == chosen["val_acc"]
+    assert chosen["val_acc"] == max(c["val_acc"] for c in board.candidates) >= board.rows[0]["val_acc"]
     with (out / "split.csv").open() as f:
         assert test["n"] == sum(row["split"] == "test" for row in csv.DictReader(f))
     assert test["accuracy"] == pytest.approx(np.trace(test["confusion_counts"]) / test["n"])
     assert test["accuracy"] > 0.3  # ten digits: chance is 0.1
-    assert set(board.gains) == {"tta", "ensemble"}
+    # each model alone and with TTA, and the top-3 ensemble with and without TTA (heads included)
+    assert len(board.candidates) == 2 * 4 + 2 and {c["kind"] for c in board.candidates} == {"single", "tta", "ensemble"}
+    assert all(c["gain"] == pytest.approx(c["val_acc"] - board.rows[0]["val_acc"]) for c in board.candidates)
+    assert board.saved.get("test_max_abs_diff", 0.0) < 1e-4  # the saved model is the tested one
     for name in ("leaderboard.csv", "leaderboard.json", "split.csv", "report.html"):
         assert (out / name).is_file(), name
     # each model trained on the same manifest, and none of them saw the test split

@@ -16,6 +16,7 @@ LAYERS = [
     {"export"},
     {"analysis"},
     {"features", "train", "predict"},
+    {"candidates"},
     {"evaluate", "experiment"},
     {"cli"},
 ]

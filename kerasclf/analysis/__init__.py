@@ -12,11 +12,12 @@ Example:
 from kerasclf.analysis.analyze import analyze, load_split
 from kerasclf.analysis.calibration import (apply_temperature, expected_calibration_error, fit_temperature,
                                            negative_log_likelihood, reliability_diagram)
+from kerasclf.analysis.comparison import ChosenEvidence, comparison_report
 from kerasclf.analysis.embed import embed_features
 from kerasclf.analysis.explain import build_explain_model, explain, find_last_conv_layer, overlay
 from kerasclf.analysis.metrics import choose_thresholds, classification_metrics, per_sample_loss, probs_to_pred
 from kerasclf.analysis.plots import plot_confusion, plot_gallery, plot_history, plot_per_class
-from kerasclf.analysis.report import Section, Table, comparison_report, gap_sentence, write_report
+from kerasclf.analysis.report import Section, Table, gap_sentence, write_report
 
 __all__ = [
     "analyze", "load_split",
@@ -26,5 +27,5 @@ __all__ = [
     "embed_features",
     "expected_calibration_error", "reliability_diagram", "fit_temperature", "apply_temperature",
     "negative_log_likelihood",
-    "write_report", "Section", "Table", "gap_sentence", "comparison_report",
+    "write_report", "Section", "Table", "gap_sentence", "comparison_report", "ChosenEvidence",
 ]

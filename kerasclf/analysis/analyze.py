@@ -232,15 +232,19 @@ class _Analysis:
         p = _predict(self.model, x, self.batch_size)
         return p[:, 1:] if self.task == "binary" and p.shape[1] == 2 else p
 
-    def score(self, data: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray] | None) -> None:
-        """Predict; on validation choose the multilabel thresholds; compute the split's metrics."""
+    def score(self, data: tuple[np.ndarray, np.ndarray], val: tuple[Any, np.ndarray] | None, *,
+              probs: np.ndarray | None = None, val_probs: np.ndarray | None = None) -> None:
+        """Predict (or take ``probs`` / ``val_probs`` computed elsewhere, e.g. of an ensemble; then
+        ``val`` may be ``(None, labels)``); on validation choose the multilabel thresholds; compute
+        the split's metrics."""
         task, names = self.task, self.names
         self.x, self.y = data[0], _label_array(data[1], task)
-        self.probs = self._probs(self.x)
+        self.probs = self._probs(self.x) if probs is None else np.asarray(probs, dtype="float64")
         self.val_probs = self.val_y = None
         self.thresholds: Any = 0.5
         if val is not None:
-            self.val_probs, self.val_y = self._probs(val[0]), _label_array(val[1], task)
+            self.val_probs = self._probs(val[0]) if val_probs is None else np.asarray(val_probs, dtype="float64")
+            self.val_y = _label_array(val[1], task)
             if task == "multilabel":
                 self.thresholds = choose_thresholds(self.val_y, self.val_probs)
         m = classification_metrics(self.y, self.probs, task, names, threshold=self.thresholds)

@@ -23,7 +23,8 @@ from kerasclf.analysis.explain import overlay as _overlay
 from kerasclf.analysis.metrics import confusion_fractions
 from kerasclf.errors import DataError
 
-__all__ = ["plot_history", "plot_confusion", "plot_gallery", "plot_per_class", "read_history", "MAX_SIDE_PX"]
+__all__ = ["plot_history", "plot_histories", "plot_confusion", "plot_gallery", "plot_per_class", "read_history",
+           "MAX_SIDE_PX"]
 
 def _done(fig: Any, path: str | Path, return_figure: bool) -> Any:
     """Save; return the path, or ``(path, figure)`` when the caller asked for the figure (tests
@@ -126,6 +127,46 @@ def plot_history(history: Mapping[str, Sequence[float]] | str | Path, path: str 
         ax.set_xlabel("iteration (batch)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _done(fig, path, return_figure)
+
+
+def plot_histories(histories: Mapping[str, Mapping[str, Sequence[float]] | str | Path], path: str | Path, *,
+                   metrics: Sequence[str] = ("loss", "accuracy"), return_figure: bool = False) -> Any:
+    """Several models' training curves on shared axes: one panel per metric, one colour per model
+    (validation solid, training dashed), so the models can be compared by eye.
+
+    Args:
+        histories: ``{model label: history}`` (dicts or ``CSVLogger`` files, as :func:`plot_history`).
+        path: PNG file to write.
+        metrics: the panels; a metric no model logged is left out.
+
+    Returns:
+        the PNG path; ``(path, matplotlib Figure)`` with ``return_figure=True``.
+
+    Example:
+        >>> plot_histories({"a": {"loss": [1, .5], "val_loss": [1.1, .7]},
+        ...                 "b": {"loss": [.9, .4], "val_loss": [1.0, .8]}}, "/tmp/curves.png")  # doctest: +SKIP
+        PosixPath('/tmp/curves.png')
+    """
+    hs = {str(label): read_history(h) for label, h in histories.items()}
+    names = [m for m in metrics if any(m in h or f"val_{m}" in h for h in hs.values())]
+    if not hs or not names:
+        raise DataError(f"no model history has any of {', '.join(metrics)}; pass the runs' history.csv files")
+    fig = _new_figure((5.2 * len(names), 3.8))
+    colours = [f"C{i % 10}" for i in range(len(hs))]
+    for j, name in enumerate(names):
+        ax = fig.add_subplot(1, len(names), j + 1)
+        for colour, (label, h) in zip(colours, hs.items()):
+            for key, style, suffix in ((f"val_{name}", "-", "val"), (name, "--", "train")):
+                ys = np.asarray(h.get(key, []), dtype="float64")
+                if ys.size:
+                    ax.plot(np.arange(1, ys.size + 1), ys, style, color=colour, lw=1.4 if suffix == "val" else 1.0,
+                            marker="o" if suffix == "val" else "x", ms=3, label=f"{label} ({suffix})")
+        ax.set_title(name.replace("_", " ") + " (solid: validation, dashed: training)", fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return _done(fig, path, return_figure)
 

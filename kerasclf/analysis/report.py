@@ -24,13 +24,14 @@ from typing import Any
 
 from kerasclf.errors import DataError
 
-__all__ = ["Section", "Table", "write_report", "gap_sentence", "comparison_report", "SECTION_IDS"]
+__all__ = ["Section", "Table", "write_report", "gap_sentence", "SECTION_IDS"]
 
 SECTION_IDS = {
     "leaderboard": "Leaderboard",
     "curves": "Training curves",
     "confusion": "Confusion matrix",
     "per-class": "Per-class metrics",
+    "candidates": "Candidates: single models, TTA and ensembles",
     "galleries": "Galleries and attribution",
     "embeddings": "Feature embeddings",
     "calibration": "Calibration",
@@ -228,65 +229,3 @@ def gap_sentence(val_score: float | None, test_score: float | None, *, threshold
                 f"({val_score:.1%}), more than {pts:g} points: {why}.")
     return (f"Test {metric} ({test_score:.1%}) is within {pts:g} points of validation ({val_score:.1%}): "
             f"no sign of overfitting the validation split.")
-
-
-_BOARD_COLS = ("label", "mode", "train_acc", "val_acc", "val_loss", "params", "train_time_s", "images_per_s")
-
-
-def comparison_report(board: Any, path: str | Path, *, title: str | None = None) -> Path:
-    """The report of a comparison: leaderboard, gains of TTA / ensemble, the best model's test
-    result (with the val/test gap sentence) and the best model's curves and confusion matrix.
-
-    Args:
-        board: a :class:`kerasclf.experiment.Leaderboard` (``rows``, ``best``, ``test``, ``gains``).
-        path: the ``.html`` file to write.
-        title: page title (default: the comparison folder's name).
-
-    Returns:
-        the path written.
-
-    Example:
-        >>> comparison_report(board, board.out_dir / "report.html")  # doctest: +SKIP
-    """
-    rows = list(board.rows)
-    cols = [c for c in _BOARD_COLS if any(c in r for r in rows)]
-    best_i = next((i for i, r in enumerate(rows) if r.get("label") == board.best), None)
-    sections = [Section(SECTION_IDS["leaderboard"], id="leaderboard",
-                        text=f"{len(rows)} models trained on the same split, best first (by validation "
-                             f"accuracy, then validation loss). Best: {board.best}.",
-                        table=Table(cols, rows, highlight=best_i))]
-    gains = dict(getattr(board, "gains", {}) or {})
-    if gains:
-        grows = []
-        for name, g in gains.items():
-            if isinstance(g, Mapping):
-                before = g.get("val_acc", g.get("val_acc_best_single"))
-                after = g.get("val_acc_tta", g.get("val_acc_ensemble"))
-                grows.append([name, before, after, g.get("gain")])
-        sections.append(Section("Test-time augmentation and ensemble", id="gains",
-                                text="Validation accuracy of the single best model and with the option.",
-                                table=Table(["option", "val acc (single)", "val acc (with option)", "gain"], grows)))
-    best_dir = Path(rows[best_i]["run_dir"]) if best_i is not None and rows[best_i].get("run_dir") else None
-    if best_dir is not None:
-        for sid, fname, caption in (("curves", "curves.png", "training curves of the best model"),
-                                    ("confusion", "confusion.png", "confusion matrix of the best model")):
-            for cand in (best_dir / fname, best_dir / "figures" / fname):
-                if cand.is_file():
-                    sections.append(Section(SECTION_IDS[sid], id=sid, images=[(cand, f"{caption} ({board.best})")],
-                                            image_width=900))
-                    break
-    test = dict(getattr(board, "test", {}) or {})
-    if test:
-        acc = test.get("accuracy")
-        text = [f"The best model by validation score ({test.get('model', board.best)}) was evaluated once on "
-                f"the test split: accuracy {_fmt(acc)} on {test.get('n', '?')} images.",
-                gap_sentence(test.get("val_acc"), acc)]
-        per = test.get("per_class") or {}
-        table = None
-        if per:
-            keys = [k for k in ("precision", "recall", "f1", "support", "accuracy")
-                    if any(k in v for v in per.values())]
-            table = Table(["class", *keys], [[name, *[v.get(k) for k in keys]] for name, v in per.items()])
-        sections.append(Section(SECTION_IDS["test"], id="test", text=text, table=table,
-                                notes=[text[1]] if text[1].startswith("Warning") else []))
-    return write_report(path, title=title or f"Comparison: {Path(board.out_dir).name}", sections=sections)
