@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from kerasclf import __version__
+from kerasclf._progress import set_quiet
 from kerasclf.data.checks import run_check
 from kerasclf.errors import DataError, KerasclfError
 from kerasclf.evaluate import analyze_run, evaluate_model, labelled_images
@@ -266,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", action="store_true", dest="tf_logs",
                    help="show TensorFlow's C++ start-up lines (give it before the command: "
                         "kerasclf --verbose zoo); same as KERASCLF_VERBOSE=1")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bars (give it before the command: kerasclf --quiet check DIR); bars are "
+                        "drawn only when stderr is a terminal anyway; same as KERASCLF_QUIET=1")
     sub = p.add_subparsers(dest="command", required=True)
 
     def verbosity(sp: argparse.ArgumentParser) -> None:
@@ -407,6 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``kerasclf`` console script."""
     args = build_parser().parse_args(argv)
+    set_quiet(args.quiet)
     try:
         return int(args.func(args) or 0)
     except KerasclfError as exc:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from kerasclf._files import write_rows
+from kerasclf._progress import progress
 from kerasclf.data.pipeline import file_batches
 from kerasclf.data.reader import collect_image_paths
 from kerasclf.export.runtimes import open_model
@@ -48,10 +49,12 @@ def predict_paths(model: str | Path | Any, paths: Sequence[str | Path], *, top_k
     thr = float(threshold if threshold is not None else loaded.meta.get("threshold", 0.5))
     rows: list[dict[str, Any]] = []
     batches = file_batches([str(f) for f in files], loaded.image_size, batch_size)
+    bar = progress(total=len(files), desc="predict")  # a bar on a terminal only (kerasclf._progress)
     for ok_paths, images in batches:
         if len(ok_paths) == 0:
             continue
         probs = class_probabilities(loaded.predict(np.asarray(images)), task)
+        bar.update(len(ok_paths))
         for path, p in zip(ok_paths, probs):
             order = np.argsort(-p)[:max(1, top_k)]
             if task == "multilabel":
@@ -61,6 +64,7 @@ def predict_paths(model: str | Path | Any, paths: Sequence[str | Path], *, top_k
                 label, prob = names[int(order[0])], float(p[order[0]])
             rows.append({"path": str(path), "class": label, "probability": round(prob, 6),
                          "top_k": "|".join(f"{names[i]}:{p[i]:.4f}" for i in order), "error": ""})
+    bar.close()
     for path, reason in batches.skipped:
         rows.append({"path": str(path), "class": "", "probability": "", "top_k": "", "error": reason})
     order_of = {str(f): i for i, f in enumerate(files)}

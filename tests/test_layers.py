@@ -10,7 +10,7 @@ ROOT = Path(kerasclf.__file__).parent
 
 #: each part may import only the parts below it (DESIGN.md's layers)
 LAYERS = [
-    {"errors", "_startup", "_files"},
+    {"errors", "_startup", "_files", "_progress"},
     {"data", "zoo", "recipes"},
     {"io", "testing"},
     {"export"},

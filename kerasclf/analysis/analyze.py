@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from kerasclf._progress import progress
 from kerasclf.data.pipeline import split_arrays
 from kerasclf.data.spec import DataSpec
 from kerasclf.errors import ConfigError, DataError, KerasclfError
@@ -181,7 +182,9 @@ def analyze(model: Any, data: Any = None, *, out_dir: str | Path, class_names: S
     run = _Analysis(model=model, task=task, names=[str(c) for c in class_names], split=split,
                     fig_dir=out / "figures", batch_size=batch_size)
     run.fig_dir.mkdir(parents=True, exist_ok=True)
+    bar = progress(total=6 + bool(embed_methods), desc="analyze", unit="step")  # on a terminal only
     run.score(_read_split(model, data), _read_split(model, val_data) if val_data is not None else None)
+    bar.update()
     if val_score is None:
         val_score = run.metrics.get("val_accuracy")
     if leaderboard:
@@ -191,11 +194,16 @@ def analyze(model: Any, data: Any = None, *, out_dir: str | Path, class_names: S
     if history_csv is not None:
         run.curves(history_csv, batch_losses)
     run.confusion_and_per_class()
+    bar.update()
     run.galleries(np.random.default_rng(seed), max_gallery, explain_methods, explain_layer, smooth_samples)
+    bar.update()
     if embed_methods:
         run.embeddings(embed_methods, seed)
+        bar.update()
     run.calibration()
+    bar.update()
     run.result(val_score)
+    bar.update()
 
     metrics, files = run.metrics, run.files
     metrics["files"] = {k: str(v) for k, v in files.items()}
@@ -207,6 +215,8 @@ def analyze(model: Any, data: Any = None, *, out_dir: str | Path, class_names: S
                           sections=run.sections)
     files["metrics"] = out / "metrics.json"
     files["report"] = report
+    bar.update()
+    bar.close()
     return {"metrics": metrics, "files": files, "report": report, "warnings": run.warnings}
 
 

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from kerasclf._progress import progress
 from kerasclf.data.reader import inspect_image
 from kerasclf.data.sources import from_folder
 from kerasclf.data.spec import DataSpec
@@ -410,7 +411,8 @@ def check_dataset(spec_or_path: DataSpec | str | os.PathLike, *,
         report.findings.append(Finding(p, "skipped", r))
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as ex:
-        results = list(ex.map(lambda p: _examine(p, max_pixels, hash_name), spec.paths))
+        results = list(progress(ex.map(lambda p: _examine(p, max_pixels, hash_name), spec.paths),
+                                total=len(spec.paths), desc="check", unit="file"))
     report.n_files = len(results)
 
     counts: Counter[str] = Counter()

@@ -30,6 +30,7 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, s
 from sklearn.preprocessing import StandardScaler
 
 from kerasclf._files import write_rows
+from kerasclf._progress import progress
 from kerasclf.data import sources
 from kerasclf.data.pipeline import file_batches, spec_batches
 from kerasclf.data.reader import collect_image_paths
@@ -249,7 +250,7 @@ def elbow_silhouette(features: np.ndarray, ks: Sequence[int], path: str | Path |
     base = fit_clusters(features, pca=pca, k=2, seed=seed, n_init=1)
     x = base.transform(features)
 
-    for k in ks:
+    for k in progress(ks, desc="elbow", unit="K"):
         km = KMeans(n_clusters=int(k), random_state=seed, n_init=2).fit(x)
         sil = silhouette_score(x, km.labels_, sample_size=min(sample, len(x)), random_state=seed)
         out[int(k)] = {"inertia": float(km.inertia_), "silhouette": float(sil)}
@@ -475,7 +476,8 @@ def predict_folder(cluster_model: ClusterModel, paths_or_spec: Any, names: dict[
         spec = paths_or_spec
         ids = spec.ids()
         pos = 0
-        for x, _ in spec_batches(spec, image_size=size, channels=channels, batch_size=batch_size):
+        for x, _ in progress(spec_batches(spec, image_size=size, channels=channels, batch_size=batch_size),
+                             total=-(-len(ids) // batch_size), desc="clusters", unit="batch"):
             take(ids[pos:pos + len(x)], x)
             pos += len(x)
     else:
@@ -483,7 +485,7 @@ def predict_folder(cluster_model: ClusterModel, paths_or_spec: Any, names: dict[
         if size is None:
             raise ModelError("this clustering model's extractor record has no image size; refit it with image_size=")
         batches = file_batches(files, size, batch_size, channels=channels)
-        for ok, x in batches:
+        for ok, x in progress(batches, total=-(-len(files) // batch_size), desc="clusters", unit="batch"):
             take(ok, x)
         rows += [{"path": p, "cluster": "", "name": "", "error": why} for p, why in batches.skipped]
     if verbose:

@@ -35,6 +35,7 @@ import keras
 import numpy as np
 from numpy.lib.format import open_memmap
 
+from kerasclf._progress import progress
 from kerasclf.data.pipeline import prevalidate, spec_batches
 from kerasclf.data.spec import DataSpec
 from kerasclf.errors import DataError, ModelError
@@ -175,7 +176,7 @@ def extract_features(model_or_name: Any, spec: Any, *, index: np.ndarray | None 
             size of in-memory images.
         weights: for a zoo name, passed to the builder (``"imagenet"``, ``None``, a file).
         build_kwargs: other keyword arguments for the zoo builder.
-        verbose: 1 shows a ``keras.utils.Progbar``; 0 is silent.
+        verbose: 1 shows a progress bar (on a terminal, :mod:`kerasclf._progress`); 0 is silent.
 
     Returns:
         A :class:`FeatureSet`; ``from_cache`` says whether the model ran.
@@ -243,18 +244,20 @@ def extract_features(model_or_name: Any, spec: Any, *, index: np.ndarray | None 
                               info=dict(meta, skipped=skipped), extractor=fmodel)
     start = time.perf_counter()
     batches = (x for x, _ in spec_batches(spec, idx, image_size=size, channels=channels, batch_size=batch_size))
-    bar = keras.utils.Progbar(len(idx), verbose=1 if verbose else 0, unit_name="image")
+    bar = progress(total=len(idx), desc="features", show=bool(verbose))
     if folder is None:
         outs = []
-        for x in batches:
-            outs.append(_run_batch(fmodel, x))
-            bar.add(len(x))
+        with bar:
+            for x in batches:
+                outs.append(_run_batch(fmodel, x))
+                bar.update(len(x))
         feats = np.concatenate(outs) if outs else np.zeros((0, 0), "float32")
         secs = time.perf_counter() - start
         return FeatureSet(features=feats, labels=labels, ids=ids, record=record, key=key,
                           seconds=secs, extractor=fmodel, info={"skipped": skipped})
-    feats, secs = _write_cache(folder, key, key_parts, batches, fmodel, len(idx), bar,
-                               labels=labels, ids=ids, record=record)
+    with bar:
+        feats, secs = _write_cache(folder, key, key_parts, batches, fmodel, len(idx), bar,
+                                   labels=labels, ids=ids, record=record)
     return FeatureSet(features=feats, labels=labels, ids=ids, record=record, from_cache=False,
                       key=key, path=folder, seconds=secs, extractor=fmodel,
                       info={"skipped": skipped, "images_per_second": len(ids) / secs if secs else None})
@@ -305,7 +308,7 @@ def _write_cache(folder: Path, key: str, key_parts: dict[str, Any], batches: Ite
                                  shape=(n, out.shape[1]))
             mm[pos:pos + len(out)] = out
             pos += len(out)
-            bar.add(len(x))
+            bar.update(len(x))
         if mm is None:
             raise DataError("no images to extract features from")
         if pos != n:

@@ -32,6 +32,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
 from kerasclf._files import write_rows
+from kerasclf._progress import progress
 from kerasclf.analysis.metrics import classification_metrics
 from kerasclf.data.pipeline import file_batches
 from kerasclf.data.reader import collect_image_paths
@@ -274,7 +275,7 @@ class HeadPipeline:
             raise ModelError("this head's extractor record has no image size; re-extract with image_size=")
         rows: list[dict[str, Any]] = []
         batches = file_batches(files, self.image_size, batch_size, channels=self.record.channels)
-        for ok, images in batches:
+        for ok, images in progress(batches, total=-(-len(files) // batch_size), desc="predict", unit="batch"):
             probs = self.predict_proba_images(images, batch_size)
             for p_, pr in zip(ok, probs):
                 order = np.argsort(-pr)[:max(1, top_k)]

@@ -1,0 +1,60 @@
+"""Progress bars: drawn with a count and a rate on a terminal, silent in a pipe or with --quiet."""
+import io
+
+import pytest
+
+from kerasclf import _progress
+from kerasclf.cli import main
+from kerasclf.io import save_model
+from kerasclf.predict import predict_paths
+from kerasclf.testing import tiny_cnn, write_image_folder
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.fixture()
+def folder_and_model(tmp_path):
+    folder = write_image_folder(tmp_path / "data", n_per_class=4, size=16, classes=3)
+    model = save_model(tiny_cnn(3), tmp_path / "m.keras",
+                       meta={"class_names": ["class0", "class1", "class2"], "task": "multiclass", "image_size": [16, 16]})
+    return folder, model
+
+
+def test_predict_on_a_folder_draws_a_bar_only_on_a_terminal(folder_and_model, monkeypatch):
+    folder, model = folder_and_model
+    term = Terminal()
+    monkeypatch.setattr("sys.stderr", term)
+    monkeypatch.delenv("KERASCLF_QUIET", raising=False)
+    rows = predict_paths(model, [folder], batch_size=4)
+    drawn = term.getvalue()
+    assert len(rows) == 12 and "predict" in drawn and "/12" in drawn and "img/s" in drawn, drawn  # count, rate
+
+    _progress.set_quiet(True)  # the CLI's --quiet
+    try:
+        term.truncate(0), term.seek(0)
+        predict_paths(model, [folder], batch_size=4)
+        assert term.getvalue() == ""
+    finally:
+        _progress.set_quiet(False)
+
+    pipe = io.StringIO()  # not a terminal: a log file stays clean
+    monkeypatch.setattr("sys.stderr", pipe)
+    predict_paths(model, [folder], batch_size=4)
+    assert pipe.getvalue() == ""
+
+
+def test_check_bar_and_the_global_quiet_flag(folder_and_model, monkeypatch, capsys):
+    folder, _ = folder_and_model
+    term = Terminal()
+    monkeypatch.setattr("sys.stderr", term)
+    assert main(["check", str(folder)]) == 0
+    assert "check" in term.getvalue() and "/12" in term.getvalue() and "file/s" in term.getvalue()
+    term.truncate(0), term.seek(0)
+    try:
+        assert main(["--quiet", "check", str(folder)]) == 0
+        assert term.getvalue() == ""
+    finally:
+        _progress.set_quiet(False)
