@@ -16,11 +16,13 @@ mixed_precision      GPU with compute capability ≥ 8  bf16 has float32's range
                      (A100, H100, L4 …) and TPU:      runs on tensor cores. The ``predictions``
                      ``mixed_bfloat16``; older GPUs   layer (``dtype="float32"``) and the loss stay
                      (V100, T4): ``mixed_float16``;   float32. CPU with AMX: training 280 → 380
-                     CPU with AMX / AVX-512 BF16:     img/s, inference 970 → 3,100 img/s (batch
+                     CPU with AMX:                    img/s, inference 970 → 3,100 img/s (batch
                      ``mixed_bfloat16``, except for   128). Depthwise convolutions are slower in
                      depthwise-conv models            bf16 there (MobileNet 0.25: training 101 →
-                     (MobileNet, EfficientNet):       80 img/s), and without AMX / AVX-512 BF16
-                     ``None``; other CPUs: ``None``   oneDNN emulates bf16: float32 then.
+                     (MobileNet, EfficientNet):       80 img/s). With AVX-512 BF16 but no AMX
+                     ``None``; other CPUs (AVX-512    (2-core AMD/Intel hosts) bf16 measured slower
+                     BF16 without AMX included):      for inference and no faster for training:
+                     ``None``                         float32 there.
 jit_compile (XLA)    TensorFlow on CPU: ``False``;    XLA's CPU convolutions: training 264 → 45
                      elsewhere ``"auto"`` (Keras      img/s float32 and 480 → 25 img/s bf16;
                      uses XLA when every layer        inference bf16 3,100 → 890 img/s. On GPUs
@@ -30,6 +32,12 @@ steps_per_execution  8                                bf16 training 380 → 480 
                                                       unchanged (280 vs 276); on accelerators it
                                                       hides the host round-trip per step.
 ===================  ===============================  =============================================
+
+**Measured on this host wins.** The table is what measured faster on the hosts above; a host
+profile (:func:`host_profile`, written by ``python benchmarks/train.py --save-profile``, which
+times each setting alone against plain Keras in one process) overrides it for the host it was
+measured on: ``auto`` then turns a setting on only where the profile measured it faster there
+(by more than the run's own noise), and off where it measured slower.
 
 Example:
     >>> from kerasclf.train.speed import choose_mixed_precision, resolve_jit
@@ -41,7 +49,12 @@ Example:
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
+from importlib import metadata
 import os
+import platform
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -49,8 +62,9 @@ import keras
 from kerasclf.errors import ConfigError
 
 __all__ = [
-    "POLICIES", "CPU_BF16_SLOW", "device_info", "cpu_has_bf16", "choose_mixed_precision", "resolve_jit",
-    "resolve_steps_per_execution", "apply_speed_settings",
+    "POLICIES", "CPU_BF16_SLOW", "device_info", "cpu_has_bf16", "cpu_has_amx", "choose_mixed_precision",
+    "resolve_jit", "resolve_steps_per_execution", "apply_speed_settings", "host_key", "host_profile",
+    "profile_path", "save_host_profile",
 ]
 
 #: The mixed-precision policies a recipe may name (``None`` / ``"float32"`` means off).
@@ -124,7 +138,8 @@ def _depthwise(model: Any) -> bool:
 
 
 def choose_mixed_precision(requested: str | None = "auto", *, device: dict[str, Any] | None = None,
-                           model: Any = None, backend: str | None = None) -> str | None:
+                           model: Any = None, backend: str | None = None,
+                           profile: dict[str, Any] | None = None) -> str | None:
     """The mixed-precision policy to use: ``"mixed_bfloat16"``, ``"mixed_float16"`` or ``None``.
 
     Args:
@@ -135,15 +150,18 @@ def choose_mixed_precision(requested: str | None = "auto", *, device: dict[str, 
             built ``keras.Model``; on a CPU, models built on depthwise convolutions stay float32.
         backend: the Keras backend (default: the active one). CPU bf16 is a TensorFlow (oneDNN)
             gain only: XLA's CPU bf16 (JAX) measured slower than float32.
+        profile: this host's measurements (:func:`host_profile`; default: none, tests pass one);
+            on a CPU a measured verdict for the model's kind (conv / depthwise) decides.
 
     Returns:
         The policy name, or ``None`` for float32. ``"auto"`` gives ``mixed_bfloat16`` on GPUs of
         compute capability 8 or more and on TPUs, ``mixed_float16`` on older GPUs,
-        ``mixed_bfloat16`` on CPUs with native bf16 (:func:`cpu_has_bf16`) for models with
-        ordinary convolutions (where it measured faster) and ``None`` on other CPUs and for
-        depthwise-convolution models (:data:`CPU_BF16_SLOW`; slower in bf16 on the CPU) and
-        on the JAX backend's CPU. ``KERASCLF_CPU_BF16=0`` / ``1`` overrides the CPU
-        choice.
+        ``mixed_bfloat16`` on CPUs with AMX (:func:`cpu_has_amx`) for models with ordinary
+        convolutions (where it measured faster) and ``None`` on other CPUs (AVX-512 BF16
+        without AMX measured slower), for depthwise-convolution models (:data:`CPU_BF16_SLOW`;
+        slower in bf16 on the CPU) and on the JAX backend's CPU; a host ``profile`` that
+        measured bf16 for this kind of model decides instead. ``KERASCLF_CPU_BF16=0`` / ``1``
+        overrides the CPU choice.
 
     Raises:
         ConfigError: on an unknown policy name.
@@ -153,7 +171,10 @@ def choose_mixed_precision(requested: str | None = "auto", *, device: dict[str, 
         'mixed_bfloat16'
         >>> choose_mixed_precision("auto", device={"platform": "gpu", "compute_capability": (7, 0)})
         'mixed_float16'
-        >>> choose_mixed_precision("auto", device={"platform": "cpu", "cpu_bf16": False})
+        >>> choose_mixed_precision("auto", device={"platform": "cpu", "cpu_bf16": True, "cpu_amx": False})
+        >>> choose_mixed_precision("auto", device={"platform": "cpu", "cpu_amx": False}, model="simple_cnn",
+        ...                        backend="tensorflow", profile={"mixed_bfloat16": {"conv": 1.3}})
+        'mixed_bfloat16'
     """
     if requested in _OFF:
         return None
@@ -172,34 +193,127 @@ def choose_mixed_precision(requested: str | None = "auto", *, device: dict[str, 
     override = os.environ.get("KERASCLF_CPU_BF16", "").lower()
     if override in ("0", "false", "no", "1", "true", "yes"):
         return "mixed_bfloat16" if override in ("1", "true", "yes") else None
-    if _depthwise(model):
-        return None
     if backend is None:
         backend = keras.backend.backend()
     if backend != "tensorflow":
         return None
-    return "mixed_bfloat16" if dev.get("cpu_bf16", cpu_has_bf16()) else None
+    measured = _measured(profile, "mixed_bfloat16", "depthwise" if _depthwise(model) else "conv")
+    if measured is not None:  # this host's own measurement wins over the table
+        return "mixed_bfloat16" if measured else None
+    if _depthwise(model):
+        return None
+    return "mixed_bfloat16" if dev.get("cpu_amx", cpu_has_amx()) else None
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_has_amx() -> bool:
+    """Whether the CPU has Intel AMX tiles for bf16 (``amx_bf16`` in /proc/cpuinfo): the only
+    CPUs where bf16 training and inference measured faster than float32.
+
+    Example:
+        >>> isinstance(cpu_has_amx(), bool)
+        True
+    """
+    return "amx_bf16" in _cpu_flags()
+
+
+#: how much faster than plain Keras a setting must measure on this host to be turned on, and how
+#: much slower to be turned off (a host profile's ratios; between the two the table decides)
+PROFILE_FASTER, PROFILE_SLOWER = 1.05, 0.97
+
+
+def host_key() -> str:
+    """A short id of this host's speed-relevant facts: CPU model and SIMD flags, cores, TF version.
+
+    Example:
+        >>> len(host_key())
+        12
+    """
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
+    except OSError:
+        pass
+    flags = sorted(f for f in _cpu_flags() if f.startswith(("amx", "avx512", "avx2", "fma")))
+    try:
+        tf_version = metadata.version("tensorflow")
+    except metadata.PackageNotFoundError:  # TensorFlow is optional on JAX
+        tf_version = ""
+    text = "|".join([platform.machine(), model, " ".join(flags), str(os.cpu_count()), tf_version])
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def profile_path() -> Path:
+    """Where this host's profile lives: ``$KERASCLF_SPEED_PROFILE`` or ``~/.cache/kerasclf/speed/<host_key>.json``."""
+    env = os.environ.get("KERASCLF_SPEED_PROFILE")
+    return Path(env) if env else Path.home() / ".cache" / "kerasclf" / "speed" / f"{host_key()}.json"
+
+
+def host_profile() -> dict[str, Any] | None:
+    """This host's measured speed-ups of each setting over plain Keras, or ``None`` if never measured.
+
+    ``{"host": key, "mixed_bfloat16": {"conv": ratio, "depthwise": ratio},
+    "steps_per_execution": {"8": ratio}, ...}``; a profile of another host (its ``host`` key
+    differs) is ignored.
+    """
+    path = profile_path()
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("host") == host_key() else None
+
+
+def save_host_profile(measured: dict[str, Any], path: str | Path | None = None) -> Path:
+    """Write ``measured`` (setting -> {kind: ratio}) as this host's profile, merged with what is there.
+
+    Example:
+        >>> save_host_profile({"mixed_bfloat16": {"conv": 0.8}}, "/tmp/p.json")   # doctest: +SKIP
+    """
+    path = Path(path) if path else profile_path()
+    old = host_profile() if path == profile_path() else None
+    data = {**(old or {}), "host": host_key()}
+    for setting, kinds in measured.items():
+        data[setting] = {**data.get(setting, {}), **kinds}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1))
+    return path
+
+
+def _measured(profile: dict[str, Any] | None, setting: str, kind: str) -> bool | None:
+    """True / False when ``profile`` measured ``setting`` faster / slower for ``kind``; else None."""
+    ratio = ((profile or {}).get(setting) or {}).get(kind)
+    if ratio is None:
+        return None
+    if ratio >= PROFILE_FASTER:
+        return True
+    return False if ratio <= PROFILE_SLOWER else None
 
 
 def cpu_has_bf16() -> bool:
-    """Whether the CPU computes bf16 natively (Intel AMX or AVX-512 BF16; read from /proc/cpuinfo).
+    """Whether the CPU has bf16 instructions (Intel AMX or AVX-512 BF16; read from /proc/cpuinfo).
 
-    Only there did bf16 measure faster than float32 (see docs/benchmarks.md); elsewhere
-    oneDNN emulates it and it is slower.
+    Having them is not enough for ``auto``: with AVX-512 BF16 alone bf16 measured slower than
+    float32 (see :func:`cpu_has_amx`).
 
     Example:
         >>> isinstance(cpu_has_bf16(), bool)
         True
     """
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"amx_bf16", "avx512_bf16"})
-    except OSError:
-        pass
-    return False
+    return bool(_cpu_flags() & {"amx_bf16", "avx512_bf16"})
 
 
 def resolve_jit(requested: Any = "auto", *, device: dict[str, Any] | None = None,
@@ -243,19 +357,22 @@ def resolve_jit(requested: Any = "auto", *, device: dict[str, Any] | None = None
     raise ConfigError(f"train.jit_compile={requested!r}: use auto, true or false")
 
 
-def resolve_steps_per_execution(requested: Any = "auto", *, device: dict[str, Any] | None = None) -> int:
-    """Normalise ``steps_per_execution``: ``"auto"`` is 8 (measured faster or equal everywhere).
+def resolve_steps_per_execution(requested: Any = "auto", *, device: dict[str, Any] | None = None,
+                                profile: dict[str, Any] | None = None) -> int:
+    """Normalise ``steps_per_execution``: ``"auto"`` is 8 (measured faster or equal everywhere),
+    or 1 where this host's ``profile`` measured 8 slower than plain Keras.
 
     Args:
         requested: ``"auto"`` or a positive integer (or its string).
         device: unused today; kept so the choice can become per-device without an API change.
+        profile: this host's measurements (:func:`host_profile`).
 
     Example:
         >>> resolve_steps_per_execution(4), resolve_steps_per_execution("auto")
         (4, 8)
     """
     if isinstance(requested, str) and requested.lower() == "auto":
-        return 8
+        return 1 if _measured(profile, "steps_per_execution", "8") is False else 8
     ok = isinstance(requested, int) and not isinstance(requested, bool) or (
         isinstance(requested, str) and requested.strip().isdigit())
     n = int(requested) if ok else 0
@@ -288,12 +405,16 @@ def apply_speed_settings(train_cfg: Any, *, model: Any = None) -> dict[str, Any]
         (None, False, 1)
     """
     dev = device_info()
-    policy = choose_mixed_precision(getattr(train_cfg, "mixed_precision", None), device=dev, model=model)
+    profile = host_profile() if dev.get("platform") == "cpu" else None  # what measured faster on this host
+    policy = choose_mixed_precision(getattr(train_cfg, "mixed_precision", None), device=dev, model=model,
+                                    profile=profile)
     keras.mixed_precision.set_global_policy(policy or "float32")
     return {
         "mixed_precision": policy,
         "jit_compile": resolve_jit(getattr(train_cfg, "jit_compile", "auto"), device=dev),
-        "steps_per_execution": resolve_steps_per_execution(getattr(train_cfg, "steps_per_execution", 1), device=dev),
+        "steps_per_execution": resolve_steps_per_execution(getattr(train_cfg, "steps_per_execution", 1), device=dev,
+                                                           profile=profile),
+        "host_profile": str(profile_path()) if profile else None,
         "device": dev.get("name", "cpu"),
         "backend": keras.backend.backend(),
     }

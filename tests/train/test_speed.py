@@ -10,14 +10,16 @@ from kerasclf.train.speed import (apply_speed_settings, choose_mixed_precision, 
 GPU_AMPERE = {"platform": "gpu", "compute_capability": (8, 0), "name": "A100"}
 GPU_HOPPER = {"platform": "gpu", "compute_capability": (9, 0), "name": "H100"}
 GPU_VOLTA = {"platform": "gpu", "compute_capability": (7, 0), "name": "V100"}
-CPU = {"platform": "cpu", "compute_capability": None, "name": "cpu", "cpu_bf16": False}
-CPU_AMX = {"platform": "cpu", "compute_capability": None, "name": "cpu", "cpu_bf16": True}
+CPU = {"platform": "cpu", "compute_capability": None, "name": "cpu", "cpu_bf16": False, "cpu_amx": False}
+CPU_AMX = {"platform": "cpu", "compute_capability": None, "name": "cpu", "cpu_bf16": True, "cpu_amx": True}
+#: AVX-512 BF16 without AMX: bf16 measured slower there (inference 0.90x, training 0.63x-1.00x)
+CPU_BF16_NO_AMX = {"platform": "cpu", "compute_capability": None, "name": "cpu", "cpu_bf16": True, "cpu_amx": False}
 
 
 @pytest.mark.parametrize("device, expected", [
     (GPU_AMPERE, "mixed_bfloat16"), (GPU_HOPPER, "mixed_bfloat16"), (GPU_VOLTA, "mixed_float16"),
     ({"platform": "gpu", "compute_capability": None}, "mixed_float16"),
-    ({"platform": "tpu"}, "mixed_bfloat16"), (CPU, None), (CPU_AMX, "mixed_bfloat16"),
+    ({"platform": "tpu"}, "mixed_bfloat16"), (CPU, None), (CPU_AMX, "mixed_bfloat16"), (CPU_BF16_NO_AMX, None),
 ])
 def test_auto_mixed_precision_per_device(device, expected, monkeypatch):
     monkeypatch.delenv("KERASCLF_CPU_BF16", raising=False)
@@ -152,3 +154,33 @@ def test_apply_sets_policy_and_keeps_output_float32():
         assert keras.mixed_precision.global_policy().name == "float32"
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_a_host_profile_decides_what_auto_turns_on(monkeypatch, tmp_path):
+    """Only settings measured faster on this host: a profile overrides the table both ways."""
+    from kerasclf.train import speed
+
+    monkeypatch.delenv("KERASCLF_CPU_BF16", raising=False)
+    slower = {"mixed_bfloat16": {"conv": 0.63, "depthwise": 0.8}, "steps_per_execution": {"8": 0.9}}
+    faster = {"mixed_bfloat16": {"conv": 1.3}, "steps_per_execution": {"8": 1.2}}
+    noise = {"mixed_bfloat16": {"conv": 1.01}}
+    kw = dict(model="simple_cnn", backend="tensorflow")
+    assert choose_mixed_precision("auto", device=CPU_AMX, profile=slower, **kw) is None
+    assert choose_mixed_precision("auto", device=CPU_BF16_NO_AMX, profile=faster, **kw) == "mixed_bfloat16"
+    assert choose_mixed_precision("auto", device=CPU_AMX, profile=noise, **kw) == "mixed_bfloat16"  # table decides
+    assert choose_mixed_precision("auto", device=CPU_BF16_NO_AMX, profile=noise, **kw) is None
+    assert choose_mixed_precision("auto", device=CPU_AMX, model="MobileNet", backend="tensorflow",
+                                  profile=faster) is None  # conv measured, depthwise not: table
+    assert choose_mixed_precision("auto", device=GPU_HOPPER, profile=slower) == "mixed_bfloat16"  # CPU profile only
+    assert resolve_steps_per_execution("auto", profile=slower) == 1
+    assert resolve_steps_per_execution("auto", profile=faster) == 8
+    assert resolve_steps_per_execution(4, profile=slower) == 4  # an explicit value is kept
+
+    monkeypatch.setenv("KERASCLF_SPEED_PROFILE", str(tmp_path / "p.json"))
+    assert speed.host_profile() is None
+    speed.save_host_profile(slower)
+    speed.save_host_profile({"mixed_bfloat16": {"conv": 0.7}})  # merged, newest wins
+    got = speed.host_profile()
+    assert got["mixed_bfloat16"] == {"conv": 0.7, "depthwise": 0.8} and got["steps_per_execution"] == {"8": 0.9}
+    (tmp_path / "p.json").write_text('{"host": "another", "mixed_bfloat16": {"conv": 9}}')
+    assert speed.host_profile() is None  # another host's measurements do not apply here
