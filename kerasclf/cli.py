@@ -23,10 +23,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from kerasclf import __version__
 from kerasclf._progress import set_quiet
 from kerasclf.data.checks import run_check
-from kerasclf.errors import DataError, KerasclfError
+from kerasclf.errors import ConfigError, DataError, KerasclfError
 from kerasclf.evaluate import analyze_run, evaluate_model, labelled_images
 from kerasclf.experiment import compare
 from kerasclf.export import FORMATS, RUNTIMES, export_model
@@ -36,11 +38,12 @@ from kerasclf.features.artifacts import ARTIFACT_SUFFIX, LEGACY_SUFFIXES, conver
 from kerasclf.features.cluster import ClusterModel, as_spec, predict_folder, read_names, run_cluster
 from kerasclf.features.commands import load_predictor
 from kerasclf.features.extract import extract_features
-from kerasclf.io import card_path, model_card, read_card
+from kerasclf.io import TASK_NAMES, ModelFacts, adopt_model, card_path, load_model, model_card, read_card
 from kerasclf.predict import format_table, predict_paths
 from kerasclf.recipes import describe
 from kerasclf.train import load_recipe, lr_find_recipe, train
 from kerasclf.zoo import build, get_cfg, list_models
+from kerasclf.zoo.layers import PREPROCESS_MODES
 
 __all__ = ["main", "build_parser"]
 
@@ -139,7 +142,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         rows = predictor.predict_paths(args.paths, top_k=args.top_k, batch_size=args.batch_size, out_csv=args.out)
     else:
         rows = predict_paths(args.model, args.paths, top_k=args.top_k, batch_size=args.batch_size,
-                             out_csv=args.out, runtime=args.runtime)
+                             out_csv=args.out, runtime=args.runtime, facts=_model_facts(args))
     print(format_table(rows, limit=None if args.all else 50))
     if args.out:
         print(f"\nwrote {len(rows)} rows to {args.out}")
@@ -148,16 +151,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Export, verify against Keras on real images, write the card; a failed check exits 2."""
-    data, name = labelled_images(args.model, args.calibration, max_images=args.max_images)
+    facts = _model_facts(args)
+    data, name = labelled_images(args.model, args.calibration, max_images=args.max_images, facts=facts)
     check, check_name = (None, None)
     if args.check:
-        check, check_name = labelled_images(args.model, args.check, max_images=args.max_images)
+        check, check_name = labelled_images(args.model, args.check, max_images=args.max_images, facts=facts)
         if not isinstance(check, tuple):
             raise DataError(f"--check {args.check}: give labelled images (val, test or a folder of class subfolders)")
     result = export_model(args.model, args.format, args.out, calibration=data, calibration_name=name,
                           check=check, check_name=check_name,
                           int8=args.int8, tta=tuple(args.tta or ()), ensemble=args.ensemble or (),
-                          overwrite=args.overwrite, max_images=args.max_images)
+                          overwrite=args.overwrite, max_images=args.max_images, facts=facts)
     p = result.parity
     print(f"exported {result.path} ({args.format}{', int8' if args.int8 else ''}) in {result.seconds:.1f} s")
     print(f"check on {p['n_images']} images ({p['images']}) with {p['runtime']}: {p['reason']}")
@@ -182,7 +186,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    metrics = evaluate_model(args.model, args.data, batch_size=args.batch_size)
+    metrics = evaluate_model(args.model, args.data, batch_size=args.batch_size, facts=_model_facts(args))
     print(f"images: {metrics['n_images']}  accuracy: {metrics['accuracy']:.4f}")
     if args.json:
         Path(args.json).write_text(json.dumps(metrics, indent=2, default=float))
@@ -213,7 +217,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     methods = tuple(m for m in args.explain.split(",") if m) if args.explain != "none" else ()
     result = analyze_run(args.target, args.data, split=args.split, out_dir=args.out,
-                         explain_methods=methods, max_gallery=args.gallery)
+                         explain_methods=methods, max_gallery=args.gallery, facts=_model_facts(args))
     metrics = result.get("metrics", {})
     if "accuracy" in metrics:
         print(f"accuracy: {metrics['accuracy']:.4f}")
@@ -229,11 +233,73 @@ def _weights_arg(value: str | None) -> Any:
     return None if value in (None, "none", "None") else value
 
 
+def _add_model_facts(parser: argparse.ArgumentParser) -> None:
+    """The options that tell kerasclf what a model it did not save cannot say (read by :func:`_model_facts`)."""
+    g = parser.add_argument_group("a model kerasclf did not train (options for what its file cannot say)")
+    g.add_argument("--classes", help="class names in output order: cat,dog or a text file with one name a line")
+    g.add_argument("--task", choices=TASK_NAMES,
+                   help="default: read from the output (1 sigmoid unit: binary, softmax: multiclass, "
+                        "several sigmoid units: multilabel); a linear (logits) output gets the task's activation")
+    g.add_argument("--image-size", nargs=2, type=int, metavar=("H", "W"),
+                   help="image size for a model whose input size is not fixed")
+    g.add_argument("--preprocess", choices=PREPROCESS_MODES,
+                   help="what the model expects, when preprocessing is not inside it: scale01 (x/255), tf "
+                        "(-1..1), caffe (BGR minus ImageNet mean), torch (ImageNet mean/std), none (raw 0..255)")
+
+
+def _model_facts(args: argparse.Namespace) -> ModelFacts:
+    """The :class:`~kerasclf.io.ModelFacts` of the options :func:`_add_model_facts` added."""
+    return ModelFacts.from_options(classes=args.classes, task=args.task, image_size=args.image_size,
+                                   preprocess=args.preprocess)
+
+
+def _image_size(args: argparse.Namespace) -> tuple[int, int] | None:
+    return tuple(args.image_size) if args.image_size else None
+
+
+def _layer_arg(value: str | None) -> str | None:
+    """``--layer``: a layer name, ``auto``, or ``output`` (the model's output is the feature vector)."""
+    return None if value in ("output", "none", None) else value
+
+
+def _add_builder_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("feature extractor by name (zoo or keras.applications): builder options")
+    g.add_argument("--alpha", type=float, help="width multiplier of MobileNet / MobileNetV2 (e.g. 0.25)")
+    g.add_argument("--build-arg", action="append", metavar="KEY=VALUE", default=[],
+                   help="any other builder keyword, e.g. --build-arg pooling=max (repeatable; YAML values)")
+
+
+def _feature_source(model: str, args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """``(model, build_kwargs)`` for features/cluster: a model file loaded with the model facts, or a name."""
+    facts = _model_facts(args)
+    build_kwargs: dict[str, Any] = {} if args.alpha is None else {"alpha": args.alpha}
+    for item in args.build_arg:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--build-arg {item}: write KEY=VALUE, e.g. --build-arg pooling=max")
+        build_kwargs[key.strip()] = yaml.safe_load(value)
+    path = Path(model)
+    if path.suffix in (".keras", ".h5", ".hdf5") or path.is_dir():
+        if build_kwargs:
+            raise ConfigError(f"{model} is a model file: --alpha / --build-arg are for a model built by name; drop them")
+        loaded = load_model(path, facts=facts)
+        if loaded.format == "export":
+            raise ConfigError(f"{model}: an exported SavedModel has no layers to cut; use the .keras/.h5 file")
+        return loaded, {}
+    named = [opt for opt in facts.given if opt != "--image-size"]
+    if named:
+        raise ConfigError(f"'{model}' is built by name with its preprocessing inside; {', '.join(named)} "
+                          f"apply to a model file; drop them")
+    return model, build_kwargs
+
+
 def cmd_features(args: argparse.Namespace) -> int:
     spec = as_spec(args.data)
+    model, build_kwargs = _feature_source(args.model, args)
     kw = {} if args.weights == "default" else {"weights": _weights_arg(args.weights)}
-    fs = extract_features(args.model, spec, layer=args.layer, batch_size=args.batch_size,
-                          cache_dir=args.cache_dir, verbose=1, **kw)
+    fs = extract_features(model, spec, layer=_layer_arg(args.layer), batch_size=args.batch_size,
+                          cache_dir=args.cache_dir, verbose=1, image_size=_image_size(args),
+                          build_kwargs=build_kwargs, **kw)
     state = "cache hit" if fs.from_cache else f"{fs.images_per_second:.0f} images/s"
     print(f"features: {fs.features.shape[0]} x {fs.features.shape[1]}  ({state})")
     if fs.path:
@@ -245,12 +311,27 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     pca = None if args.pca in (None, "none") else (float(args.pca) if "." in args.pca else int(args.pca))
     elbow = [int(k) for k in args.elbow.split(",")] if args.elbow else None
     kw = {} if args.weights == "default" else {"weights": _weights_arg(args.weights)}
-    summary = run_cluster(args.data, features_model=args.features, pca=pca, k=args.k, out_dir=args.out,
-                          layer=args.layer, elbow_ks=elbow, overwrite=args.overwrite, **kw)
+    model, build_kwargs = _feature_source(args.features, args)
+    summary = run_cluster(args.data, features_model=model, pca=pca, k=args.k, out_dir=args.out,
+                          layer=_layer_arg(args.layer), elbow_ks=elbow, overwrite=args.overwrite,
+                          image_size=_image_size(args), build_kwargs=build_kwargs, **kw)
     print(json.dumps({k: v for k, v in summary.items() if k in ("explained_variance", "sizes", "scores")},
                      default=float))
     print(f"wrote {args.out}: fill in {Path(args.out) / 'clusters.csv'} with a name per cluster, then "
           f"`kerasclf predict {Path(args.out) / 'clusters.skops'} FOLDER --names {Path(args.out) / 'clusters.csv'}`")
+    return 0
+
+
+def cmd_adopt(args: argparse.Namespace) -> int:
+    """Save a model kerasclf did not train once with its facts inside; later commands need no options."""
+    out = adopt_model(args.model, args.out, _model_facts(args), overwrite=args.overwrite)
+    loaded = load_model(out)
+    names = loaded.class_names
+    print(f"wrote {out}: {loaded.task}, {len(names)} classes ({', '.join(names[:10])}{' ...' if len(names) > 10 else ''}), "
+          f"input {loaded.image_size[0]}x{loaded.image_size[1]} raw RGB 0..255"
+          + (f", added inside: {', '.join(f'{k} {v}' for k, v in loaded.meta['adopted_from'].items() if k.endswith('_added'))}"
+             if any(k.endswith("_added") for k in loaded.meta["adopted_from"]) else ""))
+    print(f"model card: {card_path(out)}; now e.g. `kerasclf predict {out} IMAGES`")
     return 0
 
 
@@ -323,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--names", help="with a clusters.skops: the filled clusters.csv (cluster,name)")
     pr.add_argument("--runtime", default="auto", choices=("auto", *RUNTIMES),
                     help="what runs an exported artefact (auto: the fastest installed for its format)")
+    _add_model_facts(pr)
     pr.set_defaults(func=cmd_predict)
 
     ex = sub.add_parser("export", help="export a saved model to ONNX / LiteRT / OpenVINO / SavedModel, verified")
@@ -339,6 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--ensemble", nargs="+", metavar="OTHER_MODEL", help="average these saved models in")
     ex.add_argument("--max-images", type=int, default=256, help="images used for the check")
     ex.add_argument("--overwrite", action="store_true", help="replace an existing artefact")
+    _add_model_facts(ex)
     ex.set_defaults(func=cmd_export)
 
     inf = sub.add_parser("info", help="print the model card of a saved or exported model")
@@ -351,6 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("data")
     ev.add_argument("--batch-size", type=int, default=32)
     ev.add_argument("--json", help="write all metrics as JSON here")
+    _add_model_facts(ev)
     ev.set_defaults(func=cmd_evaluate)
 
     cp = sub.add_parser("compare", help="train several models on one split; leaderboard + report")
@@ -371,28 +455,43 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--explain", default="gradcam,gradcam++,smoothgrad",
                     help="comma-separated attribution methods, or none")
     an.add_argument("--gallery", type=int, default=10, help="images per gallery")
+    _add_model_facts(an)
     an.set_defaults(func=cmd_analyze)
 
     fe = sub.add_parser("features", help="extract (and cache) pooled features of a model on a dataset")
     fe.add_argument("model", help="zoo name (resnet50_features), .keras file of a trained model")
     fe.add_argument("data", help="a folder, or 'digits'")
-    fe.add_argument("--layer", default="auto", help="feature layer (default: the zoo model's, else \"features\", else the output)")
+    fe.add_argument("--layer", default="auto", help="feature layer (default: the zoo model's, else \"features\", "
+                                                    "else the output); output: the model's output is the feature vector")
     fe.add_argument("--weights", default="default", help="imagenet | none | a weights file")
     fe.add_argument("--batch-size", type=int, default=64)
     fe.add_argument("--cache-dir", default=None, help="feature cache folder (default ~/.cache/kerasclf/features)")
+    _add_model_facts(fe)
+    _add_builder_options(fe)
     fe.set_defaults(func=cmd_features)
 
     cl = sub.add_parser("cluster", help="PCA + KMeans on features; montages and a names template")
     cl.add_argument("data", help="a folder (class subfolders optional), or 'digits'")
     cl.add_argument("--features", default="resnet50_features", help="zoo name or model file")
     cl.add_argument("--weights", default="default", help="imagenet | none | a weights file")
-    cl.add_argument("--layer", default="auto", help="feature layer (default: the zoo model's, else \"features\", else the output)")
+    cl.add_argument("--layer", default="auto", help="feature layer (default: the zoo model's, else \"features\", "
+                                                    "else the output); output: the model's output is the feature vector")
     cl.add_argument("--pca", default="50", help="components (int), variance kept (0.95) or none")
     cl.add_argument("--k", type=int, default=8)
     cl.add_argument("--elbow", help="comma-separated K values for the elbow/silhouette plot")
     cl.add_argument("--out", default="runs/clusters")
     cl.add_argument("--overwrite", action="store_true")
+    _add_model_facts(cl)
+    _add_builder_options(cl)
     cl.set_defaults(func=cmd_cluster)
+
+    ad = sub.add_parser("adopt", help="save a model kerasclf did not train once with its class names, task, "
+                                      "input size and preprocessing inside (+ model card)")
+    ad.add_argument("model", help="a .keras / .h5 file saved by Keras (e.g. from a notebook)")
+    ad.add_argument("--out", required=True, help="the adopted model (.keras or .h5)")
+    ad.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    _add_model_facts(ad)
+    ad.set_defaults(func=cmd_adopt)
 
     ca = sub.add_parser("convert-artifact", help="re-save an old head/clusters .joblib you made yourself as .skops")
     ca.add_argument("path", help="the old .joblib file")

@@ -26,7 +26,7 @@ from kerasclf.data import sources, splits
 from kerasclf.data.pipeline import spec_batches, split_arrays
 from kerasclf.data.spec import DataSpec
 from kerasclf.errors import DataError, ModelError
-from kerasclf.io import LoadedModel, load_model, read_meta
+from kerasclf.io import LoadedModel, ModelFacts, load_model, read_meta
 from kerasclf.train.recipe import load_recipe
 from kerasclf.zoo import get_cfg, is_registered
 
@@ -43,6 +43,10 @@ def folder_for_model(loaded: LoadedModel, data: str | Path) -> tuple[DataSpec, n
     """
     spec = sources.from_folder(data)
     names = loaded.class_names
+    if not loaded.names_known:
+        raise ModelError(f"{loaded.path} records no class names, so the folders {', '.join(spec.class_names[:10])} "
+                         f"cannot be matched to its {len(names)} outputs; pass --classes with the names in "
+                         f"output order (e.g. --classes {','.join(spec.class_names[:len(names)])})")
     unknown = [c for c in spec.class_names if c not in names]
     if unknown:
         raise ModelError(f"{data}: class folder(s) {', '.join(unknown)} are not classes of {loaded.path} "
@@ -63,13 +67,15 @@ def _folder_arrays(loaded: LoadedModel, data: str | Path, batch_size: int,
     return images, labels, spec
 
 
-def evaluate_model(model: str | Path, data: str | Path, *, batch_size: int = 32) -> dict[str, Any]:
+def evaluate_model(model: str | Path, data: str | Path, *, batch_size: int = 32,
+                   facts: ModelFacts | None = None) -> dict[str, Any]:
     """Accuracy and per-class metrics of a saved model on a folder of class subfolders.
 
     The folder's class names must be among the model's; they are mapped by name, so the
-    folder may hold a subset of the classes in any order.
+    folder may hold a subset of the classes in any order. ``facts``: what a model kerasclf did
+    not save cannot say (:class:`~kerasclf.io.ModelFacts`).
     """
-    loaded = load_model(model)
+    loaded = load_model(model, facts=facts)
     spec, remap = folder_for_model(loaded, data)
     ys, ps = [], []  # streamed: a large folder never sits in memory as float32
     for images, labels in spec_batches(spec, image_size=loaded.image_size, batch_size=batch_size):
@@ -115,7 +121,7 @@ def run_split(run_dir: str | Path, split: str = "val", *, image_size: tuple[int,
 
 
 def labelled_images(model: str | Path, source: str | Path | None, *,
-                    max_images: int = 256) -> tuple[Any, str]:
+                    max_images: int = 256, facts: ModelFacts | None = None) -> tuple[Any, str]:
     """Real images to check an export on: ``((images, labels), name)``, or ``(folder, name)`` unlabelled.
 
     ``source``: ``None`` or ``val`` / ``test`` (that split of the model's run folder), a folder of
@@ -137,7 +143,7 @@ def labelled_images(model: str | Path, source: str | Path | None, *,
         size = tuple(read_meta(model).get("image_size") or load_model(model).image_size)
         return run_split(run, split, image_size=size, max_images=max_images), f"{run} {split} split"
     folder = Path(source)
-    loaded = load_model(model)
+    loaded = load_model(model, facts=facts)
     if folder.is_dir() and any(d.is_dir() and d.name in loaded.class_names for d in folder.iterdir()):
         images, labels, _ = _folder_arrays(loaded, folder, 64, max_images)
         return (images, labels), f"{folder} (labelled by class folder)"
@@ -146,8 +152,10 @@ def labelled_images(model: str | Path, source: str | Path | None, *,
 
 def analyze_run(target: str | Path, data: str | Path | None = None, *, split: str = "test",
                 out_dir: str | Path | None = None, explain_methods: tuple[str, ...] = EXPLAIN_DEFAULT,
-                max_gallery: int = 10) -> dict[str, Any]:
+                max_gallery: int = 10, facts: ModelFacts | None = None) -> dict[str, Any]:
     """Analyse a run folder (on its own split) or a model file on a folder of class subfolders.
+
+    ``facts``: for a model file kerasclf did not save, what it cannot say (class names, ...).
 
     For a run folder the recipe and split manifest say which images are validation and test; the
     report goes to ``<run>/analysis/report.html``.
@@ -155,6 +163,8 @@ def analyze_run(target: str | Path, data: str | Path | None = None, *, split: st
     target = Path(target)
     history = batch_losses = val = None
     if target.is_dir() and (target / "recipe.yaml").is_file():
+        if facts is not None and facts.given:
+            raise DataError(f"{target} is a run folder: its model records its facts; drop {', '.join(facts.given)}")
         loaded = load_model(target / "model.keras")
         recipe, spec, parts = _run_parts(target)
         evaluated = split if len(parts.get(split, [])) else "val"
@@ -168,7 +178,7 @@ def analyze_run(target: str | Path, data: str | Path | None = None, *, split: st
         if data is None:
             raise DataError(f"{target} is a model file: give the folder to analyse it on, "
                             f"e.g. `kerasclf analyze {target} held_out/`")
-        loaded = load_model(target)
+        loaded = load_model(target, facts=facts)
         images, labels, spec = _folder_arrays(loaded, data, 64)
         evaluated = "data"
         out = Path(out_dir) if out_dir else target.parent / f"analysis_{Path(data).name}"

@@ -28,11 +28,14 @@ import numpy as np
 import tensorflow as tf
 
 from kerasclf import __version__
-from kerasclf.errors import ModelError
+from kerasclf.errors import ConfigError, ModelError
 from kerasclf.zoo import build, input_size
+from kerasclf.zoo.adapt import adapt, has_input_preprocessing, output_activation
+from kerasclf.zoo.cut import fixed_input
+from kerasclf.zoo.layers import PREPROCESS_MODES, Preprocess
 
 __all__ = ["save_model", "load_model", "LoadedModel", "read_meta", "model_format", "serving_function",
-           "model_card", "write_card", "read_card", "card_path"]
+           "model_card", "write_card", "read_card", "card_path", "ModelFacts", "adopt_model"]
 
 META_NAME = "kerasclf.json"
 H5_ATTR = "kerasclf_meta"
@@ -146,15 +149,31 @@ class LoadedModel:
     format: str
     model: Any
     meta: dict[str, Any] = field(default_factory=dict)
+    #: the model was not saved by kerasclf (no metadata in the file)
+    foreign: bool = False
+    #: what :class:`ModelFacts` added to a foreign model: ``{"preprocess": mode, "activation": name}``
+    adapted: dict[str, Any] = field(default_factory=dict)
 
     @property
     def class_names(self) -> list[str]:
+        """The recorded (or ``--classes``) names, else ``"0".."K-1"`` (two for one sigmoid unit)."""
         names = self.meta.get("class_names")
-        return list(names) if names else [str(i) for i in range(self.num_outputs)]
+        return list(names) if names else [str(i) for i in range(2 if self.num_outputs == 1 else self.num_outputs)]
+
+    @property
+    def names_known(self) -> bool:
+        """Whether the class names were recorded or given (not the ``0..K-1`` stand-ins)."""
+        return bool(self.meta.get("class_names"))
 
     @property
     def task(self) -> str:
-        return self.meta.get("task") or ("binary" if self.num_outputs == 1 else "multiclass")
+        task = self.meta.get("task")
+        if task:
+            return task
+        if self.foreign:
+            raise ModelError(f"{self.path}: its output does not say the task (output activation "
+                             f"'{self.meta.get('output_activation')}'); pass --task binary|multiclass|multilabel")
+        return "binary" if self.num_outputs == 1 else "multiclass"
 
     @property
     def num_outputs(self) -> int:
@@ -175,20 +194,31 @@ class LoadedModel:
         """Raw model outputs for a float/uint8 batch ``(N, H, W, 3)`` of 0..255 pixels."""
         images = np.asarray(images, dtype="float32")
         if self.format == "export":
+            if self.adapted.get("preprocess"):  # a foreign SavedModel has no layers to put it in front of
+                images = np.asarray(Preprocess(self.adapted["preprocess"])(images))
             outs = [np.asarray(self.model.serve(images[i:i + batch_size]))
                     for i in range(0, len(images), batch_size)]
             return np.concatenate(outs) if outs else np.zeros((0, self.num_outputs), "float32")
         return np.asarray(self.model.predict(images, batch_size=batch_size, verbose=0))
 
 
-def load_model(path: str | Path, *, num_classes: int | None = None, compile: bool = False) -> LoadedModel:
-    """Reload a ``.keras`` / ``.h5`` file or an export folder saved by :func:`save_model`.
+def load_model(path: str | Path, *, num_classes: int | None = None, compile: bool = False,
+               facts: ModelFacts | None = None) -> LoadedModel:
+    """Reload a ``.keras`` / ``.h5`` file or an export folder, saved by :func:`save_model` or by anyone.
 
     Args:
         path: the saved model.
         num_classes: if given, checked against the model's output; a mismatch raises
             :class:`~kerasclf.errors.ModelError` naming both numbers.
         compile: also restore the optimizer and loss (``.keras``/``.h5`` only).
+        facts: what the file cannot say (class names, task, image size, preprocessing), see
+            :class:`ModelFacts`; a model without kerasclf metadata is resolved with them.
+
+    Example:
+        >>> m = load_model("notebook.h5", facts=ModelFacts.from_options(classes="cat,dog",  # doctest: +SKIP
+        ...                preprocess="none"))
+        >>> m.class_names, m.task
+        (['cat', 'dog'], 'binary')
     """
     path = Path(path)
     if not path.exists():
@@ -202,7 +232,8 @@ def load_model(path: str | Path, *, num_classes: int | None = None, compile: boo
             model = keras.models.load_model(path, compile=compile)
     except (OSError, ValueError, TypeError) as exc:
         raise ModelError(_load_error(path, fmt, exc)) from None
-    loaded = LoadedModel(path=path, format=fmt, model=model, meta=meta)
+    loaded = _resolve_facts(LoadedModel(path=path, format=fmt, model=model, meta=meta, foreign=not meta),
+                            facts or ModelFacts())
     if num_classes is not None:
         units = loaded.num_outputs
         expected = 1 if (num_classes == 2 and units == 1) else num_classes
@@ -361,3 +392,188 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return str(obj)
+
+
+# --------------------------------------------------------------------------------------------
+# a model kerasclf did not save: the facts its file cannot say
+
+TASK_NAMES = ("binary", "multiclass", "multilabel")
+_TASK_ACTIVATION = {"binary": "sigmoid", "multiclass": "softmax", "multilabel": "sigmoid"}
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What a command must know about a model that its file may not record; ``None`` = ask the file.
+
+    One object carries ``--classes``, ``--task``, ``--image-size`` and ``--preprocess`` to
+    :func:`load_model`, which checks them against the model and applies them (see
+    :func:`_resolve_facts`); every command resolves a model's facts there.
+
+    Example:
+        >>> f = ModelFacts.from_options(classes="cat,dog", preprocess="tf", image_size=(96, 96))
+        >>> f.class_names, f.preprocess, f.image_size
+        (('cat', 'dog'), 'tf', (96, 96))
+    """
+
+    class_names: tuple[str, ...] | None = None
+    task: str | None = None
+    image_size: tuple[int, int] | None = None
+    preprocess: str | None = None
+
+    @classmethod
+    def from_options(cls, *, classes: str | list[str] | tuple[str, ...] | None = None, task: str | None = None,
+                     image_size: Any = None, preprocess: str | None = None) -> ModelFacts:
+        """Facts from command-line style values: ``classes`` is ``"a,b"``, a list, or a text file (one name a line)."""
+        if task is not None and task not in TASK_NAMES:
+            raise ConfigError(f"--task '{task}' is not one of {', '.join(TASK_NAMES)}")
+        if preprocess is not None and preprocess not in PREPROCESS_MODES:
+            raise ConfigError(f"--preprocess '{preprocess}' is not one of {', '.join(PREPROCESS_MODES)}")
+        size = None
+        if image_size is not None:
+            size = tuple(int(v) for v in image_size)
+            if len(size) != 2 or min(size) < 1:
+                raise ConfigError(f"--image-size {image_size}: give two positive numbers, height and width")
+        return cls(class_names=_parse_classes(classes), task=task, image_size=size, preprocess=preprocess)
+
+    @property
+    def given(self) -> list[str]:
+        """The command-line options these facts set (for messages), e.g. ``["--classes"]``."""
+        names = {"class_names": "--classes", "task": "--task", "image_size": "--image-size", "preprocess": "--preprocess"}
+        return [opt for key, opt in names.items() if getattr(self, key) is not None]
+
+
+def _parse_classes(classes: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...] | None:
+    if classes is None:
+        return None
+    if isinstance(classes, str):
+        path = Path(classes)
+        if path.is_file():
+            names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+            where = str(path)
+        elif path.suffix in (".txt", ".csv") and "," not in classes:
+            raise ConfigError(f"--classes {classes}: no such file; give a text file with one class name a line, "
+                              f"or the names themselves: --classes cat,dog")
+        else:
+            names, where = [c.strip() for c in classes.split(",")], "--classes"
+    else:
+        names, where = [str(c).strip() for c in classes], "--classes"
+    if not names or any(not n for n in names):
+        raise ConfigError(f"{where}: empty class name in {list(names)}; give names like --classes cat,dog")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"{where}: class name(s) {', '.join(dupes)} given twice; each output needs its own name")
+    return tuple(names)
+
+
+def _resolve_facts(loaded: LoadedModel, facts: ModelFacts) -> LoadedModel:
+    """``loaded`` with ``facts`` checked and applied; a foreign model with missing facts gets a one-line error.
+
+    - preprocessing: a foreign Keras model with no Rescaling / Normalization / Preprocess layer
+      needs ``--preprocess`` (``none`` when it takes raw 0..255 pixels); the mode is put inside the
+      model (:func:`kerasclf.zoo.adapt.adapt`). A kerasclf model has it inside already.
+    - task: ``--task``, else the recorded one, else read from a foreign model's output
+      (one sigmoid unit: binary with two classes; several sigmoid units: multilabel; softmax:
+      multiclass); logits (a linear output) get the task's activation appended.
+    - class names and image size: checked against the output units and a fixed input size.
+    """
+    path, meta, model = loaded.path, dict(loaded.meta), loaded.model
+    if facts.preprocess is not None and not loaded.foreign:
+        raise ModelError(f"{path} was saved by kerasclf with its preprocessing inside; drop "
+                         f"--preprocess {facts.preprocess}")
+    adapted: dict[str, Any] = {}
+    task = facts.task or meta.get("task")
+    if loaded.format == "export":
+        units = 1 if task == "binary" else (len(facts.class_names) if facts.class_names else None)
+        if loaded.foreign and facts.preprocess not in (None, "none"):
+            adapted["preprocess"] = facts.preprocess
+        if units and not meta.get("num_outputs"):
+            meta["num_outputs"] = units
+    else:
+        units = int(model.outputs[0].shape[-1])
+        act = output_activation(model)
+        if loaded.foreign:
+            meta["output_activation"] = act
+            if facts.preprocess is None and not has_input_preprocessing(model):
+                raise ModelError(f"{path} has no kerasclf metadata and no Rescaling/Normalization layer at its "
+                                 f"input, so its pixel scale is unknown; pass --preprocess "
+                                 f"{'|'.join(PREPROCESS_MODES)} (none: it takes raw 0..255 pixels)")
+            if facts.preprocess is not None:
+                adapted["preprocess"] = facts.preprocess
+            if task is None and act == "sigmoid":
+                task = "binary" if units == 1 else "multilabel"
+            elif task is None and act == "softmax" and units > 1:
+                task = "multiclass"
+            if task is not None and act == "linear":
+                adapted["activation"] = _TASK_ACTIVATION[task]
+            elif task is not None and act not in (None, "sigmoid", "softmax"):
+                raise ModelError(f"{path}: its output layer's activation is '{act}', not probabilities or logits; "
+                                 f"kerasclf needs a softmax/sigmoid (or linear) output for --task {task}")
+            elif task == "multilabel" and act == "softmax":
+                raise ModelError(f"{path} ends in a softmax (one class per image) but --task multilabel was given; "
+                                 f"use --task multiclass")
+        if task is not None:
+            _check_task_units(path, task, units)
+    if task is not None:
+        meta["task"] = task
+    if facts.class_names is not None:
+        n = units if units else None
+        expected = 2 if n == 1 else n
+        if expected is not None and len(facts.class_names) != expected:
+            raise ModelError(f"--classes gives {len(facts.class_names)} names but {path} has {n} output unit(s) "
+                             f"({expected} classes); give {expected} names in the order of its outputs")
+        meta["class_names"] = list(facts.class_names)
+    if facts.image_size is not None:
+        if loaded.format != "export":
+            fixed, _ = fixed_input(model)
+            if fixed is not None and tuple(fixed) != tuple(facts.image_size):
+                raise ModelError(f"--image-size {facts.image_size[0]} {facts.image_size[1]}: {path} takes "
+                                 f"{fixed[0]}x{fixed[1]} images only; drop --image-size or pass "
+                                 f"--image-size {fixed[0]} {fixed[1]}")
+        meta["image_size"] = list(facts.image_size)
+    if adapted and loaded.format != "export":
+        model = adapt(model, preprocess=adapted.get("preprocess"), activation=adapted.get("activation"))
+    return LoadedModel(path=path, format=loaded.format, model=model, meta=meta, foreign=loaded.foreign,
+                       adapted=adapted)
+
+
+def _check_task_units(path: Path, task: str, units: int) -> None:
+    if task == "binary" and units != 1:
+        raise ModelError(f"--task binary means one sigmoid output unit, but {path} has {units}; "
+                         f"use --task {'multiclass' if units > 1 else 'binary'}")
+    if task in ("multiclass", "multilabel") and units < 2:
+        raise ModelError(f"--task {task} needs two or more output units, but {path} has {units}; use --task binary")
+
+
+def adopt_model(path: str | Path, out: str | Path, facts: ModelFacts | None = None, *,
+                overwrite: bool = False) -> Path:
+    """``kerasclf adopt``: save a model kerasclf did not train once with its facts inside, plus its model card.
+
+    The written model takes raw 0..255 RGB (``--preprocess`` is put inside it) and carries its
+    class names, task and image size, so every later command needs no options.
+
+    Raises:
+        ModelError: a fact is missing (the message names the option), or ``out`` exists.
+
+    Example:
+        >>> adopt_model("notebook.h5", "adopted.keras",                        # doctest: +SKIP
+        ...             ModelFacts.from_options(classes="cat,dog", preprocess="none"))
+        PosixPath('adopted.keras')
+    """
+    path = Path(path)
+    loaded = load_model(path, facts=facts or ModelFacts())
+    if loaded.format == "export":
+        raise ModelError(f"{path}: an exported SavedModel cannot be re-saved as Keras; adopt the .keras/.h5 file")
+    task = loaded.task
+    if not loaded.names_known:
+        n = len(loaded.class_names)
+        raise ModelError(f"{path} records no class names; pass --classes with its {n} names in output order "
+                         f"(e.g. --classes {','.join(f'class{i}' for i in range(min(n, 3)))}{',...' if n > 3 else ''})")
+    size = loaded.image_size
+    meta = {key: loaded.meta[key] for key in ("threshold", "thresholds", "temperature") if key in loaded.meta}
+    meta.update(class_names=loaded.class_names, task=task, image_size=list(size), num_outputs=loaded.num_outputs,
+                model_name=loaded.meta.get("model_name") or loaded.model.name,
+                adopted_from={"path": str(path), "sha256": _sha256(path) if path.is_file() else None,
+                              "kerasclf_metadata": not loaded.foreign, **{f"{k}_added": v for k, v in loaded.adapted.items()}})
+    out = save_model(loaded.model, out, meta=meta, overwrite=overwrite)
+    write_card(out, model_card(out, meta))
+    return out

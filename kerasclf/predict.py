@@ -18,7 +18,7 @@ from kerasclf._progress import progress
 from kerasclf.data.pipeline import file_batches
 from kerasclf.data.reader import collect_image_paths
 from kerasclf.export.runtimes import open_model
-from kerasclf.io import LoadedModel
+from kerasclf.io import LoadedModel, ModelFacts
 
 __all__ = ["class_probabilities", "predict_paths", "format_table"]
 
@@ -33,17 +33,19 @@ def class_probabilities(outputs: np.ndarray, task: str) -> np.ndarray:
 
 def predict_paths(model: str | Path | Any, paths: Sequence[str | Path], *, top_k: int = 3,
                   batch_size: int = 32, out_csv: str | Path | None = None,
-                  threshold: float | None = None, runtime: str = "auto") -> list[dict[str, Any]]:
+                  threshold: float | None = None, runtime: str = "auto",
+                  facts: ModelFacts | None = None) -> list[dict[str, Any]]:
     """Classify image files/folders; one row per image: path, class, probability, top-k.
 
     ``model`` may be a ``.keras``/``.h5`` file, a SavedModel folder or an exported ``.onnx`` /
     ``.tflite`` / ``.xml`` artefact, run in ``runtime`` (``auto``: the fastest installed); the
-    rows are the same whichever runs it.
+    rows are the same whichever runs it. ``facts`` tells what a model kerasclf did not save
+    cannot (``--classes``, ``--task``, ``--image-size``, ``--preprocess``).
 
     Unreadable files get a row with ``class`` empty and the reason in ``error``; nothing
     is skipped silently. With ``out_csv`` the rows are also written as CSV.
     """
-    loaded = model if isinstance(model, LoadedModel) else open_model(model, runtime)
+    loaded = model if isinstance(model, LoadedModel) else open_model(model, runtime, facts=facts)
     files = collect_image_paths(paths)
     names, task = loaded.class_names, loaded.task
     thr = float(threshold if threshold is not None else loaded.meta.get("threshold", 0.5))

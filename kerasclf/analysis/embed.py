@@ -94,6 +94,9 @@ def embed_features(features: Any, labels: Any, path: str | Path, *, methods: Seq
     y = _colour_labels(labels)
     if len(x) != len(y):
         raise DataError(f"{len(x)} feature rows but {len(y)} labels")
+    if x.ndim != 2 or x.shape[1] < 2:
+        raise DataError(f"a 2-D projection needs features of 2 or more dimensions, got shape {x.shape}; "
+                        f"cut the model at a wider layer")
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise ConfigError(f"unknown projection '{bad[0]}'; use one of: {', '.join(METHODS)}")

@@ -33,7 +33,7 @@ from kerasclf.errors import DataError, ModelError
 from kerasclf.export.compose import ensemble_model, float32_model, tta_model
 from kerasclf.export.parity import Thresholds, judge, parity
 from kerasclf.export.runtimes import FORMATS, artefact_format, open_session, pick_runtime, require, runtimes_for
-from kerasclf.io import LoadedModel, load_model, model_card, save_model, serving_function, write_card
+from kerasclf.io import LoadedModel, ModelFacts, load_model, model_card, save_model, serving_function, write_card
 
 __all__ = ["ExportCheckError", "ExportResult", "convert", "export_model", "calibration_images", "verify_artefact"]
 
@@ -170,11 +170,13 @@ def export_model(model: str | Path, fmt: str, out: str | Path | None = None, *,
                  calibration_name: str | None = None, check: tuple[np.ndarray, np.ndarray | None] | None = None,
                  check_name: str | None = None, int8: bool = False, tta: Sequence[str] = (),
                  ensemble: Sequence[str | Path] = (), overwrite: bool = False, max_images: int = 256,
-                 limits: Thresholds = Thresholds()) -> ExportResult:
+                 limits: Thresholds = Thresholds(), facts: ModelFacts | None = None) -> ExportResult:
     """Export a saved model, check it against Keras on real images, write ``card.json``/``card.md`` beside it.
 
     Args:
-        model: a ``.keras`` / ``.h5`` file saved by kerasclf.
+        model: a ``.keras`` / ``.h5`` file saved by kerasclf, or by anyone with ``facts`` (class
+            names, task, image size, preprocessing: :class:`~kerasclf.io.ModelFacts`); the artefact
+            then takes raw 0..255 RGB like every kerasclf artefact.
         fmt: ``onnx`` | ``litert`` | ``openvino`` | ``savedmodel`` | ``keras`` (a baked TTA/ensemble).
         out: the artefact path (default: beside ``model``, e.g. ``model.onnx``).
         calibration: a folder of images, or ``(images, labels or None)`` already read (a run's
@@ -196,7 +198,7 @@ def export_model(model: str | Path, fmt: str, out: str | Path | None = None, *,
         raise ModelError(f"unknown export format '{fmt}'; use {', '.join(FORMATS)}")
     if fmt == "keras" and not (tta or ensemble):
         raise ModelError(f"{model_path} is already a Keras model; --format keras is for --tta / --ensemble")
-    loaded: LoadedModel = load_model(model_path)
+    loaded: LoadedModel = load_model(model_path, facts=facts)
     if loaded.format == "export":
         raise ModelError(f"{model_path}: export from the .keras file of the model, not from an exported folder")
     keras_model = float32_model(loaded.model)  # the artefact and its reference compute in float32

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from kerasclf.errors import ModelError
-from kerasclf.io import LoadedModel, load_model, read_card
+from kerasclf.io import LoadedModel, ModelFacts, load_model, read_card
 
 __all__ = ["FORMATS", "RUNTIMES", "EXTRA_HINT", "artefact_format", "runtimes_for", "installed", "require",
            "open_session", "open_model", "ExportedModel", "pick_runtime"]
@@ -163,11 +163,14 @@ class ExportedModel(LoadedModel):
         return y
 
 
-def open_model(path: str | Path, runtime: str = "auto", *, threads: int | None = None) -> LoadedModel:
+def open_model(path: str | Path, runtime: str = "auto", *, threads: int | None = None,
+               facts: ModelFacts | None = None) -> LoadedModel:
     """Any saved or exported model, ready to ``predict`` raw 0..255 RGB batches.
 
     ``.keras`` / ``.h5`` / SavedModel folders load through :func:`kerasclf.io.load_model`;
     ``.onnx`` / ``.tflite`` / ``.xml`` open in ``runtime`` (``auto``: the fastest installed).
+    ``facts`` (class names, task, ... of a model kerasclf did not save) apply to Keras models only:
+    an artefact's model card says them.
 
     Example:
         >>> open_model("runs/demo/model.tflite").runtime              # doctest: +SKIP
@@ -179,7 +182,9 @@ def open_model(path: str | Path, runtime: str = "auto", *, threads: int | None =
     fmt = artefact_format(path)
     chosen = pick_runtime(path, fmt, runtime)
     if chosen == "keras":
-        return load_model(path)
+        return load_model(path, facts=facts)
+    if facts is not None and facts.given:
+        raise ModelError(f"{path}: its model card gives class names, task and input; drop {', '.join(facts.given)}")
     card = read_card(path)
     return ExportedModel(path=path, format=fmt, model=open_session(path, chosen, threads=threads),
                          meta=card, runtime=chosen)

@@ -47,7 +47,7 @@ from kerasclf.features.artifacts import (
     hash_json,
     weights_fingerprint,
 )
-from kerasclf.io import load_any_model
+from kerasclf.io import LoadedModel, load_any_model, load_model
 from kerasclf.zoo.cut import AUTO, feature_layer_for, feature_model, fixed_input, input_size
 
 __all__ = ["FeatureSet", "extract_features", "default_cache_dir", "features_for_images"]
@@ -136,6 +136,8 @@ def _model_identity(model_or_name: Any, model: Any) -> str:
         p = Path(model_or_name)
         return str(p.resolve()) if p.suffix in (".keras", ".h5", ".hdf5") else model_or_name
     if hasattr(model_or_name, "path") and hasattr(model_or_name, "meta"):
+        if getattr(model_or_name, "adapted", None):  # preprocessing put in front: not the file's model
+            return f"memory:{model.name}"
         return str(Path(model_or_name.path).resolve())
     assert isinstance(model, keras.Model)
     return f"memory:{model.name}"
@@ -191,8 +193,12 @@ def extract_features(model_or_name: Any, spec: Any, *, index: np.ndarray | None 
     kwargs = dict(build_kwargs or {})
     if weights != "default":
         kwargs["weights"] = weights
+    if isinstance(model_or_name, (str, Path)) and Path(model_or_name).suffix in (".keras", ".h5", ".hdf5"):
+        model_or_name = load_model(model_or_name)  # its metadata may record the image size
     model = load_any_model(model_or_name, **kwargs)
     identity = _model_identity(model_or_name, model)
+    if image_size is None and isinstance(model_or_name, LoadedModel) and model_or_name.meta.get("image_size"):
+        image_size = tuple(model_or_name.meta["image_size"])  # recorded, or given as --image-size
     if layer == AUTO:
         layer = feature_layer_for(model)
     fmodel = feature_model(model, layer)

@@ -59,12 +59,40 @@ def feature_layer_for(model: Any) -> str | None:
     """The layer whose output are ``model``'s features.
 
     The registry's ``feature_layer`` for a zoo model (known by its name), else ``"features"`` when
-    the model has such a layer, else ``None`` (the model's own output is the feature vector).
+    the model has such a layer, else, for a model that ends in a Dense classifier (any model
+    from elsewhere), the layer that feeds that Dense layer, else ``None`` (the model's own output
+    is the feature vector, as for a headless extractor).
+
+    Example:
+        >>> m = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(name="flat"),
+        ...                       keras.layers.Dense(4, name="hidden"), keras.layers.Dense(1, activation="sigmoid")])
+        >>> feature_layer_for(m)
+        'hidden'
     """
     if is_registered(model.name):
         return get_cfg(model.name).feature_layer
     names = {layer.name for layer in model.layers}
-    return "features" if "features" in names else None
+    return "features" if "features" in names else _head_input(model)
+
+
+def _producer(tensor: Any) -> Any:
+    hist = getattr(tensor, "_keras_history", None)
+    return hist.operation if hist is not None else None
+
+
+def _head_input(model: Any) -> str | None:
+    """The name of the layer feeding ``model``'s final Dense layer (past Activation/Softmax/Dropout), if any."""
+    if not getattr(model, "outputs", None):
+        return None
+    layer = _producer(model.outputs[0])
+    while isinstance(layer, (keras.layers.Activation, keras.layers.Softmax, keras.layers.Dropout)):
+        layer = _producer(layer._inbound_nodes[0].input_tensors[0]) if layer._inbound_nodes else None
+    if not isinstance(layer, keras.layers.Dense) or not layer._inbound_nodes:
+        return None
+    before = _producer(layer._inbound_nodes[0].input_tensors[0])
+    if before is None or isinstance(before, keras.layers.InputLayer) or before.name not in {x.name for x in model.layers}:
+        return None
+    return before.name
 
 
 def _layer_output_in(model: Any, layer: Any) -> Any:
