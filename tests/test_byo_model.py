@@ -232,6 +232,22 @@ def test_cluster_with_a_dynamic_input_feature_model(byo, tmp_path, capsys):
     assert len(assigned) == 12
 
 
+def test_cluster_on_a_classifier_with_preprocessing_outside_predicts_new_images_alike(byo, tmp_path, capsys):
+    """A classifier that wants caffe pixels, used as feature extractor: the features are the input of
+    its last Dense layer, the preprocessing kerasclf put in front is saved with the clusters (the
+    file alone would take raw pixels), so `predict clusters.skops` repeats the assignments."""
+    out = tmp_path / "clusters"
+    assert main(["cluster", str(byo / "images"), "--features", str(byo / "outside.h5"), "--preprocess", "caffe",
+                 "--k", "2", "--pca", "none", "--out", str(out)]) == 0
+    fitted = {row.split(",")[0]: row.split(",")[1] for row in (out / "assignments.csv").read_text().splitlines()[1:]}
+    assert len(fitted) == 12
+    assert main(["predict", str(out / "clusters.skops"), str(byo / "images"), "--out", str(tmp_path / "c.csv")]) == 0
+    lines = (tmp_path / "c.csv").read_text().splitlines()
+    head = lines[0].split(",")
+    rows = [dict(zip(head, line.split(","))) for line in lines[1:]]
+    assert {r["path"]: r["cluster"] for r in rows} == fitted
+
+
 def test_export_a_foreign_model_is_checked_against_keras(byo, tmp_path, capsys):
     out = tmp_path / "outside.savedmodel"
     assert main(["export", str(byo / "outside.keras"), "--format", "savedmodel", "--out", str(out),
