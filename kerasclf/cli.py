@@ -461,8 +461,9 @@ def build_parser() -> argparse.ArgumentParser:
     fe = sub.add_parser("features", help="extract (and cache) pooled features of a model on a dataset")
     fe.add_argument("model", help="zoo name (resnet50_features), .keras file of a trained model")
     fe.add_argument("data", help="a folder, or 'digits'")
-    fe.add_argument("--layer", default="auto", help="feature layer (default: the zoo model's, else \"features\", "
-                                                    "else the output); output: the model's output is the feature vector")
+    fe.add_argument("--layer", default="auto", help="feature layer (default: the zoo model's, else \"features\", else "
+                                                    "the input of a last Dense layer, else the output); output: the "
+                                                    "model's output is the feature vector")
     fe.add_argument("--weights", default="default", help="imagenet | none | a weights file")
     fe.add_argument("--batch-size", type=int, default=64)
     fe.add_argument("--cache-dir", default=None, help="feature cache folder (default ~/.cache/kerasclf/features)")
@@ -474,8 +475,9 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("data", help="a folder (class subfolders optional), or 'digits'")
     cl.add_argument("--features", default="resnet50_features", help="zoo name or model file")
     cl.add_argument("--weights", default="default", help="imagenet | none | a weights file")
-    cl.add_argument("--layer", default="auto", help="feature layer (default: the zoo model's, else \"features\", "
-                                                    "else the output); output: the model's output is the feature vector")
+    cl.add_argument("--layer", default="auto", help="feature layer (default: the zoo model's, else \"features\", else "
+                                                    "the input of a last Dense layer, else the output); output: the "
+                                                    "model's output is the feature vector")
     cl.add_argument("--pca", default="50", help="components (int), variance kept (0.95) or none")
     cl.add_argument("--k", type=int, default=8)
     cl.add_argument("--elbow", help="comma-separated K values for the elbow/silhouette plot")
