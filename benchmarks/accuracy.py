@@ -103,57 +103,47 @@ def recipe_run(recipe: str, overrides: Callable[[Ctx], list[str]] | list[str] = 
     return run
 
 
-def quick_folder(src: Path, ctx: Ctx, per_class: int = 24) -> Path:
-    """For --quick: a folder of links to the first ``per_class`` images of each class of ``src``."""
-    if not ctx.quick:
-        return src
-    out = ctx.runs / "_quick_data" / src.name
-    if not out.is_dir():
-        for cls in sorted(p for p in src.iterdir() if p.is_dir()):
-            (out / cls.name).mkdir(parents=True, exist_ok=True)
-            for f in sorted(cls.iterdir())[:per_class]:
-                (out / cls.name / f.name).symlink_to(f.resolve())
-    return out
+def flowers_spec(ctx: Ctx) -> Any:
+    """The flowers folder (for --quick: a seeded stratified sample of 120 of its photos)."""
+    from kerasclf.data import sources, splits
+    spec = sources.from_folder(ctx.assets / "flowers")
+    return spec.subset(splits.sample_indices(spec, 120)) if ctx.quick else spec
+
+
+QUICK_FOLDER = ["data.max_images=120", "train.epochs=1"]
 
 
 def folder_run(asset: str, *, fine_tune: bool) -> Callable[[Ctx], dict[str, Any]]:
     """The own-folder template with the MobileNet alpha 0.25 backbone, as a new user runs it."""
     def overrides(ctx: Ctx) -> list[str]:
-        sets = [f"data.path={quick_folder(ctx.assets / asset, ctx)}", *MOBILENET]
+        sets = [f"data.path={ctx.assets / asset}", *MOBILENET]
         if not fine_tune:
             sets.append("train.fine_tune=null")
         if ctx.quick:
-            sets += ["train.epochs=1", "train.fine_tune.epochs=1"] if fine_tune else ["train.epochs=1"]
+            sets += QUICK_FOLDER + (["train.fine_tune.epochs=1"] if fine_tune else [])
         return sets
     def run(ctx: Ctx) -> dict[str, Any]:
         return _test_row(_train("own_folder", overrides(ctx), ctx, ctx.name))
     return run
 
 
+def celeba_sets(ctx: Ctx) -> list[str]:
+    """The own-folder template's training on CelebA's attribute file instead of a folder."""
+    celeba = ctx.assets / "celeba"
+    return ["data.source=celeba", f"data.attr_file={celeba / 'list_attr_celeba.txt'}",
+            f"data.image_dir={celeba / 'img_align_celeba'}", "data.attributes=seed32", *MOBILENET]
+
+
 def celeba_attributes(ctx: Ctx) -> dict[str, Any]:
     """Mean attribute accuracy, a threshold per attribute chosen on validation, beside the
-    per-attribute majority baseline (the training split's more common value)."""
-    import numpy as np
-
-    from kerasclf.analysis.metrics import choose_thresholds
-    from kerasclf.evaluate import run_split
-    from kerasclf.io import load_model
-    celeba = ctx.assets / "celeba"
-    sets = [f"data.attr_file={celeba / 'list_attr_celeba.txt'}", f"data.image_dir={celeba / 'img_align_celeba'}",
-            *MOBILENET, "data.image_size=[224,224]"]
-    if ctx.quick:
-        sets += ["train.epochs=1", "train.fine_tune=null"]
-    result = _train("celeba_resnet", sets, ctx, ctx.name)
-    size = tuple(result.metrics.get("image_size") or (224, 224))
-    model = load_model(result.model_path).model
-    parts = {s: run_split(result.run_dir, s, image_size=size) for s in ("train", "val", "test")}
-    probs = {s: model.predict(parts[s][0], verbose=0) for s in ("val", "test")}
-    thr = choose_thresholds(parts["val"][1], probs["val"], metric="accuracy")
-    test_acc = float(np.mean((probs["test"] >= np.asarray(thr)) == (parts["test"][1] > 0.5)))
-    majority = (parts["train"][1].mean(axis=0) >= 0.5)
-    baseline = float(np.mean(parts["test"][1].astype(bool) == majority))
-    row = _test_row(result, "binary_accuracy" if "binary_accuracy" in result.metrics["test"] else "accuracy")
-    row.update(value=test_acc, baseline=baseline, at_0_5=row["value"])
+    per-attribute majority baseline (kerasclf.evaluate.attribute_accuracy)."""
+    from kerasclf.evaluate import attribute_accuracy
+    quick = ["data.max_images=120", "train.epochs=1", "train.fine_tune.epochs=1"] if ctx.quick else []
+    result = _train("own_folder", celeba_sets(ctx) + quick, ctx, ctx.name)
+    scores = attribute_accuracy(result.run_dir)
+    row = _test_row(result)
+    row.update(value=scores["test_accuracy"], baseline=scores["majority_baseline"],
+               at_0_5=scores["test_accuracy_at_0_5"])
     return row
 
 
@@ -170,10 +160,11 @@ def me_vs_others(ctx: Ctx) -> dict[str, Any]:
         d = folder / ("me" if lab else "others")
         d.mkdir(parents=True, exist_ok=True)
         (d / Path(path).name).symlink_to(Path(path).resolve())
-    quick = ["train.epochs=1", "train.fine_tune.epochs=1"] if ctx.quick else []
-    fe = _train("own_folder", [f"data.path={folder}", *MOBILENET, "train.fine_tune=null", *quick[:1]],
+    quick = QUICK_FOLDER if ctx.quick else []
+    fe = _train("own_folder", [f"data.path={folder}", *MOBILENET, "train.fine_tune=null", *quick],
                 ctx, ctx.name + "_fe")
-    ft = _train("own_folder", [f"data.path={folder}", *MOBILENET, *quick], ctx, ctx.name)
+    ft = _train("own_folder", [f"data.path={folder}", *MOBILENET, *quick,
+                               *(["train.fine_tune.epochs=1"] if ctx.quick else [])], ctx, ctx.name)
     row = _test_row(ft)
     row.update(fe_value=fe.metrics["test"]["accuracy"], fe_run_dir=str(fe.run_dir))
     return row
@@ -185,15 +176,15 @@ def flowers_clusters(ctx: Ctx) -> dict[str, Any]:
     import keras
 
     from kerasclf.features.cluster import run_cluster
-    flowers = quick_folder(ctx.assets / "flowers", ctx)
+    flowers = flowers_spec(ctx)
     out = ctx.runs / ctx.name
     backbone = keras.applications.MobileNet(alpha=0.25, include_top=False, weights="imagenet",
                                             input_shape=(224, 224, 3), pooling="avg")
-    s = run_cluster(str(flowers), features_model=backbone, layer=None, pca=50, k=5, out_dir=out,
+    s = run_cluster(flowers, features_model=backbone, layer=None, pca=50, k=5, out_dir=out,
                     image_size=(224, 224), overwrite=True, verbose=ctx.verbose, cache_dir=ctx.runs / "_cache")
-    ae = _train("autoencoder_photos", [f"data.path={flowers}", *(["train.epochs=1"] if ctx.quick else [])],
+    ae = _train("autoencoder_photos", [f"data.path={ctx.assets / 'flowers'}", *(QUICK_FOLDER if ctx.quick else [])],
                 ctx, ctx.name + "_autoencoder")
-    a = run_cluster(str(flowers), features_model=str(ae.model_path), layer="encoder", pca=50, k=5,
+    a = run_cluster(flowers, features_model=str(ae.model_path), layer="encoder", pca=50, k=5,
                     out_dir=out / "autoencoder", overwrite=True, verbose=ctx.verbose, cache_dir=ctx.runs / "_cache")
     return {"value": s["scores"]["purity"], "ari": s["scores"]["ari"], "run_dir": str(out),
             "autoencoder_purity": a["scores"]["purity"], "autoencoder_ari": a["scores"]["ari"],
@@ -206,6 +197,8 @@ def cifar100_smoke(recipe: str) -> Callable[[Ctx], dict[str, Any]]:
     def run(ctx: Ctx) -> dict[str, Any]:
         sets = ["data.source=npz", f"data.path={ctx.assets / 'cifar' / 'cifar100_subset.npz'}",
                 "data.name=null", "train.epochs=1", "train.early_stopping=null"]
+        if "efficientnet" in recipe:  # its ImageNet weights are not available offline
+            sets += ["model.weights=null", "train.fine_tune=null"]
         return _test_row(_train(recipe, sets, ctx, ctx.name))
     return run
 
@@ -243,7 +236,8 @@ EXPERIMENTS: list[Experiment] = [
                "FE and fine-tune", "accuracy", ">= FE", "—", me_vs_others, needs=("celeba",)),
     Experiment("flowers_clusters", "flowers, 4,317 photos, 5 classes", "MobileNet α0.25 → PCA 50 → KMeans 5",
                "clustering", "purity", ">= 0.60", "chance purity 0.24", flowers_clusters, needs=("flowers",)),
-    *[Experiment(name, "CIFAR-100 subset, 486 + 916 (smoke: 1 epoch)", name.split("_", 1)[1], "scratch",
+    *[Experiment(name, "CIFAR-100 subset, 486 + 916 (smoke: 1 epoch" + (", weights=None)" if "eff" in name else ")"),
+                 name.split("_", 1)[1], "scratch",
                  "accuracy", "smoke", f"seed, full CIFAR-100: {seed}", cifar100_smoke(name), needs=("cifar",),
                  smoke=True)
       for name, seed in CIFAR100_SEED.items()],

@@ -37,3 +37,30 @@ def test_example_overwrites_only_with_its_overwrite_flag(path):
     for call in runs:
         value = {k.arg: k.value for k in call.keywords}.get("overwrite")
         assert value is not None and ast.unparse(value) == "args.overwrite", ast.unparse(call)
+
+
+def _quick_args(name, assets):
+    return {"cats_vs_dogs": [str(assets / "cats_vs_dogs")], "celeba_attributes": [str(assets / "celeba")],
+            "cifar100": ["simple"], "own_folder": [str(assets / "flowers")]}[name]
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.slow) if p.stem == "own_folder" else p
+                                  for p in EXAMPLES], ids=lambda p: p.stem)  # own_folder: six models, ~1.5 min
+def test_example_runs_quick(path, assets_dir, keras_home_with_mobilenet, tmp_path, monkeypatch, capsys):
+    """Every example runs end to end with --quick (executed in this process, not just compiled):
+    it trains, scores the test split and prints the figure and the run folder it wrote."""
+    import re
+    import runpy
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [path.name, *_quick_args(path.stem, assets_dir), "--quick",
+                                      "--out", str(tmp_path / "runs")])
+    runpy.run_path(str(path), run_name="__main__")
+    out = capsys.readouterr().out
+    figure = re.search(r"(test accuracy|mean attribute accuracy)[: ]+(\d\.\d+)", out)
+    assert figure, out
+    folder = re.search(r"run folder: ([^\s)]+)", out)
+    written = Path(folder.group(1)) if folder else None
+    assert written and ((written / "model.keras").is_file() or (written / "report.html").is_file()), out
+    assert str(tmp_path) in str(written)  # it wrote where --out said, nothing in the checkout
