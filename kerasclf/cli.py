@@ -36,8 +36,10 @@ from kerasclf.export.compose import TTA_VIEWS
 from kerasclf.export.runtimes import artefact_format
 from kerasclf.features.artifacts import ARTIFACT_SUFFIX, LEGACY_SUFFIXES, convert_artifact
 from kerasclf.features.cluster import ClusterModel, as_spec, predict_folder, read_names, run_cluster
+from kerasclf.features.audit import FILTERS as AUDIT_FILTERS
+from kerasclf.features.audit import audit
 from kerasclf.features.commands import load_predictor
-from kerasclf.features.extract import extract_features
+from kerasclf.features.extract import DEFAULT_CACHE, extract_features
 from kerasclf.io import TASK_NAMES, ModelFacts, adopt_model, card_path, load_model, model_card, read_card
 from kerasclf.predict import format_table, predict_paths
 from kerasclf.recipes import describe
@@ -322,6 +324,42 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Likely label errors of a folder (or of a run's data, with its model's features): CSV, HTML, per-class share."""
+    kw = {} if args.weights == "default" else {"weights": _weights_arg(args.weights)}
+    if args.run:
+        run = Path(args.run)
+        if not (run / "recipe.yaml").is_file() or not (run / "model.keras").is_file():
+            raise DataError(f"--run {run}: not a run folder (no recipe.yaml / model.keras); give a folder from `kerasclf train`")
+        if args.data or args.features:
+            raise ConfigError("--run audits the run's own data with its own model; drop DATA and --features")
+        data, features, build_kwargs = load_recipe(run / "recipe.yaml").data.load_spec(), load_model(run / "model.keras"), {}
+        out = Path(args.out) if args.out else run / "audit"
+    else:
+        if not args.data:
+            raise DataError("give the DATA folder to audit (class subfolders), or --run RUN_DIR")
+        features, build_kwargs = _feature_source(args.features or "MobileNet", args)
+        if args.features is None and args.alpha is None:
+            build_kwargs.setdefault("alpha", 0.25)  # the default extractor: MobileNet alpha 0.25 (its weights are small)
+        data = args.data
+        out = Path(args.out) if args.out else Path(f"{Path(args.data).resolve().name}_audit")
+    result = audit(data, features=features, build_kwargs=build_kwargs, layer=_layer_arg(args.layer),
+                   image_size=_image_size(args), tta=not args.no_tta, folds=args.folds, filter_by=args.filter_by,
+                   out_dir=out, cache_dir=args.cache_dir or DEFAULT_CACHE, gallery=args.gallery,
+                   batch_size=args.batch_size, **kw)
+    for r in result.issues[:args.show]:
+        print(f"{r['rank']:>4}  {r['file']}  {r['given_label']} -> {r['suggested_label']}  (score {r['score']:.3f})")
+    if len(result.issues) > args.show:
+        print(f"... {len(result.issues) - args.show} more in {result.files['csv']}")
+    print("estimated share of label errors: " + ", ".join(
+        f"{c} {v['estimated_error_share']:.1%}" for c, v in result.per_class.items()))
+    if result.skipped:
+        print(f"skipped {len(result.skipped)} unreadable file(s), listed in {result.files['skipped']} "
+              f"(e.g. {result.skipped[0][0]}: {result.skipped[0][1]})")
+    print(f"wrote {result.files['csv']} and {result.files['html']} (nothing was moved or changed)")
+    return 0
+
+
 def cmd_adopt(args: argparse.Namespace) -> int:
     """Save a model kerasclf did not train once with its facts inside; later commands need no options."""
     out = adopt_model(args.model, args.out, _model_facts(args), overwrite=args.overwrite)
@@ -494,6 +532,29 @@ def build_parser() -> argparse.ArgumentParser:
     ad.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     _add_model_facts(ad)
     ad.set_defaults(func=cmd_adopt)
+
+    au = sub.add_parser("audit", help="find likely mislabelled images: out-of-fold probabilities + cleanlab; "
+                                      "label_issues.csv, an HTML gallery, estimated label errors per class")
+    au.add_argument("data", nargs="?", help="a folder of class subfolders (not with --run)")
+    au.add_argument("--run", help="a run folder: audit its data with its model's features; writes <run>/audit "
+                                  "(kerasclf analyze then shows it)")
+    au.add_argument("--features", help="feature extractor: zoo or keras.applications name, or a .keras model "
+                                       "(default: MobileNet alpha 0.25, ImageNet)")
+    au.add_argument("--weights", default="default", help="imagenet | none | a weights file (a model by name)")
+    au.add_argument("--layer", default="auto", help="feature layer (default: the model's features, else the "
+                                                    "output); output: the model's output is the feature vector")
+    au.add_argument("--folds", type=int, default=5, help="k of the k-fold logistic regression")
+    au.add_argument("--filter-by", default="prune_by_noise_rate", choices=AUDIT_FILTERS,
+                    help="cleanlab's find_label_issues filter")
+    au.add_argument("--no-tta", action="store_true", help="plain features (default: averaged with the mirror image)")
+    au.add_argument("--out", help="output folder (default: <data name>_audit, or <run>/audit)")
+    au.add_argument("--gallery", type=int, default=40, help="images in the HTML gallery")
+    au.add_argument("--show", type=int, default=20, help="issues printed")
+    au.add_argument("--batch-size", type=int, default=64)
+    au.add_argument("--cache-dir", default=None, help="feature cache folder (default ~/.cache/kerasclf/features)")
+    _add_model_facts(au)
+    _add_builder_options(au)
+    au.set_defaults(func=cmd_audit)
 
     ca = sub.add_parser("convert-artifact", help="re-save an old head/clusters .joblib you made yourself as .skops")
     ca.add_argument("path", help="the old .joblib file")

@@ -48,6 +48,7 @@ from .embed import embed_features
 from .explain import METHODS as EXPLAIN_METHODS
 from .explain import explain
 from .metrics import choose_thresholds, classification_metrics, per_sample_loss, probs_to_pred
+from .label_issues import label_issue_sections
 from .plots import plot_confusion, plot_gallery, plot_history, plot_per_class
 from .report import SECTION_IDS, Section, Table, gap_sentence, write_report
 
@@ -130,7 +131,8 @@ def analyze(model: Any, data: Any = None, *, out_dir: str | Path, class_names: S
             explain_layer: str | None = None, batch_losses: Any = None, val_data: Any = None,
             val_score: float | None = None, leaderboard: Sequence[dict[str, Any]] | None = None,
             split: str = "test", title: str | None = None, embed_methods: Sequence[str] = ("pca", "tsne"),
-            smooth_samples: int = 10, batch_size: int = 32, seed: int = 0) -> dict[str, Any]:
+            smooth_samples: int = 10, batch_size: int = 32, seed: int = 0,
+            audit_dir: str | Path | None = None) -> dict[str, Any]:
     """Produce every figure, ``metrics.json`` and ``report.html`` for one model on one split.
 
     Args:
@@ -156,6 +158,8 @@ def analyze(model: Any, data: Any = None, *, out_dir: str | Path, class_names: S
         smooth_samples: noisy samples of SmoothGrad.
         batch_size: prediction batch size.
         seed: seed of the random galleries and of t-SNE.
+        audit_dir: a ``kerasclf audit`` folder (a run's ``audit/``): its label-quality sections are
+            added when it holds an audit.
 
     Returns:
         ``{"metrics": dict, "files": {name: path}, "report": Path, "warnings": [str]}``.
@@ -203,6 +207,8 @@ def analyze(model: Any, data: Any = None, *, out_dir: str | Path, class_names: S
     run.calibration()
     bar.update()
     run.result(val_score)
+    if audit_dir is not None:
+        run.sections.extend(label_issue_sections(audit_dir))
     bar.update()
 
     metrics, files = run.metrics, run.files
