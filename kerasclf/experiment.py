@@ -332,7 +332,9 @@ def _choose(out: Path, rows: list[dict[str, Any]], spec: Any, manifest: Path, *,
         m = on_val(cfg)[1]
         candidates.append({**cfg.to_dict(), "val_acc": float(m["accuracy"]), "val_loss": float(m["loss"]),
                            "gain": float(m["accuracy"]) - best["val_acc"]})
-    candidates.sort(key=lambda c: (-c["val_acc"], c["val_loss"], KINDS.index(c["kind"])))
+    # ties in accuracy go to the simpler configuration: TTA or an ensemble must earn its extra cost
+    candidates.sort(key=lambda c: (-c["val_acc"], KINDS.index(c["kind"]) + c["tta"] * (c["kind"] == "ensemble"),
+                                   c["val_loss"]))
     pick = candidates[0]
     cfg = Configuration(pick["configuration"], pick["kind"], pick["members"], tta=pick["tta"])
 

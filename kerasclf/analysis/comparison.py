@@ -94,6 +94,7 @@ def comparison_report(board: Any, path: str | Path, *, evidence: ChosenEvidence 
                 f"Chosen by validation: {chosen} (validation accuracy {pick['val_acc']:.4f}, "
                 f"{_fmt_gain(pick.get('gain'))} over {best})" + (
                     "; no TTA or ensemble did better." if pick["kind"] == "single" else ".")
+                + " Ties in accuracy go to the simpler configuration (single, then TTA, then ensemble)."
                 + " It is the only configuration evaluated on the test split. The best of several candidates "
                   "is chosen on validation, so its validation score is optimistic; the test score is not."]
         sections.append(Section("Candidates: single models, TTA and ensembles", id="candidates", text=text,
