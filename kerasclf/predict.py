@@ -17,6 +17,7 @@ from kerasclf._files import write_rows
 from kerasclf._progress import progress
 from kerasclf.data.pipeline import file_batches
 from kerasclf.data.reader import collect_image_paths
+from kerasclf.analysis.ood import load_detector, model_outputs, ood_model
 from kerasclf.export.runtimes import open_model
 from kerasclf.io import LoadedModel, ModelFacts
 
@@ -49,15 +50,22 @@ def predict_paths(model: str | Path | Any, paths: Sequence[str | Path], *, top_k
     files = collect_image_paths(paths)
     names, task = loaded.class_names, loaded.task
     thr = float(threshold if threshold is not None else loaded.meta.get("threshold", 0.5))
+    detector = load_detector(loaded)  # the run's OOD flag (model.ood.npz beside the model), if it has one
+    ood_net = ood_model(loaded.model) if detector is not None else None
     rows: list[dict[str, Any]] = []
     batches = file_batches([str(f) for f in files], loaded.image_size, batch_size)
     bar = progress(total=len(files), desc="predict")  # a bar on a terminal only (kerasclf._progress)
     for ok_paths, images in batches:
         if len(ok_paths) == 0:
             continue
-        probs = class_probabilities(loaded.predict(np.asarray(images)), task)
+        if detector is not None:  # one pass gives the features (OOD score) and the probabilities
+            outs = model_outputs(loaded.model, np.asarray(images), batch_size=batch_size, net=ood_net)
+            probs = class_probabilities(outs["probs"], task)
+            ood_scores, ood_flags = detector.flag(outs)
+        else:
+            probs = class_probabilities(loaded.predict(np.asarray(images)), task)
         bar.update(len(ok_paths))
-        for path, p in zip(ok_paths, probs):
+        for j, (path, p) in enumerate(zip(ok_paths, probs)):
             order = np.argsort(-p)[:max(1, top_k)]
             if task == "multilabel":
                 on = [names[i] for i in np.flatnonzero(p >= thr)]
@@ -66,25 +74,37 @@ def predict_paths(model: str | Path | Any, paths: Sequence[str | Path], *, top_k
                 label, prob = names[int(order[0])], float(p[order[0]])
             rows.append({"path": str(path), "class": label, "probability": round(prob, 6),
                          "top_k": "|".join(f"{names[i]}:{p[i]:.4f}" for i in order), "error": ""})
+            if detector is not None:
+                rows[-1].update(ood_score=round(float(ood_scores[j]), 4), ood=bool(ood_flags[j]))
     bar.close()
     for path, reason in batches.skipped:
-        rows.append({"path": str(path), "class": "", "probability": "", "top_k": "", "error": reason})
+        rows.append({"path": str(path), "class": "", "probability": "", "top_k": "", "error": reason,
+                     **({"ood_score": "", "ood": ""} if detector is not None else {})})
     order_of = {str(f): i for i, f in enumerate(files)}
     rows.sort(key=lambda r: order_of.get(r["path"], len(order_of)))
     if out_csv is not None:
-        write_rows(out_csv, rows, ["path", "class", "probability", "top_k", "error"])
+        write_rows(out_csv, rows, ["path", "class", "probability", "top_k", "error"]
+                   + (["ood_score", "ood"] if detector is not None else []))
     return rows
 
 
 def format_table(rows: Sequence[dict[str, Any]], limit: int | None = 50) -> str:
     """A plain-text table of prediction rows (first ``limit`` rows)."""
     shown = list(rows if limit is None else rows[:limit])
-    head = ("path", "class", "probability")
+    head: tuple[str, ...] = ("path", "class", "probability")
     cells = [[str(r["path"]), r["class"] or f"ERROR: {r['error']}", str(r["probability"])] for r in shown]
+    if any("ood" in r for r in rows):  # the run's OOD flag: mark images unlike its training data
+        head += ("ood_score",)
+        for c, r in zip(cells, shown):
+            c.append(f"{r['ood_score']}{'  !! OOD' if r['ood'] is True else ''}")
     widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(head)]
     widths[0] = min(widths[0], 60)
     line = lambda c: "  ".join(str(x)[-widths[i]:].ljust(widths[i]) for i, x in enumerate(c))  # noqa: E731
     out = [line(head), line(["-" * w for w in widths])] + [line(c) for c in cells]
     if limit is not None and len(rows) > limit:
         out.append(f"... {len(rows) - limit} more rows (see the CSV)")
+    flagged = sum(r.get("ood") is True for r in rows)
+    if flagged:
+        out.append(f"!! OOD: {flagged} image(s) look unlike the model's training data (ood_score above the "
+                   f"threshold fitted on its validation split); their predictions are not to be trusted")
     return "\n".join(out)

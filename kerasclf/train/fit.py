@@ -33,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasclf.analysis.metrics import classification_metrics, probs_to_pred
+from kerasclf.analysis.ood import fit_split_detector, ood_path
 from kerasclf.analysis.plots import plot_confusion, plot_history
 from kerasclf.data import pipeline, splits
 from kerasclf.data.augment import get_policy
@@ -455,8 +456,12 @@ def finish_run(model: keras.Model, data: RunData, recipe: Recipe, run_dir: Path,
             w.writerow(["path", "reason"])
             w.writerows(spec.skipped)
         metrics["skipped_files"] = len(spec.skipped)
+    ood = None if autoencoder else fit_split_detector(model, spec, data.parts, size)  # predict's ood flag
+    if ood is not None:
+        ood.save(ood_path(model_path))
+        metrics["ood"] = ood.card()
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
-    write_card(model_path, model_card(model_path, meta))  # model.card.json / .md: classes, input, metrics, split hash
+    write_card(model_path, model_card(model_path, meta, **({"ood": ood.card()} if ood else {})))  # classes, input, metrics, split hash, OOD flag
     return RunResult(run_dir=run_dir, model_path=model_path, metrics=metrics, history=history, model=model)
 
 
