@@ -28,8 +28,8 @@ root = Path(args.celeba)
 attrs = args.attributes if args.attributes in ("seed32",) or args.attributes.isdigit() else f"[{args.attributes}]"
 overrides = ["name=celeba_attributes", f"output_dir={args.out}", "data.source=celeba", f"data.attributes={attrs}",
              f"data.attr_file={root / 'list_attr_celeba.txt'}", f"data.image_dir={root / 'img_align_celeba'}"]
-if not args.resnet:
-    overrides += ["model.backbone=MobileNet", "model.alpha=0.25"]
+if not args.resnet:  # class weights are for one class per image
+    overrides += ["model.backbone=MobileNet", "model.alpha=0.25", "train.class_weight=null"]
 if args.quick:
     overrides += ["data.max_images=60", "data.image_size=[96,96]", "train.epochs=1"]
     overrides += [] if args.resnet else ["train.fine_tune.epochs=1"]
