@@ -171,8 +171,10 @@ class LoadedModel:
         if task:
             return task
         if self.foreign:
-            raise ModelError(f"{self.path}: its output does not say the task (output activation "
-                             f"'{self.meta.get('output_activation')}'); pass --task binary|multiclass|multilabel")
+            said = (f"output activation '{self.meta['output_activation']}'" if self.meta.get("output_activation")
+                    else "a SavedModel's output" if self.format == "export" else "output activation unknown")
+            raise ModelError(f"{self.path}: its output does not say the task ({said}); "
+                             f"pass --task binary|multiclass|multilabel")
         return "binary" if self.num_outputs == 1 else "multiclass"
 
     @property
@@ -196,6 +198,9 @@ class LoadedModel:
         if self.format == "export":
             if self.adapted.get("preprocess"):  # a foreign SavedModel has no layers to put it in front of
                 images = np.asarray(Preprocess(self.adapted["preprocess"])(images))
+            if not hasattr(self.model, "serve"):
+                raise ModelError(f"{self.path}: this SavedModel has no 'serve' endpoint; write it with Keras's "
+                                 f"model.export(PATH) (or give kerasclf the .keras/.h5 file)")
             outs = [np.asarray(self.model.serve(images[i:i + batch_size]))
                     for i in range(0, len(images), batch_size)]
             return np.concatenate(outs) if outs else np.zeros((0, self.num_outputs), "float32")
@@ -484,7 +489,10 @@ def _resolve_facts(loaded: LoadedModel, facts: ModelFacts) -> LoadedModel:
     task = facts.task or meta.get("task")
     if loaded.format == "export":
         units = 1 if task == "binary" else (len(facts.class_names) if facts.class_names else None)
-        if loaded.foreign and facts.preprocess not in (None, "none"):
+        if loaded.foreign and facts.preprocess is None:
+            raise ModelError(f"{path} is a SavedModel without kerasclf metadata, so its pixel scale is unknown; "
+                             f"pass --preprocess {'|'.join(PREPROCESS_MODES)} (none: it takes raw 0..255 pixels)")
+        if loaded.foreign and facts.preprocess != "none":
             adapted["preprocess"] = facts.preprocess
         if units and not meta.get("num_outputs"):
             meta["num_outputs"] = units

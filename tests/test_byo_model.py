@@ -260,6 +260,26 @@ def test_export_a_foreign_model_is_checked_against_keras(byo, tmp_path, capsys):
     assert np.abs(load_model(out).predict(pixels) - ref).max() < 1e-5
 
 
+def test_a_foreign_savedmodel_needs_its_facts_and_then_predicts_like_keras(byo, tmp_path, capsys):
+    """A SavedModel written by Keras's model.export (no layers to inspect): --preprocess, --task and
+    --image-size are required (one-line errors), and then its outputs equal the model's."""
+    plain = keras.saving.load_model(byo / "outside.keras")
+    plain.export(str(tmp_path / "sm"), verbose=False)
+    img = str(byo / "images" / "cat" / "cat.0.png")
+    assert main(["predict", str(tmp_path / "sm"), img, "--classes", "r,g,b"]) == 2
+    assert "--preprocess" in _err(capsys)
+    assert main(["predict", str(tmp_path / "sm"), img, "--classes", "r,g,b", "--preprocess", "caffe"]) == 2
+    assert "--task" in _err(capsys)
+    facts = ModelFacts.from_options(classes="r,g,b", preprocess="caffe", task="multiclass", image_size=(SIZE, SIZE))
+    loaded = load_model(tmp_path / "sm", facts=facts)
+    files = sorted(str(p) for p in (byo / "images").rglob("*.png"))
+    (_, pixels), = list(file_batches(files, loaded.image_size, 64))
+    ref = np.asarray(plain(_by_hand(pixels, "caffe"), training=False))
+    assert np.abs(loaded.predict(pixels) - ref).max() < 1e-5
+    rows = predict_paths(loaded, files)
+    assert [r["class"] for r in rows] == [["r", "g", "b"][i] for i in ref.argmax(axis=1)]
+
+
 def _nested_mobilenet_h5(path: Path, size: int = 96) -> Path:
     """The issue's notebook model: Sequential(Rescaling, frozen MobileNet a0.25 (ImageNet), Flatten, Dense 128, Dense 1)."""
     keras.utils.set_random_seed(0)
