@@ -369,10 +369,22 @@ EXTRA_KEYS = ("val", "baseline", "at_0_5", "fe_value", "ari", "autoencoder_purit
               "epochs", "run_dir", "versions")
 
 
-def headline_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The latest row of each headline experiment (README shows these)."""
+README = ROOT / "README.md"
+
+
+def update_readme(rows: list[dict[str, Any]]) -> None:
+    """Rewrite README's block between ``<!-- results:begin -->`` and ``<!-- results:end -->`` with
+    the latest row of each headline experiment."""
     latest = {r["experiment"]: r for r in rows}
-    return [latest[e.name] for e in EXPERIMENTS if e.headline and e.name in latest]
+    lines = ["| experiment | model | mode | test | goal |", "|---|---|---|---|---|"]
+    lines += [f"| {r['experiment']} | {r['model']} | {r['mode']} | {_fmt(r['value'])} {r['metric']} | {r['goal']} |"
+              for r in (latest[e.name] for e in EXPERIMENTS if e.headline and e.name in latest)]
+    text = README.read_text()
+    begin, end = "<!-- results:begin -->\n", "<!-- results:end -->"
+    if begin not in text or end not in text:
+        return
+    head, rest = text.split(begin, 1)
+    README.write_text(head + begin + "\n".join(lines) + "\n" + end + rest.split(end, 1)[1])
 
 
 # ----------------------------------------------------------------------------- main
@@ -416,7 +428,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.table:
         TABLE.write_text(render_table(load_rows()))
-        print(f"wrote {TABLE}")
+        update_readme(load_rows())
+        print(f"wrote {TABLE} and README's headline rows")
         return 0
     default = ABLATIONS if args.ablation else EXPERIMENTS
     names = args.only.split(",") if args.only else [e.name for e in default]
@@ -458,7 +471,8 @@ def main(argv: list[str] | None = None) -> int:
         failed += passed is False
     if not args.quick:
         TABLE.write_text(render_table(load_rows()))
-        print(f"wrote {TABLE}")
+        update_readme(load_rows())
+        print(f"wrote {TABLE} and README's headline rows")
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
