@@ -1,5 +1,14 @@
 """Training and inference throughput: kerasclf's default fast path beside plain Keras.
 
+Trustworthy timing: every timed training round lasts at least ``--min-seconds`` (steps chosen
+from the warm-up's rate), a second plain-Keras arm (``baseline_twin``) is an A/A control whose
+difference to the baseline is the noise a speed-up must beat (``train_check``), rounds alternate
+who goes first, each arm's process CPU time per wall second is recorded (a loaded host shows as
+≪ 1), and identical rates in every round of both arms are reported as a floor (void), not a
+result. ``--ablate`` times each ``auto`` setting alone (bf16, steps per execution, the pipeline);
+``--save-profile`` stores those ratios as the host profile ``speed: auto`` follows
+(:func:`kerasclf.train.speed.host_profile`).
+
 For each model — ``simple_cnn`` at 32×32 (the real CIFAR-10 subset of ``../shared/assets/cifar``
 written to a temporary folder of PNGs), ``efficientnet_b0_head`` and ``backbone_head``
 (MobileNet, ``--alpha``, ``weights=None``) at 224×224 (real cats-vs-dogs JPEGs when
@@ -58,8 +67,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--alpha", type=float, default=1.0, help="MobileNet width (1.0 or 0.25)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--infer-batch", type=int, default=64, help="kerasclf's batched-inference batch size")
-    p.add_argument("--steps", type=int, default=None, help="timed training steps per round")
-    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--steps", type=int, default=None, help="timed training steps per round (default: enough "
+                   "for --min-seconds at the warm-up's rate)")
+    p.add_argument("--min-seconds", type=float, default=4.0, help="each timed training round lasts at least this")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--ablate", action="store_true", help="also time each auto setting alone (bf16, steps per "
+                   "execution) on kerasclf's pipeline: what --save-profile records")
+    p.add_argument("--save-profile", action="store_true", help="write the measured per-setting speed-ups as this "
+                   "host's profile (kerasclf.train.speed.host_profile), which speed 'auto' then follows")
     p.add_argument("--n-images", type=int, default=None, help="images per model folder")
     p.add_argument("--quick", action="store_true", help="a short smoke run")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
@@ -191,10 +206,38 @@ def compile_model(model: keras.Model, *, jit: Any, spe: int) -> None:
 # ----------------------------------------------------------------------------- timing
 
 
-def timed_fit(model: keras.Model, data: Any, steps: int) -> float:
-    t = time.perf_counter()
+def timed_fit(model: keras.Model, data: Any, steps: int, cpu: list[float] | None = None) -> float:
+    """Wall seconds of ``steps`` training steps; appends the process CPU seconds / wall to ``cpu``."""
+    t, c = time.perf_counter(), time.process_time()
     model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
-    return time.perf_counter() - t
+    wall = time.perf_counter() - t
+    if cpu is not None:
+        cpu.append((time.process_time() - c) / wall)
+    return wall
+
+
+def verdict(rounds: dict[str, list[float]], changed: list[str]) -> dict[str, Any]:
+    """Is the kerasclf / baseline difference real? Judged against the A/A spread (baseline vs its twin).
+
+    ``floor``: every round of both arms at the same rate (within 0.2 %) is a measurement floor
+    (a throttled or I/O-bound process), not two rates: the comparison is void.
+    """
+    base, twin, ours = (np.array(rounds[k]) for k in ("baseline", "baseline_twin", "kerasclf"))
+    noise = float(abs(np.log(max(base) / max(twin))))  # what two identical arms differ by here, now
+    noise = max(noise, float(np.std(np.log(base))), 0.02)
+    ratio = float(max(ours) / max(base))
+    both = np.concatenate([base, ours])
+    floor = bool(both.max() / both.min() - 1 < 0.002)
+    out = {"speedup": round(ratio, 3), "noise": round(float(np.exp(noise)) - 1, 3), "floor": floor,
+           "changed_settings": changed}
+    if floor:
+        out["reading"] = "void: identical rates in every round of both arms (a floor, not a measurement)"
+    elif abs(np.log(ratio)) <= 2 * noise:
+        out["reading"] = "within the A/A noise: no measured difference"
+    else:
+        out["reading"] = (f"{'faster' if ratio > 1 else 'slower'} beyond twice the A/A noise; what differs: "
+                          + (", ".join(changed) or "nothing (suspect the measurement)"))
+    return out
 
 
 def timed_predict(model: keras.Model, data: Any, steps: int) -> float:
@@ -280,13 +323,43 @@ def run_model(name: str, tmp: Path, quick: bool) -> dict[str, Any]:
     def whole(k: int) -> int:
         return max(spe, -(-k // spe) * spe)
 
-    warm, steps = whole(-(-n // b)), whole(steps)
-    timed_fit(base, base_train, warm)
-    timed_fit(fast, fast_train, warm)
-    train = {"baseline": [], "kerasclf": []}
-    for _ in range(ARGS.rounds):
-        train["baseline"].append(steps * b / timed_fit(base, base_train, steps))
-        train["kerasclf"].append(steps * b / timed_fit(fast, fast_train, steps))
+    keras.utils.set_random_seed(0)
+    twin = build(name, num_classes, size)  # the A/A control: a second plain-Keras arm
+    compile_model(twin, jit=(ARGS.backend == "jax") or False, spe=1)
+    arms = {"baseline": (base, base_train), "baseline_twin": (twin, base_train), "kerasclf": (fast, fast_train)}
+    if ARGS.ablate:  # each auto setting alone, on kerasclf's pipeline
+        for label, policy, spe_alone in (("pipeline_only", None, 1), ("bf16_only", "mixed_bfloat16", 1),
+                                         ("spe8_only", None, 8)):
+            keras.mixed_precision.set_global_policy(policy or "float32")
+            keras.utils.set_random_seed(0)
+            m = build(name, num_classes, size)
+            compile_model(m, jit=chosen["jit_compile"], spe=spe_alone)
+            arms[label] = (m, fast_train)
+        keras.mixed_precision.set_global_policy("float32")
+    warm = whole(-(-n // b))
+    warm_rate = {k: warm * b / timed_fit(m, d, warm) for k, (m, d) in arms.items()}
+    if not ARGS.steps:  # enough steps that the slowest arm's round lasts --min-seconds
+        steps = max(steps, int(ARGS.min_seconds * min(warm_rate.values()) / b))
+    steps = whole(steps)
+    train: dict[str, list[float]] = {k: [] for k in arms}
+    cpu: dict[str, list[float]] = {k: [] for k in arms}
+    for r in range(ARGS.rounds):
+        order = list(arms) if r % 2 == 0 else list(arms)[::-1]  # alternate who goes first
+        for k in order:
+            m, d = arms[k]
+            train[k].append(steps * b / timed_fit(m, d, steps, cpu[k]))
+    changed = ["pipeline (make_dataset, cache=memory)"] + [
+        f"{k}={v}" for k, v in (("mixed_precision", chosen["mixed_precision"]), ("jit_compile", chosen["jit_compile"]),
+                                ("steps_per_execution", spe)) if v not in (None, False, 1)]
+    train_verdict = verdict(train, changed)
+    if train_verdict["floor"]:
+        print(f"WARNING {name}: {train_verdict['reading']}", flush=True)
+    ablation = None
+    if ARGS.ablate:
+        alone = max(train["pipeline_only"])
+        ablation = {"mixed_bfloat16": round(max(train["bf16_only"]) / alone, 3),
+                    "steps_per_execution_8": round(max(train["spe8_only"]) / alone, 3),
+                    "pipeline": round(alone / max(train["baseline"]), 3)}
 
     acc = None
     if x_test is not None:
@@ -294,6 +367,9 @@ def run_model(name: str, tmp: Path, quick: bool) -> dict[str, Any]:
                "kerasclf": float(fast.evaluate(x_test.astype("float32"), y_test, batch_size=256, verbose=0)[1]),
                "test_images": int(len(y_test)),
                "train_steps_each": int(warm + ARGS.rounds * steps)}
+    for k in list(arms):
+        if k not in ("baseline", "kerasclf"):
+            del arms[k]  # free the extra arms before inference
 
     # --- inference: baseline batch b, no XLA; kerasclf batch infer_batch, the chosen jit setting
     compile_model(fast, jit=chosen["jit_compile"], spe=1)
@@ -307,7 +383,18 @@ def run_model(name: str, tmp: Path, quick: bool) -> dict[str, Any]:
         infer["baseline"].append(infer_steps_base * b / timed_predict(base, base_infer, infer_steps_base))
         infer["kerasclf"].append(fast_infer_steps * ARGS.infer_batch / timed_predict(fast, fast_infer, fast_infer_steps))
 
-    best = {k: {s: max(v) for s, v in d.items()} for k, d in (("train", train), ("infer", infer))}
+    best = {k: {s: max(v) for s, v in d.items() if s in ("baseline", "kerasclf")}
+            for k, d in (("train", train), ("infer", infer))}
+    if ARGS.ablate and chosen["mixed_precision"] is None:  # inference in bf16 alone, same batch as kerasclf's
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        keras.utils.set_random_seed(0)
+        m16 = build(name, num_classes, size)
+        compile_model(m16, jit=chosen["jit_compile"], spe=1)
+        keras.mixed_precision.set_global_policy("float32")
+        timed_predict(m16, fast_infer, 2)
+        r16 = max(fast_infer_steps * ARGS.infer_batch / timed_predict(m16, fast_infer, fast_infer_steps)
+                  for _ in range(ARGS.rounds))
+        ablation["mixed_bfloat16_inference"] = round(r16 / best["infer"]["kerasclf"], 3)
     return {
         "model": name if name != "mobilenet_head" else f"backbone_head(MobileNet, alpha={ARGS.alpha})",
         "image_size": size, "data": data_desc, "input": input_desc, "batch_size": b,
@@ -316,8 +403,10 @@ def run_model(name: str, tmp: Path, quick: bool) -> dict[str, Any]:
         "train_img_s": {k: round(v, 1) for k, v in best["train"].items()},
         "infer_img_s": {k: round(v, 1) for k, v in best["infer"].items()},
         "train_speedup": round(best["train"]["kerasclf"] / best["train"]["baseline"], 2),
+        "train_check": train_verdict, "train_cpu_per_wall": {k: round(float(np.median(v)), 2) for k, v in cpu.items()},
+        "ablation": ablation,
         "infer_speedup": round(best["infer"]["kerasclf"] / best["infer"]["baseline"], 2),
-        "rounds": {"train": [[round(a, 1) for a in v] for v in train.values()],
+        "rounds": {"train": {k: [round(a, 1) for a in v] for k, v in train.items()},
                    "infer": [[round(a, 1) for a in v] for v in infer.values()]},
         "accuracy": acc,
     }
@@ -405,6 +494,27 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def save_profile(rows: list[dict[str, Any]]) -> None:
+    """This host's measured speed-up of each setting alone (``--ablate``) -> its speed profile."""
+    from kerasclf.train.speed import save_host_profile
+
+    measured: dict[str, dict[str, float]] = {}
+    for r in rows:
+        a = r.get("ablation")
+        if not a or r["train_check"]["floor"]:
+            continue
+        kind = "conv" if r["model"] == "simple_cnn" else "depthwise"
+        # bf16 must win both training and inference to count as faster (the slower of the two)
+        measured.setdefault("mixed_bfloat16", {})[kind] = min(a["mixed_bfloat16"],
+                                                              a.get("mixed_bfloat16_inference", a["mixed_bfloat16"]))
+        old = measured.setdefault("steps_per_execution", {}).get("8", a["steps_per_execution_8"])
+        measured["steps_per_execution"]["8"] = min(old, a["steps_per_execution_8"])
+    if not measured:
+        print("no profile written: run with --ablate (and no void measurement)")
+        return
+    print(f"wrote this host's speed profile {save_host_profile(measured)}: {measured}")
+
+
 def main() -> None:
     if ARGS.memory_probe:
         memory_probe(ARGS.memory_probe)
@@ -415,7 +525,7 @@ def main() -> None:
         raise SystemExit(f"unknown --models {sorted(unknown)}; choose from {MODELS}")
     from kerasclf.train.speed import device_info
 
-    t0 = time.time()
+    t0, load0 = time.time(), list(os.getloadavg())
     rows = []
     with tempfile.TemporaryDirectory(prefix="kerasclf_bench_") as d:
         for name in names:
@@ -425,6 +535,11 @@ def main() -> None:
     memory = [] if ARGS.no_memory else measure_memory()
     print()
     print(table(rows))
+    for r in rows:
+        print(f"{r['model']}: training {r['train_check']['reading']} (x{r['train_check']['speedup']}, "
+              f"A/A noise {r['train_check']['noise']:.1%}); ablation {r['ablation']}")
+    if ARGS.save_profile:
+        save_profile(rows)
     for m in memory:
         print(f"peak RSS training {m['model']}: {m.get('peak_rss_mib', '?')} MiB")
     result = {
@@ -432,7 +547,7 @@ def main() -> None:
         "command": " ".join([os.path.relpath(sys.executable) if False else "python", *sys.argv]),
         "backend": keras.backend.backend(), "keras": keras.__version__,
         "device": device_info(), "cpus": os.cpu_count(), "machine": platform.platform(),
-        "load_avg_start_end": [None, list(os.getloadavg())], "seconds": round(time.time() - t0, 1),
+        "load_avg_start_end": [load0, list(os.getloadavg())], "seconds": round(time.time() - t0, 1),
         "results": rows, "peak_memory": memory,
     }
     if "tensorflow" in sys.modules:
