@@ -32,6 +32,7 @@ from kerasclf.errors import ConfigError, DataError, KerasclfError
 from kerasclf.evaluate import analyze_run, evaluate_model, labelled_images
 from kerasclf.experiment import compare
 from kerasclf.export import FORMATS, RUNTIMES, export_model
+from kerasclf.export.convert import INT8_METHODS
 from kerasclf.export.compose import TTA_VIEWS
 from kerasclf.export.runtimes import artefact_format
 from kerasclf.features.artifacts import ARTIFACT_SUFFIX, LEGACY_SUFFIXES, convert_artifact
@@ -163,9 +164,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     result = export_model(args.model, args.format, args.out, calibration=data, calibration_name=name,
                           check=check, check_name=check_name,
                           int8=args.int8, tta=tuple(args.tta or ()), ensemble=args.ensemble or (),
-                          overwrite=args.overwrite, max_images=args.max_images, facts=facts)
+                          overwrite=args.overwrite, max_images=args.max_images, facts=facts,
+                          int8_method=args.int8_method)
     p = result.parity
-    print(f"exported {result.path} ({args.format}{', int8' if args.int8 else ''}) in {result.seconds:.1f} s")
+    for t in p.get("int8_tried") or ():
+        print(f"int8 {t['method']} rejected: {t['reason']} (kept as {t['kept_as']})")
+    int8 = f", int8 {p['int8_method']}" if args.int8 else ""
+    print(f"exported {result.path} ({args.format}{int8}) in {result.seconds:.1f} s")
     print(f"check on {p['n_images']} images ({p['images']}) with {p['runtime']}: {p['reason']}")
     if p.get("artefact_accuracy") is not None:
         print(f"accuracy: Keras {p['keras_accuracy']:.4f}, artefact {p['artefact_accuracy']:.4f} "
@@ -454,7 +459,11 @@ def build_parser() -> argparse.ArgumentParser:
                                           "or a folder (class subfolders give labels)")
     ex.add_argument("--check", help="judge the artefact on these instead (val | test | a folder of class "
                                     "subfolders); with --int8 use a split the quantizer did not see, e.g. test")
-    ex.add_argument("--int8", action="store_true", help="post-training int8 quantization (LiteRT)")
+    ex.add_argument("--int8", action="store_true", help="post-training int8 quantization (litert or openvino), "
+                    "kept only if its accuracy is within 1 point of Keras on --check")
+    ex.add_argument("--int8-method", default="auto", choices=("auto", *sorted({m for ms in INT8_METHODS.values() for m in ms})),
+                    help="auto: try the format's methods fastest first (litert: full, dynamic; openvino: nncf) and "
+                         "keep the first that passes; the others are kept as *.METHOD.rejected")
     ex.add_argument("--tta", action="append", choices=TTA_VIEWS, help="bake test-time views into the model")
     ex.add_argument("--ensemble", nargs="+", metavar="OTHER_MODEL", help="average these saved models in")
     ex.add_argument("--max-images", type=int, default=256, help="images used for the check")

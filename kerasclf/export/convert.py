@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
+from kerasclf._progress import progress
 from kerasclf.data.pipeline import file_batches
 from kerasclf.data.reader import collect_image_paths
 from kerasclf.errors import DataError, ModelError
@@ -35,9 +36,16 @@ from kerasclf.export.parity import Thresholds, judge, parity
 from kerasclf.export.runtimes import FORMATS, artefact_format, open_session, pick_runtime, require, runtimes_for
 from kerasclf.io import LoadedModel, ModelFacts, load_model, model_card, save_model, serving_function, write_card
 
-__all__ = ["ExportCheckError", "ExportResult", "convert", "export_model", "calibration_images", "verify_artefact"]
+__all__ = ["ExportCheckError", "ExportResult", "INT8_METHODS", "convert", "export_model", "calibration_images",
+           "verify_artefact"]
 
 ONNX_OPSET = 17
+
+#: post-training int8 methods per format, in the order ``--int8-method auto`` tries them (fastest first):
+#: ``full`` = LiteRT full-integer (int8 weights and activations, calibrated); ``dynamic`` = LiteRT
+#: dynamic range (int8 weights, float activations, no calibration); ``nncf`` = OpenVINO with NNCF
+#: post-training quantization (int8 weights and activations, calibrated, fast bias correction)
+INT8_METHODS = {"litert": ("full", "dynamic"), "openvino": ("nncf",)}
 
 
 class ExportCheckError(ModelError):
@@ -60,24 +68,31 @@ def _frozen(model: Any, image_size: tuple[int, int]) -> Any:
 
 
 def convert(model: Any, fmt: str, out: str | Path, *, image_size: tuple[int, int],
-            int8_images: np.ndarray | None = None, meta: dict[str, Any] | None = None) -> Path:
+            int8_images: np.ndarray | None = None, meta: dict[str, Any] | None = None,
+            int8_method: str | None = None) -> Path:
     """Write ``model`` as a ``fmt`` artefact at ``out`` (no verification: see :func:`export_model`).
 
-    ``int8_images`` (LiteRT only) turns on full-integer post-training quantization, calibrated on
-    those images; inputs and outputs stay float32.
+    ``int8_images`` turns on post-training int8 quantization calibrated on those images, by
+    ``int8_method`` (one of :data:`INT8_METHODS` for ``fmt``; default its first); inputs and
+    outputs stay float32.
 
     Example:
         >>> convert(tiny_cnn(2), "litert", "m.tflite", image_size=(16, 16))   # doctest: +SKIP
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if int8_images is not None and fmt != "litert":
-        raise ModelError(f"--int8 is supported for --format litert only (asked: {fmt}); "
-                         f"export with --format litert --int8")
+    if int8_images is not None:
+        methods = INT8_METHODS.get(fmt, ())
+        if not methods:
+            raise ModelError(f"--int8 is supported for --format litert or openvino (asked: {fmt}); "
+                             f"export with --format openvino --int8 or --format litert --int8")
+        int8_method = int8_method or methods[0]
+        if int8_method not in methods:
+            raise ModelError(f"--int8-method {int8_method} does not apply to {fmt}; use auto or {', '.join(methods)}")
     if fmt in ("savedmodel", "keras"):
         return save_model(model, out, meta=meta, overwrite=True)
     try:
-        return _write(model, fmt, out, image_size, int8_images)
+        return _write(model, fmt, out, image_size, int8_images, int8_method)
     except ModelError:
         raise
     except Exception as exc:  # the converters' own errors (tf.lite ConverterError, tf2onnx, OpenVINO)
@@ -86,7 +101,8 @@ def convert(model: Any, fmt: str, out: str | Path, *, image_size: tuple[int, int
                          f"without a {fmt} equivalent is the usual cause: try another --format") from exc
 
 
-def _write(model: Any, fmt: str, out: Path, image_size: tuple[int, int], int8_images: np.ndarray | None) -> Path:
+def _write(model: Any, fmt: str, out: Path, image_size: tuple[int, int], int8_images: np.ndarray | None,
+           int8_method: str | None = None) -> Path:
     """One converter call per format (see :func:`convert`)."""
     if fmt == "onnx":
         require("tf2onnx", "ONNX export")
@@ -100,16 +116,23 @@ def _write(model: Any, fmt: str, out: Path, image_size: tuple[int, int], int8_im
     if fmt == "litert":
         converter = tf.lite.TFLiteConverter.from_concrete_functions([_frozen(model, image_size)])
         if int8_images is not None:
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.representative_dataset = lambda: ([x[None]] for x in np.asarray(int8_images, "float32"))
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]  # alone: dynamic range (int8 weights)
+            if int8_method == "full":
+                converter.representative_dataset = lambda: ([x[None]] for x in np.asarray(int8_images, "float32"))
+                converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         out.write_bytes(converter.convert())
         return out
     if fmt == "openvino":
         ov = require("openvino", "OpenVINO export")
         with tempfile.TemporaryDirectory() as tmp:  # OpenVINO reads the SavedModel; weights stay float32
             saved = save_model(model, Path(tmp) / "saved", overwrite=True)
-            ov.save_model(ov.convert_model(str(saved)), str(out), compress_to_fp16=False)
+            ov_model = ov.convert_model(str(saved))
+        if int8_images is not None:
+            nncf = require("nncf", "OpenVINO int8 (NNCF post-training quantization)")
+            x = np.asarray(int8_images, "float32")
+            data = nncf.Dataset([x[i:i + 1] for i in range(len(x))])
+            ov_model = nncf.quantize(ov_model, data, subset_size=len(x), preset=nncf.QuantizationPreset.MIXED)
+        ov.save_model(ov_model, str(out), compress_to_fp16=False)
         return out
     raise ModelError(f"unknown export format '{fmt}'; use {', '.join(FORMATS)}")
 
@@ -148,13 +171,14 @@ def verify_artefact(reference: Any, artefact: str | Path, images: np.ndarray, la
     return {**result, "runtime": used, "int8": int8, "passed": passed, "reason": reason}
 
 
-def _reject(out: Path) -> Path:
-    rejected = out.with_name(out.name + ".rejected")
+def _reject(out: Path, tag: str = "") -> Path:
+    """Rename a failed artefact ``x.onnx`` -> ``x.onnx[.tag].rejected`` (OpenVINO: its .bin too)."""
+    rejected = out.with_name(out.name + (f".{tag}" if tag else "") + ".rejected")
     if rejected.exists():
         shutil.rmtree(rejected) if rejected.is_dir() else rejected.unlink()
     out.rename(rejected)
     if out.suffix == ".xml" and out.with_suffix(".bin").exists():
-        out.with_suffix(".bin").rename(out.with_name(out.stem + ".bin.rejected"))
+        out.with_suffix(".bin").rename(out.with_name(out.stem + ".bin" + (f".{tag}" if tag else "") + ".rejected"))
     return rejected
 
 
@@ -170,7 +194,8 @@ def export_model(model: str | Path, fmt: str, out: str | Path | None = None, *,
                  calibration_name: str | None = None, check: tuple[np.ndarray, np.ndarray | None] | None = None,
                  check_name: str | None = None, int8: bool = False, tta: Sequence[str] = (),
                  ensemble: Sequence[str | Path] = (), overwrite: bool = False, max_images: int = 256,
-                 limits: Thresholds = Thresholds(), facts: ModelFacts | None = None) -> ExportResult:
+                 limits: Thresholds = Thresholds(), facts: ModelFacts | None = None,
+                 int8_method: str = "auto") -> ExportResult:
     """Export a saved model, check it against Keras on real images, write ``card.json``/``card.md`` beside it.
 
     Args:
@@ -183,7 +208,11 @@ def export_model(model: str | Path, fmt: str, out: str | Path | None = None, *,
             validation split: :func:`kerasclf.evaluate.run_split`).
         check: ``(images, labels or None)`` the artefact is judged on (default: the calibration
             images); give another split with ``int8`` so the quantizer is not judged on what it saw.
-        int8: LiteRT full-integer quantization calibrated on those images; judged by accuracy drop.
+        int8: post-training int8 quantization calibrated on those images (LiteRT or OpenVINO);
+            judged by its accuracy change against Keras on ``check``.
+        int8_method: one of :data:`INT8_METHODS` for ``fmt``, or ``auto``: each in turn until one
+            passes the check; each that fails is kept as ``*.<method>.rejected`` and listed in the
+            card (``int8_tried``).
         tta: views averaged into the model (``("flip",)``); ensemble: other saved models averaged in.
 
     Raises:
@@ -235,25 +264,41 @@ def export_model(model: str | Path, fmt: str, out: str | Path | None = None, *,
         meta["composed"] = {"tta": list(tta), "ensemble": [str(model_path)] + [str(p) for p in ensemble]}
     if out.exists():
         shutil.rmtree(out) if out.is_dir() else out.unlink()
-    convert(keras_model, fmt, out, image_size=size, int8_images=images if int8 else None, meta=meta)
     check_x, check_y = (images, labels) if check is None else (np.asarray(check[0], "float32")[:max_images],
                                                               None if check[1] is None else np.asarray(check[1])[:max_images])
-    judged = verify_artefact(keras_model, out, check_x, check_y, task=loaded.task, int8=int8,
-                             threshold=float(loaded.meta.get("threshold", 0.5)), limits=limits)
-    judged["images"] = name if check is None else (check_name or "given check images")
-    if mixed:
-        judged["reference"] = "the Keras model recomputed in float32 (it was saved with a mixed-precision policy)"
-    if int8:
-        judged["calibrated_on"] = f"{len(images)} images of {name}"
-    card = model_card(model_path, meta, export={"format": fmt, "runtime": judged["runtime"], "int8": int8,
-                                                "runtimes": list(runtimes_for(fmt)), "file": out.name,
-                                                "versions": _runtime_versions(fmt)},
-                      parity=judged)
-    if not judged["passed"]:
-        rejected = _reject(out)
+    if int8 and fmt not in INT8_METHODS:
+        raise ModelError(f"--int8 is supported for --format litert or openvino (asked: {fmt}); "
+                         f"export with --format openvino --int8 or --format litert --int8")
+    methods = (INT8_METHODS[fmt] if int8_method == "auto" else (int8_method,)) if int8 else (None,)
+    tried: list[dict[str, Any]] = []
+    bar = progress(total=len(methods), desc=f"export {fmt}", unit="try")  # a bar on a terminal only
+    for method in methods:
+        convert(keras_model, fmt, out, image_size=size, int8_images=images if int8 else None, meta=meta,
+                int8_method=method)
+        judged = verify_artefact(keras_model, out, check_x, check_y, task=loaded.task, int8=int8,
+                                 threshold=float(loaded.meta.get("threshold", 0.5)), limits=limits)
+        bar.update()
+        judged["images"] = name if check is None else (check_name or "given check images")
+        if mixed:
+            judged["reference"] = "the Keras model recomputed in float32 (it was saved with a mixed-precision policy)"
+        if int8:
+            judged.update(int8_method=method, calibrated_on=f"{len(images)} images of {name}", int8_tried=tried)
+        card = model_card(model_path, meta, export={"format": fmt, "runtime": judged["runtime"], "int8": int8,
+                                                    "int8_method": method, "runtimes": list(runtimes_for(fmt)),
+                                                    "file": out.name, "versions": _runtime_versions(fmt)},
+                          parity=judged)
+        if judged["passed"]:
+            break
+        rejected = _reject(out, method or "")
         write_card(rejected, card)
+        tried.append({"method": method, "passed": False, "reason": judged["reason"], "kept_as": rejected.name,
+                      **{k: judged[k] for k in ("accuracy_change", "top1_agreement") if k in judged}})
+    bar.close()
+    if not judged["passed"]:
+        what = "; ".join(f"{t['method']}: {t['reason']} (kept as {t['kept_as']})" for t in tried) if int8 else \
+            f"{judged['reason']}; kept as {tried[-1]['kept_as']}"
         raise ExportCheckError(f"{out}: export check failed on {judged['n_images']} images ({judged['images']}): "
-                               f"{judged['reason']}; kept as {rejected.name}; do not deploy it")
+                               f"{what}; do not deploy it")
     card_file = write_card(out, card)
     return ExportResult(path=out, card_path=card_file, parity=judged, seconds=time.perf_counter() - start)
 
@@ -262,7 +307,7 @@ def _runtime_versions(fmt: str) -> dict[str, str]:
     import importlib.metadata as md
 
     names = {"onnx": ("tf2onnx", "onnx", "onnxruntime", "openvino"), "litert": ("ai-edge-litert",),
-             "openvino": ("openvino",)}.get(fmt, ())
+             "openvino": ("openvino", "nncf")}.get(fmt, ())
     out = {}
     for n in names:
         try:

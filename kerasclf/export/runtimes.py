@@ -34,7 +34,7 @@ RUNTIMES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "litert": "ai_
 _READERS = {"onnx": ("onnxruntime", "openvino"), "openvino": ("openvino",), "litert": ("litert",),
             "savedmodel": ("keras",), "keras": ("keras",)}
 EXTRA_HINT = "pip install 'kerasclf[export]'"
-_PACKAGE = {"onnxruntime": "onnxruntime", "openvino": "openvino", "ai_edge_litert": "ai-edge-litert",
+_PACKAGE = {"onnxruntime": "onnxruntime", "openvino": "openvino", "ai_edge_litert": "ai-edge-litert", "nncf": "nncf",
             "tf2onnx": "tf2onnx", "onnx": "onnx"}
 
 

@@ -213,3 +213,45 @@ def test_check_images_from_a_class_folder_are_a_stratified_sample(tmp_path):
     assert np.bincount(np.asarray(y).reshape(-1).astype(int), minlength=3).tolist() == [3, 3, 3]
     (x2, y2), _ = labelled_images(path, folder, max_images=9)
     assert np.array_equal(x, x2) and np.array_equal(y, y2)  # seeded
+
+
+def test_int8_auto_keeps_the_first_method_that_passes_and_rejects_the_others(trained, tmp_path, monkeypatch):
+    """--int8-method auto: a method that fails the accuracy check is kept aside, the next one is tried."""
+    _need("ai_edge_litert")
+    conv = importlib.import_module("kerasclf.export.convert")  # the module (the package exports the function)
+    path, x, y = trained
+    made, real_convert, real_verify = [], conv.convert, conv.verify_artefact
+
+    def recording_convert(*a, **kw):
+        made.append(kw.get("int8_method"))
+        return real_convert(*a, **kw)
+
+    def full_fails(*a, **kw):  # as if full-integer lost 10 points (flowers, docs/benchmarks.md)
+        r = real_verify(*a, **kw)
+        return {**r, "passed": False, "reason": "int8 accuracy 10 points below Keras"} if made[-1] == "full" else r
+
+    monkeypatch.setattr(conv, "convert", recording_convert)
+    monkeypatch.setattr(conv, "verify_artefact", full_fails)
+    result = export_model(path, "litert", tmp_path / "q.tflite", calibration=(x, y), int8=True)
+    assert made == ["full", "dynamic"] and result.parity["int8_method"] == "dynamic"
+    assert result.path.is_file() and (tmp_path / "q.tflite.full.rejected").is_file()
+    tried = read_card(result.path)["parity"]["int8_tried"]
+    assert [t["method"] for t in tried] == ["full"] and "10 points" in tried[0]["reason"]
+    assert read_card(tmp_path / "q.tflite.full.rejected")["parity"]["passed"] is False
+
+    made.clear()
+    with pytest.raises(ExportCheckError, match="full: int8 accuracy 10 points"):
+        export_model(path, "litert", tmp_path / "f.tflite", calibration=(x, y), int8=True, int8_method="full")
+    assert made == ["full"] and (tmp_path / "f.tflite.full.rejected").is_file()
+
+
+@pytest.mark.slow  # NNCF's import and statistics: ~40 s on the loaded 2-core box
+def test_openvino_int8_with_nncf_is_judged_by_accuracy(trained, tmp_path):
+    _need("openvino")
+    _need("nncf")
+    path, x, y = trained
+    result = export_model(path, "openvino", tmp_path / "q.xml", calibration=(x, y), int8=True)
+    p = result.parity
+    assert p["int8_method"] == "nncf" and abs(p["accuracy_change"]) <= 0.01 and p["top1_agreement"] >= 0.95, p
+    xml = (tmp_path / "q.xml").read_text()
+    assert "FakeQuantize" in xml or "i8" in xml  # really quantized, not a float copy
