@@ -9,7 +9,7 @@ Example:
     >>> from kerasclf.zoo import build
     >>> model = build("simple_cnn", num_classes=10)
     >>> feature_model(model).output.shape
-    (None, 256)
+    (None, 512)
     >>> input_size(model)
     (32, 32)
 """
