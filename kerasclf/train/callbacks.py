@@ -17,7 +17,7 @@ from kerasclf.errors import ConfigError
 from kerasclf.train.distribute import backup_dir
 from kerasclf.train.recipe import TrainCfg
 
-__all__ = ["make_callbacks", "BatchLossLogger", "TensorBoardLogger", "monitor_mode", "current_lr"]
+__all__ = ["make_callbacks", "BatchLossLogger", "TensorBoardLogger", "EpochSeeds", "monitor_mode", "current_lr"]
 
 # Parts of a Keras metric name that say which way is better. "Lower" is checked first, so a
 # loss or error of anything ("accuracy_loss", "mean_absolute_error") is minimised.
@@ -84,6 +84,18 @@ class BatchLossLogger(keras.callbacks.Callback):
                 w.writerow(["epoch", "batch", "loss"])
             w.writerows(self._rows)
         self._rows.clear()
+
+
+class EpochSeeds(keras.callbacks.Callback):
+    """Sets every Keras seed generator (dropout ...) of the model to a state fixed by its seed and the
+    epoch at the start of each epoch: the generators are not among the weights a backup saves, so a
+    resumed run would otherwise draw other dropout masks than an uninterrupted one."""
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        for layer in self.model._flatten_layers():
+            for gen in getattr(layer, "_seed_generators", []):
+                state = np.asarray(gen.state.value)
+                gen.state.assign(np.array([state[0], epoch * 1_000_000], dtype=state.dtype))
 
 
 def current_lr(model: Any) -> float:
@@ -155,6 +167,7 @@ def make_callbacks(cfg: TrainCfg, run_dir: str | Path, *, stage: int | str = 1,
                                          delete_checkpoint=True),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         BatchLossLogger(run_dir / "batch_loss.csv"),
+        EpochSeeds(),
         keras.callbacks.ModelCheckpoint(str(run_dir / "checkpoints" / "best.keras"), monitor=monitor,
                                         mode=mode, save_best_only=True, verbose=0),
     ]

@@ -242,18 +242,23 @@ def fit_stage(model: keras.Model, data: RunData, stage: _Stage, *, cfg_t: TrainC
     if cfg_t.steps_per_epoch:
         train_ds = train_ds.repeat()
     else:  # a resumed run: the pipeline's shuffle / augmentation state as after `passes` passes
-        for _ in range(max(0, data.passes + restored - data.consumed)):
+        for _ in range(max(0, data.passes + _ITERATORS_PER_EPOCH * restored - data.consumed)):
             for _batch in train_ds:
                 pass
-        data.consumed = max(data.consumed, data.passes + restored)
+        data.consumed = max(data.consumed, data.passes + _ITERATORS_PER_EPOCH * restored)
     h = model.fit(train_ds, validation_data=val_ds, epochs=stage.first_epoch + stage.epochs,
                   initial_epoch=stage.first_epoch, steps_per_epoch=cfg_t.steps_per_epoch, callbacks=cbs,
                   verbose=verbose, shuffle=False, class_weight=class_weight)  # the tf.data pipeline shuffles
     _merge(history, h.history)
     done = (h.epoch[-1] + 1) if h.epoch else stage.first_epoch
-    data.passes = passes_before + int(done) - stage.first_epoch
-    data.consumed += len(h.epoch)
+    data.passes = passes_before + _ITERATORS_PER_EPOCH * (int(done) - stage.first_epoch)
+    data.consumed += _ITERATORS_PER_EPOCH * len(h.epoch)
     return int(done), _best(cbs)
+
+
+#: iterators Keras 3.15's fit opens on a tf.data training set per epoch (each draws the next shuffle
+#: order); measured, and held by tests/train/test_training_loop.py's exact-resume test
+_ITERATORS_PER_EPOCH = 2
 
 
 def _fit_stage_one(model: keras.Model, data: RunData, *, cfg_t: TrainCfg, run_dir: Path, steps: int,
@@ -361,16 +366,31 @@ def _resolve_lr(value: float | str, model: keras.Model, data: RunData, cfg_t: Tr
         return float(value)
     stem = "lr_find" if tag == "stage1" else f"lr_find_{tag}"
     saved = run_dir / f"{stem}.json"
+    per_pass = max(1, int(np.ceil(len(data.parts["train"]) / data.batch_size)))
     if resume and saved.is_file():
-        return float(json.loads(saved.read_text())["used"])
+        found = json.loads(saved.read_text())
+        data.passes += int(np.ceil(found["steps_run"] / per_pass))  # the sweep's passes, replayed later
+        return float(found["used"])
     result = lr_find(model, data.datasets["train"], compile_fn, cfg_t.lr_find,
                      optimizer=lambda sweep: make_optimizer(opt_cfg, learning_rate=sweep))
     used = result.suggestion(cfg_t.lr_find.suggestion)
     plot_lr_find(result, run_dir / f"{stem}.png", chosen=cfg_t.lr_find.suggestion)
-    saved.write_text(json.dumps({"used": used, "suggestion": cfg_t.lr_find.suggestion, **result.to_dict()}))
+    passes = int(np.ceil(result.steps_run / per_pass))
+    data.passes, data.consumed = data.passes + passes, data.consumed + passes
+    saved.write_text(json.dumps({"used": used, "suggestion": cfg_t.lr_find.suggestion, "steps_run": result.steps_run,
+                                 **result.to_dict()}))
     print(f"lr-find ({tag}): valley {result.suggestions['valley']:.2e}, steepest "
           f"{result.suggestions['steepest']:.2e}; using {used:.2e} ({run_dir / f'{stem}.png'})")
     return used
+
+
+def _check_fine_tune(recipe: Recipe, model_cfg: ModelCfg) -> None:
+    """A fine-tuning stage needs a backbone: refused before stage 1 spends any time."""
+    ft = recipe.train.fine_tune
+    if ft is not None and ft.epochs > 0 and model_cfg.backbone is None:
+        extra = " (lr_decay / gradual need its layer groups)" if ft.groups > 1 else ""
+        raise ConfigError(f"train.fine_tune: model '{recipe.model.name}' has no pretrained backbone to "
+                          f"unfreeze{extra}; remove train.fine_tune or use a transfer model")
 
 
 def _fit_fine_tune(model: keras.Model, data: RunData, recipe: Recipe, model_cfg: ModelCfg, *, epochs_done: int,
@@ -378,10 +398,7 @@ def _fit_fine_tune(model: keras.Model, data: RunData, recipe: Recipe, model_cfg:
     """Stage 2: unfreeze (part of) the backbone in layer groups (train/finetune.py) and continue at the
     fine-tuning LR: one LR factor per group (``lr_decay``), the groups opened one per epoch (``gradual``)."""
     ft, cfg_t, run_dir = recipe.train.fine_tune, recipe.train, kw["run_dir"]
-    if model_cfg.backbone is None:
-        extra = " (lr_decay / gradual need its layer groups)" if ft.groups > 1 else ""
-        raise ConfigError(f"train.fine_tune: model '{recipe.model.name}' has no pretrained backbone to "
-                          f"unfreeze{extra}; remove train.fine_tune or use a transfer model")
+    _check_fine_tune(recipe, model_cfg)
     groups = unfreeze_groups(model, ft)
     factors = lr_factors(groups, ft.lr_decay) if ft.lr_decay < 1 else {}
     lr = _resolve_lr(ft.learning_rate, model, data, cfg_t, cfg_t.optimizer, run_dir, "stage2", resume,
@@ -505,6 +522,7 @@ def _train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fa
     verbose = cfg_t.verbose if verbose is None else verbose
     strategy = make_strategy(cfg_t.strategy)  # first: MultiWorkerMirroredStrategy precedes other TF work
     model_cfg = get_cfg(recipe.model.name)  # fail fast on an unknown model, before touching disk
+    _check_fine_tune(recipe, model_cfg)
     spec = spec if spec is not None else recipe.data.load_spec()
     run_dir = prepare_run_dir(recipe, overwrite=overwrite, resume=resume)
     if resume:

@@ -103,6 +103,7 @@ class LRFindResult:
     losses: np.ndarray
     smoothed: np.ndarray
     suggestions: dict[str, float] = field(default_factory=dict)
+    steps_run: int = 0  # training batches the sweep took (non-finite losses included)
 
     def suggestion(self, name: str = "valley") -> float:
         """The suggested LR by ``name`` (``valley`` or ``steepest``)."""
@@ -153,7 +154,7 @@ def lr_find(model: keras.Model, train_ds: Any, compile_fn: Callable[[Any], None]
         raise ConfigError(f"train.lr_find: the loss diverged after {len(lrs)} of {cfg.steps} steps (at lr {at}); "
                           f"lower train.lr_find.start (now {cfg.start:g}) or train.lr_find.diverge "
                           f"(now {cfg.diverge:g}) is too tight; also check the labels")
-    result = LRFindResult(lrs_a, losses_a, smoothed)
+    result = LRFindResult(lrs_a, losses_a, smoothed, steps_run=len(lrs))
     result.suggestions = {"valley": valley(lrs_a, smoothed), "steepest": steepest(lrs_a, smoothed)}
     return result
 

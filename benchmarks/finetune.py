@@ -1,0 +1,121 @@
+"""Issue 11's measurements of the training loop, on the real photos in ../shared/assets.
+
+    python benchmarks/finetune.py --part cache     # (a) stage 1 cached vs uncached, cats vs dogs
+    python benchmarks/finetune.py --part lr_find   # (c) LR finder vs a 5-point LR grid, flowers
+    python benchmarks/finetune.py --part cache --size 144 --epochs 10
+
+Model: MobileNet alpha 0.25 with ImageNet weights (the only ImageNet file offline), frozen, plus
+kerasclf's head. Every arm uses the same split (seed 42, 70/10/20) and seed. Results go to
+``benchmarks/results/finetune.json`` (one entry per part, with the command and the host).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "finetune.json"
+MOBILENET_025 = "keras/models/mobilenet_2_5_224_tf_no_top.h5"
+
+
+def _recipe(name: str, data: Path, runs: Path, size: int, epochs: int, **train: Any) -> Any:
+    from kerasclf.train.recipe import Recipe
+
+    return Recipe.from_dict({
+        "name": name, "output_dir": str(runs),
+        "data": {"source": "folder", "path": str(data), "image_size": [size, size], "batch_size": 32,
+                 "split": {"seed": 42}},
+        "model": {"name": "backbone_head", "backbone": "MobileNet", "alpha": 0.25, "weights": "imagenet"},
+        "train": {"epochs": epochs, "verbose": 0, "monitor": "val_accuracy", **train},
+    })
+
+
+def part_cache(assets: Path, runs: Path, size: int, epochs: int) -> dict[str, Any]:
+    """(a) stage 1 on cats vs dogs, cached features vs the backbone every epoch."""
+    from kerasclf.train import train
+
+    out: dict[str, Any] = {}
+    for arm, cache in (("cached", True), ("uncached", False)):
+        t0 = time.perf_counter()
+        r = train(_recipe(f"cache_{arm}", assets / "cats_vs_dogs", runs, size, epochs, cache_frozen=cache),
+                  overwrite=True)
+        out[arm] = {"wall_s": round(time.perf_counter() - t0, 1), "train_time_s": r.metrics["train_time_s"],
+                    "val_accuracy": r.metrics["val"]["accuracy"], "test_accuracy": r.metrics["test"]["accuracy"]}
+        print(arm, out[arm], flush=True)
+    out["speedup_train_time"] = round(out["uncached"]["train_time_s"] / out["cached"]["train_time_s"], 2)
+    out["test_accuracy_diff_points"] = round(100 * (out["cached"]["test_accuracy"]
+                                                    - out["uncached"]["test_accuracy"]), 2)
+    return out
+
+
+def part_lr_find(assets: Path, runs: Path, size: int, epochs: int) -> dict[str, Any]:
+    """(c) flowers: the finder's suggestion as the LR vs the best of a 5-point grid (val picks, test reported)."""
+    from kerasclf.train import lr_find_recipe, train
+
+    base = _recipe("lrf", assets / "flowers", runs, size, epochs)
+    found = lr_find_recipe(base, out=runs / "flowers_lr_find.png")
+    out: dict[str, Any] = {"suggestions": found.suggestions, "grid": {}}
+    lrs = {"find": found.suggestion("valley"), **{f"{lr:g}": lr for lr in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)}}
+    for label, lr in lrs.items():
+        r = train(_recipe(f"lrf_{label}", assets / "flowers", runs, size, epochs,
+                          optimizer={"name": "adam", "learning_rate": float(lr)}), overwrite=True)
+        row = {"lr": lr, "val_accuracy": r.metrics["val"]["accuracy"], "test_accuracy": r.metrics["test"]["accuracy"],
+               "train_time_s": r.metrics["train_time_s"]}
+        print(label, row, flush=True)
+        (out if label == "find" else out["grid"])[label if label != "find" else "find"] = row
+    best = max(out["grid"].values(), key=lambda row: row["val_accuracy"])
+    out["best_grid"] = best
+    out["find_minus_best_grid_test_points"] = round(100 * (out["find"]["test_accuracy"] - best["test_accuracy"]), 2)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--part", choices=("cache", "lr_find"), required=True)
+    ap.add_argument("--size", type=int, default=144, help="image side in pixels (default 144: Keras loads the 224 ImageNet file, the only one offline, for sides other than 128/160/192/224)")
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--assets", default=os.environ.get("KERASCLF_ASSETS", str(ROOT.parent / "shared" / "assets")))
+    ap.add_argument("--runs", default=None, help="run folders (default: a temporary folder)")
+    args = ap.parse_args(argv)
+    assets = Path(args.assets)
+    weights = assets / MOBILENET_025
+    if not weights.is_file():
+        print(f"{weights} is absent (see ../shared/assets/README.md)", file=sys.stderr)
+        return 2
+    from kerasclf.testing import seed_keras_home
+
+    home = Path(tempfile.mkdtemp(prefix="kerasclf-keras-home-"))
+    seed_keras_home(home, [weights])
+    runs = Path(args.runs) if args.runs else Path(tempfile.mkdtemp(prefix="kerasclf-finetune-"))
+    t0 = time.perf_counter()
+    part = {"cache": part_cache, "lr_find": part_lr_find}[args.part]
+    result = part(assets, runs, args.size, args.epochs)
+    import keras
+    import tensorflow as tf
+
+    entry = {"part": args.part, "size": args.size, "epochs": args.epochs, "result": result,
+             "wall_s_total": round(time.perf_counter() - t0, 1),
+             "command": "python benchmarks/finetune.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+             "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "note": "2 shared cores, loaded"},
+             "versions": {"keras": keras.__version__, "tensorflow": tf.__version__}}
+    old = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    old[args.part] = entry
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(old, indent=2, default=float))
+    print(json.dumps(entry, indent=2, default=float))
+    if not args.runs:
+        shutil.rmtree(runs, ignore_errors=True)
+    shutil.rmtree(home, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
