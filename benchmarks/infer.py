@@ -3,8 +3,8 @@
 For each model — ``simple_cnn`` at 32 px, MobileNet α0.25 at 224 with the real ImageNet weights
 (``../shared/assets/keras``; random weights when the asset is absent, said in the row),
 MobileNet α1.0 and EfficientNetB0 at 224 (``weights=None``) — Keras ``model.predict``, the model as
-a compiled ``tf.function`` and every runtime, float and int8 (LiteRT full-integer), on the
-same float32 batch of 32
+a compiled ``tf.function`` and every runtime, float and int8 (LiteRT full-integer; OpenVINO with
+NNCF when ``nncf`` is installed), on the same float32 batch of 32
 random images (0..255), timed in alternating rounds so background load hits all alike: throughput
 in images/s and the ratio to Keras ``predict``; latency p50/p95 of one image; max abs difference
 of the outputs to Keras on those inputs.
@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -53,7 +54,7 @@ MODELS = {
 #: (label, export format, runtime, int8)
 ROUTES = [("onnx/onnxruntime", "onnx", "onnxruntime", False), ("onnx/openvino", "onnx", "openvino", False),
           ("openvino", "openvino", "openvino", False), ("litert", "litert", "litert", False),
-          ("litert int8", "litert", "litert", True)]
+          ("litert int8", "litert", "litert", True), ("openvino int8 (nncf)", "openvino", "openvino", True)]
 SUFFIX = {"onnx": ".onnx", "openvino": ".xml", "litert": ".tflite"}
 
 
@@ -76,7 +77,7 @@ def bench(name: str, batch: int, rounds: int, tmp: Path, latency_calls: int = 30
     compiled = tf.function(lambda v: model(v, training=False))
     runners = {"keras predict": keras_fn, "keras tf.function": lambda v: compiled(v).numpy()}
     for label, fmt, runtime, int8 in ROUTES:
-        if not installed(runtime):
+        if not installed(runtime) or (int8 and fmt == "openvino" and importlib.util.find_spec("nncf") is None):
             continue
         path = tmp / f"{name.replace('@', '_')}{'_int8' if int8 else ''}{SUFFIX[fmt]}"
         if not path.exists():
