@@ -70,10 +70,10 @@ class Experiment:
         """Whether ``value`` meets the goal (``None`` when the goal is not a simple bar)."""
         if self.goal.startswith(">= baseline + "):
             return value >= extra["baseline"] + float(self.goal.split("+ ")[1])
+        if self.goal == ">= FE":
+            return value >= extra["fe_value"]
         if self.goal.startswith(">= "):
             return value >= float(self.goal[3:])
-        if self.goal == ">= FE":
-            return value >= extra.get("fe_value", float("inf"))
         return None
 
 
@@ -85,10 +85,16 @@ def _train(recipe: str, overrides: list[str], ctx: Ctx, name: str) -> Any:
     return train(load_recipe(recipe, sets), overwrite=True)
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when it is inside it."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def _test_row(result: Any, metric: str = "accuracy") -> dict[str, Any]:
     m = result.metrics
     return {"value": m["test"][metric], "val": (m.get("val") or {}).get(metric),
-            "train_images_per_s": m.get("train_images_per_s"), "run_dir": str(result.run_dir),
+            "train_images_per_s": m.get("train_images_per_s"), "run_dir": _shown(result.run_dir),
             "epochs": m.get("epochs")}
 
 
@@ -366,7 +372,7 @@ def render_table(rows: list[dict[str, Any]]) -> str:
 
 
 EXTRA_KEYS = ("val", "baseline", "at_0_5", "fe_value", "ari", "autoencoder_purity", "autoencoder_ari",
-              "epochs", "run_dir", "versions")
+              "epochs", "run_dir", "load", "versions")
 
 
 README = ROOT / "README.md"
@@ -451,6 +457,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{name}] skipped: {why}")
             continue
         ctx = Ctx(assets=assets or Path("."), runs=runs, quick=args.quick, verbose=args.verbose, name=name)
+        load_before = os.getloadavg()[0]
         print(f"[{name}] {exp.mode} on {exp.data} ...", flush=True)
         start = time.perf_counter()
         out = exp.run(ctx)
@@ -462,6 +469,8 @@ def main(argv: list[str] | None = None) -> int:
                **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()
                   if k not in ("value", "train_images_per_s")},
                "versions": versions, "commit": commit, "host": _host(),
+               # other work on the machine slows a run: the 1-minute load average before and after
+               "load": [round(load_before, 1), round(os.getloadavg()[0], 1)],
                "date": datetime.date.today().isoformat(),
                "command": f"python benchmarks/accuracy.py --only {name}" + (" --quick" if args.quick else "")}
         record(row, QUICK_RESULTS if args.quick else RESULTS)
