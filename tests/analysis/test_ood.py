@@ -58,7 +58,7 @@ def test_a_run_fits_the_flag_and_predict_marks_images_unlike_its_training_data(t
         "name": "ood", "output_dir": str(tmp_path),
         "data": {"source": "digits", "image_size": [24, 24], "batch_size": 16, "split": {"seed": 3}},
         "model": {"name": "resnet", "stages": [8, 16], "units_per_stage": [1, 1]},
-        "train": {"epochs": 8, "verbose": 0, "seed": 3, "optimizer": {"name": "adam", "learning_rate": 0.003}}})
+        "train": {"epochs": 5, "verbose": 0, "seed": 3, "optimizer": {"name": "adam", "learning_rate": 0.003}}})
     result = train(recipe, spec=spec)
     path = result.model_path
     det = OodDetector.load(ood_path(path))
