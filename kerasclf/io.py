@@ -383,6 +383,10 @@ def _card_markdown(card: dict[str, Any]) -> str:
             lines.append(f"- {split} accuracy: {m['accuracy']:.4f}")
     if "data" in card:
         lines.append(f"- split manifest sha256: {card['data']['split_sha256'][:16]}...")
+    if "ood" in card:
+        o = card["ood"]
+        lines.append(f"- out-of-distribution flag: {o['score']} score above {o['threshold']:g} (fitted on the "
+                     f"{o['fitted_on']}, {o['val_fpr']:.1%} of it flagged; statistics in model.ood.npz)")
     lines.append("- versions: " + ", ".join(f"{k} {v}" for k, v in card.get("versions", {}).items()))
     return "\n".join(lines) + "\n"
 

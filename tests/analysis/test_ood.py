@@ -11,7 +11,7 @@ from PIL import Image
 from kerasclf.analysis.ood import OodDetector, auroc, fit_detector, model_outputs, ood_path, ood_scores
 from kerasclf.data.spec import DataSpec
 from kerasclf.errors import ModelError
-from kerasclf.io import read_card
+from kerasclf.io import card_path, read_card
 from kerasclf.predict import format_table, predict_paths
 from kerasclf.testing import square_images
 from kerasclf.train.fit import train
@@ -64,6 +64,7 @@ def test_a_run_fits_the_flag_and_predict_marks_images_unlike_its_training_data(t
     det = OodDetector.load(ood_path(path))
     assert det.kind == "mahalanobis" and det.val_fpr <= 0.1
     assert read_card(path)["ood"] == det.card() == result.metrics["ood"]
+    assert "out-of-distribution flag: mahalanobis" in card_path(path).with_suffix(".md").read_text()
     folder = tmp_path / "new"
     folder.mkdir()
     xi, _ = square_images(n_per_class=10, size=24, classes=3, seed=7)
