@@ -341,7 +341,8 @@ def _cached_data(model: keras.Model, data: RunData, views: int, cfg_t: TrainCfg,
 def _head_compile(head: keras.Model, data: RunData, cfg_t: TrainCfg) -> Callable[[Any], None]:
     """Compile ``head`` (or any classifier of the run) with the run's loss and metrics."""
     def compile_fn(optimizer: Any) -> None:
-        compile_for_task(head, data.spec.task, optimizer, label_smoothing=cfg_t.label_smoothing, one_hot=data.one_hot)
+        compile_for_task(head, data.spec.task, optimizer, label_smoothing=cfg_t.label_smoothing, one_hot=data.one_hot,
+                         steps_per_execution=16)  # a head step is tiny: Keras's per-step overhead dominates
 
     return compile_fn
 
