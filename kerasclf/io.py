@@ -295,12 +295,19 @@ CARD_KEYS = ("class_names", "task", "image_size", "num_outputs", "model_name", "
 
 
 def card_path(artefact: str | Path) -> Path:
-    """Where the model card of ``artefact`` lives: ``<folder>/card.json`` for a folder, else
-    ``<stem>.card.json`` beside the file (``model.onnx`` -> ``model.card.json``)."""
+    """Where the model card of ``artefact`` lives: ``<folder>/card.json`` for a folder,
+    ``<stem>.card.json`` beside a Keras file (``model.keras`` -> ``model.card.json``), else
+    ``<name>.card.json`` (``model.onnx`` -> ``model.onnx.card.json``), so the exports of one model
+    (``model.onnx``, ``model.tflite``, ``model.int8.xml`` ...) never overwrite its card or each other's.
+
+    Example:
+        >>> card_path("runs/x/model.keras").name, card_path("runs/x/model.int8.tflite").name
+        ('model.card.json', 'model.int8.tflite.card.json')
+    """
     p = Path(artefact)
     if p.is_dir() or p.suffix in ("", ".savedmodel", ".export"):
         return p / "card.json"
-    return p.with_name(p.stem + ".card.json")
+    return p.with_name((p.stem if p.suffix in (".keras", ".h5", ".hdf5") else p.name) + ".card.json")
 
 
 def _sha256(path: Path) -> str:

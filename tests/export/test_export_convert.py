@@ -255,3 +255,26 @@ def test_openvino_int8_with_nncf_is_judged_by_accuracy(trained, tmp_path):
     assert p["int8_method"] == "nncf" and abs(p["accuracy_change"]) <= 0.01 and p["top1_agreement"] >= 0.95, p
     xml = (tmp_path / "q.xml").read_text()
     assert "FakeQuantize" in xml or "i8" in xml  # really quantized, not a float copy
+
+
+def test_each_export_has_its_own_card_and_the_keras_card_stays(trained, tmp_path):
+    """model.keras, model.tflite and model.int8.tflite beside each other: three cards, none overwritten."""
+    _need("ai_edge_litert")
+    path, x, y = trained
+    model = tmp_path / "model.keras"
+    model.write_bytes(path.read_bytes())
+    keras_card = model_card_of(model)
+    export_model(model, "litert", calibration=(x, y))
+    export_model(model, "litert", calibration=(x, y), int8=True)
+    cards = sorted(p.name for p in tmp_path.glob("*.card.json"))
+    assert cards == ["model.card.json", "model.int8.tflite.card.json", "model.tflite.card.json"], cards
+    assert read_card(tmp_path / "model.keras") == keras_card  # the Keras model's card is untouched
+    assert read_card(tmp_path / "model.int8.tflite")["export"]["int8"] is True
+    assert read_card(tmp_path / "model.tflite")["export"]["int8"] is False
+
+
+def model_card_of(model):
+    from kerasclf.io import model_card, write_card
+
+    write_card(model, model_card(model))
+    return read_card(model)
