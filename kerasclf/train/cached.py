@@ -6,7 +6,7 @@ model's head: the saved model is still the one Keras model.
 
 Example:
     >>> head = head_model(model)                    # doctest: +SKIP
-    >>> x, y = cached_features(model, data.datasets["val"])
+    >>> x, y = cached_features(model, data.datasets["val"])  # doctest: +SKIP
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ batch-norm statistics never move; ``freeze_bn`` also keeps their scale and offse
 
 Example:
     >>> groups = unfreeze_groups(model, FineTuneCfg(unfreeze=True, groups=3))   # doctest: +SKIP
-    >>> factors = lr_factors(groups, 0.3)
+    >>> factors = lr_factors(groups, 0.3)                                        # doctest: +SKIP
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ first 10% and the last 5 points of the sweep are left out first, as fastai does.
 
 Example:
     >>> result = lr_find(model, train_ds, compile_fn, LRFindCfg())     # doctest: +SKIP
-    >>> result.suggestion("valley")
+    >>> result.suggestion("valley")                                     # doctest: +SKIP
 """
 from __future__ import annotations
 

@@ -37,10 +37,10 @@ def check_same_recipe(run_dir: Path, recipe_yaml: str) -> None:
 
     Example:
         >>> import tempfile; d = Path(tempfile.mkdtemp()); _ = (d / "recipe.yaml").write_text("a: {b: 1}")
-        >>> check_same_recipe(d, "a: {b: 2}")
+        >>> check_same_recipe(d, "a: {b: 2}")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        kerasclf.errors.ConfigError: --resume: the recipe changed since runs ... started (a.b: 1 -> 2); ...
+        kerasclf.errors.ConfigError: --resume: the recipe changed since ... started (a.b: 1 -> 2); ...
     """
     saved_path = run_dir / "recipe.yaml"
     if not saved_path.is_file():
