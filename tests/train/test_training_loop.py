@@ -190,3 +190,21 @@ def test_tensorboard_logs_scalars_lr_and_images(tmp_path):
     assert len(tags["train/epoch_loss"]) == 2 and len(tags["validation/epoch_accuracy"]) == 2
     assert tags["train/epoch_learning_rate"] == pytest.approx([float(OneCycle(0.1, 4, 0.5)(k)) for k in (2, 4)])
     assert len(tags["validation/images"]) == 1
+
+
+@pytest.mark.slow  # a transfer run with a sweep and three fits: ~35 s
+def test_transfer_run_with_found_lr_cached_stage_and_gradual_discriminative_fine_tune(tmp_path):
+    recipe = _recipe(tmp_path, "ft", epochs=1, optimizer={"name": "adam", "learning_rate": "find"},
+                     lr_find={"steps": 20, "start": 1e-5, "end": 1.0}, class_weight="balanced",
+                     fine_tune={"epochs": 2, "learning_rate": 1e-4, "unfreeze": True, "groups": 2, "lr_decay": 0.5,
+                                "gradual": True, "schedule": "one_cycle"})
+    recipe.model.name = "backbone_head"
+    recipe.model.options = {"backbone": "MobileNet", "alpha": 0.25, "weights": None}
+    result = train(recipe, spec=_spec(32))
+    run = result.run_dir
+    found = json.loads((run / "lr_find.json").read_text())
+    assert (run / "lr_find.png").is_file() and 1e-5 <= found["used"] <= 1.0
+    assert json.loads((run / "checkpoints" / "stage1.json").read_text())["cached_views"] == 1
+    assert (run / "checkpoints" / "stage2.1.json").is_file() and len(result.history["loss"]) == 3
+    backbone = result.model.get_layer("backbone")
+    assert any(layer.trainable for layer in backbone.layers)  # both groups open at the end
