@@ -50,7 +50,7 @@ from kerasclf.features.extract import extract_features
 from kerasclf.features.heads import evaluate_head, fit_head, save_head
 from kerasclf.recipes import builtin_path
 from kerasclf.train.fit import train
-from kerasclf.train.recipe import Recipe, apply_overrides
+from kerasclf.train.recipe import Recipe, apply_overrides, recipe_changes, tree_changes
 from kerasclf.zoo import build, get_cfg
 
 __all__ = ["compare", "Leaderboard", "load_comparison", "MODES", "RecipeChangedError"]
@@ -155,29 +155,6 @@ class RecipeChangedError(RunExistsError):
         self.path, self.change = Path(path), change
 
 
-def _first_difference(old: Any, new: Any, where: str = "") -> str | None:
-    """Where two YAML trees first differ, as ``key.path: old -> new``; ``None`` when equal."""
-    here = where or "recipe"
-    if isinstance(old, dict) and isinstance(new, dict):
-        for key in [*old, *(k for k in new if k not in old)]:
-            path = f"{where}.{key}" if where else str(key)
-            if key not in new or key not in old:
-                return f"{path} {'removed' if key not in new else 'added'}"
-            change = _first_difference(old[key], new[key], path)
-            if change:
-                return change
-        return None
-    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
-        for i, (a, b) in enumerate(zip(old, new)):
-            change = _first_difference(a, b, f"{where}[{i}]")
-            if change:
-                return change
-        return None
-    if isinstance(old, list) and isinstance(new, list):
-        return f"{here}: {len(old)} -> {len(new)} entries"
-    return None if old == new else f"{here}: {repr(old)[:60]} -> {repr(new)[:60]}"
-
-
 def _stored_comparison(out: Path) -> dict[str, Any] | None:
     """The recipe as run that ``out/comparison.yaml`` holds; ``None`` if ``out`` is no comparison folder."""
     path = out / "comparison.yaml"
@@ -203,9 +180,9 @@ def _claim_folder(out: Path, raw: dict[str, Any], *, overwrite: bool) -> None:
         if overwrite:
             shutil.rmtree(out)
         else:
-            change = _first_difference(stored, yaml.safe_load(as_run))
-            if change:
-                raise RecipeChangedError(out, change)
+            changes = tree_changes(stored, yaml.safe_load(as_run))
+            if changes:
+                raise RecipeChangedError(out, changes[0])
     out.mkdir(parents=True, exist_ok=True)
     (out / "comparison.yaml").write_text(as_run)
 
@@ -217,9 +194,9 @@ def _check_entry(run_dir: Path, recipe: Recipe) -> None:
     stored_path = run_dir / "recipe.yaml"
     if not stored_path.is_file():
         raise RecipeChangedError(run_dir, "it holds no recipe.yaml to compare with")
-    change = _first_difference(yaml.safe_load(stored_path.read_text()), yaml.safe_load(recipe.to_yaml()))
-    if change:
-        raise RecipeChangedError(run_dir, change)
+    changes = recipe_changes(yaml.safe_load(stored_path.read_text()) or {}, recipe.to_dict())
+    if changes:
+        raise RecipeChangedError(run_dir, changes[0])
 
 
 def compare(recipe_path: str | Path, *, overrides: list[str] | None = None, output_dir: str | None = None,

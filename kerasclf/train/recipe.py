@@ -344,3 +344,49 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
                 raise ConfigError(f"--set {item!r}: '{part}' is not a section")
         node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
     return raw
+
+
+def _flat_tree(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """A YAML tree as ``{"train.optimizer.name": "adam", "models[0].name": ...}``."""
+    if isinstance(tree, dict) and tree:
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(_flat_tree(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    if isinstance(tree, list) and tree and any(isinstance(v, (dict, list)) for v in tree):
+        out = {}
+        for i, value in enumerate(tree):
+            out.update(_flat_tree(value, f"{prefix}[{i}]"))
+        return out
+    return {prefix: tree}
+
+
+def tree_changes(old: Any, new: Any, *, ignore: tuple[str, ...] = ("verbose",)) -> list[str]:
+    """Every key whose value differs between two YAML trees, as ``path: old -> new`` (keys named in
+    ``ignore`` never count).
+
+    Example:
+        >>> tree_changes({"train": {"epochs": 5, "verbose": 1}}, {"train": {"epochs": 8, "verbose": 2}})
+        ['train.epochs: 5 -> 8']
+    """
+    a, b = _flat_tree(old), _flat_tree(new)
+    absent = "(absent)"
+    return [f"{k}: {repr(a.get(k, absent))[:60]} -> {repr(b.get(k, absent))[:60]}"
+            for k in sorted(set(a) | set(b), key=lambda k: (k not in a, k))
+            if a.get(k, absent) != b.get(k, absent) and k.rsplit(".", 1)[-1].split("[")[0] not in ignore]
+
+
+def recipe_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What differs between two recipes (YAML trees), each read with today's defaults first, so a
+    key kerasclf added since a run started (at its default value) is not a change.
+
+    Example:
+        >>> recipe_changes({"train": {"epochs": 5}}, {"train": {"epochs": 5, "class_weight": None}})
+        []
+    """
+    def normal(raw: dict[str, Any]) -> Any:
+        try:
+            return Recipe.from_dict(raw).to_dict()
+        except ConfigError:  # a key this version no longer knows: compare the trees as written
+            return raw
+    return tree_changes(normal(old), normal(new))

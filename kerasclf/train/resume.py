@@ -10,26 +10,14 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import yaml
 
 from kerasclf.errors import ConfigError
+from kerasclf.train.recipe import recipe_changes
 
 __all__ = ["check_same_recipe", "best_so_far", "backup_epoch"]
-
-#: keys that may differ between the interrupted and the resumed run (they do not change the result)
-IGNORED = ("verbose",)
-
-
-def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(d, dict):
-        return {prefix: d}
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
-    return out
 
 
 def check_same_recipe(run_dir: Path, recipe_yaml: str) -> None:
@@ -45,14 +33,11 @@ def check_same_recipe(run_dir: Path, recipe_yaml: str) -> None:
     saved_path = run_dir / "recipe.yaml"
     if not saved_path.is_file():
         return
-    old, new = _flat(yaml.safe_load(saved_path.read_text()) or {}), _flat(yaml.safe_load(recipe_yaml) or {})
-    changed = [k for k in sorted(set(old) | set(new))
-               if old.get(k) != new.get(k) and k.rsplit(".", 1)[-1] not in IGNORED]
+    changed = recipe_changes(yaml.safe_load(saved_path.read_text()) or {}, yaml.safe_load(recipe_yaml) or {})
     if changed:
-        shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:3])
         more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
-        raise ConfigError(f"--resume: the recipe changed since {run_dir} started ({shown}{more}); resume with "
-                          f"the recipe in {saved_path}, or start over with --overwrite")
+        raise ConfigError(f"--resume: the recipe changed since {run_dir} started ({', '.join(changed[:3])}{more}); "
+                          f"resume with the recipe in {saved_path}, or start over with --overwrite")
 
 
 def best_so_far(run_dir: Path, monitor: str, mode: str) -> float | None:

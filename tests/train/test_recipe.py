@@ -84,3 +84,15 @@ def test_max_images_is_a_seeded_stratified_sample():
     assert len(load_recipe("demo", [f"data.max_images={len(full) + 5}"]).data.load_spec()) == len(full)
     with pytest.raises(ConfigError, match="data.max_images"):
         load_recipe("demo", ["data.max_images=1"])
+
+
+def test_recipe_changes_ignore_keys_added_since_at_their_defaults():
+    """A run folder written before kerasclf added a key (at its default) resumes; real edits do not."""
+    from kerasclf.train.recipe import recipe_changes
+
+    now = load_recipe("demo").to_dict()
+    before = yaml.safe_load(yaml.safe_dump(now))
+    del before["data"]["max_images"], before["train"]["class_weight"], before["train"]["lr_find"]
+    assert recipe_changes(before, now) == []
+    edited = load_recipe("demo", ["train.epochs=3", "data.max_images=100", "train.verbose=0"]).to_dict()
+    assert recipe_changes(before, edited) == ["data.max_images: None -> 100", "train.epochs: 15 -> 3"]
