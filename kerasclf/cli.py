@@ -134,6 +134,9 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     if Path(args.model).suffix in (ARTIFACT_SUFFIX, *LEGACY_SUFFIXES):  # a head or clustering (old ones refused)
+        if _model_facts(args).given:
+            raise ConfigError(f"{args.model} records its classes, input size and preprocessing; "
+                              f"drop {', '.join(_model_facts(args).given)}")
         predictor = load_predictor(args.model)
         if isinstance(predictor, ClusterModel):
             names = read_names(args.names, predictor.k) if args.names else None
@@ -287,8 +290,9 @@ def _feature_source(model: str, args: argparse.Namespace) -> tuple[Any, dict[str
         build_kwargs[key.strip()] = yaml.safe_load(value)
     path = Path(model)
     if path.suffix in (".keras", ".h5", ".hdf5") or path.is_dir():
-        if build_kwargs:
-            raise ConfigError(f"{model} is a model file: --alpha / --build-arg are for a model built by name; drop them")
+        if build_kwargs or getattr(args, "weights", "default") != "default":
+            raise ConfigError(f"{model} is a model file: --alpha / --build-arg / --weights are for a model built by "
+                              f"name; drop them")
         loaded = load_model(path, facts=facts)
         if loaded.format == "export":
             raise ConfigError(f"{model}: an exported SavedModel has no layers to cut; use the .keras/.h5 file")
@@ -336,22 +340,24 @@ def cmd_audit(args: argparse.Namespace) -> int:
         run = Path(args.run)
         if not (run / "recipe.yaml").is_file() or not (run / "model.keras").is_file():
             raise DataError(f"--run {run}: not a run folder (no recipe.yaml / model.keras); give a folder from `kerasclf train`")
-        if args.data or args.features:
-            raise ConfigError("--run audits the run's own data with its own model; drop DATA and --features")
+        ignored = [opt for opt, given in (("DATA", args.data), ("--features", args.features),
+                                          ("--weights", args.weights != "default"), ("--alpha", args.alpha is not None),
+                                          ("--build-arg", args.build_arg)) if given] + list(_model_facts(args).given)
+        if ignored:
+            raise ConfigError(f"--run audits the run's own data with its own model; drop {', '.join(ignored)}")
         data, features, build_kwargs = load_recipe(run / "recipe.yaml").data.load_spec(), load_model(run / "model.keras"), {}
         out = Path(args.out) if args.out else run / "audit"
     else:
         if not args.data:
             raise DataError("give the DATA folder to audit (class subfolders), or --run RUN_DIR")
         features, build_kwargs = _feature_source(args.features or "MobileNet", args)
-        if args.features is None and args.alpha is None:
-            build_kwargs.setdefault("alpha", 0.25)  # the default extractor: MobileNet alpha 0.25 (its weights are small)
+        build_kwargs = build_kwargs or None  # None: audit()'s default extractor options
         data = args.data
         out = Path(args.out) if args.out else Path(f"{Path(args.data).resolve().name}_audit")
     result = audit(data, features=features, build_kwargs=build_kwargs, layer=_layer_arg(args.layer),
                    image_size=_image_size(args), tta=not args.no_tta, folds=args.folds, filter_by=args.filter_by,
                    out_dir=out, cache_dir=args.cache_dir or DEFAULT_CACHE, gallery=args.gallery,
-                   batch_size=args.batch_size, **kw)
+                   batch_size=args.batch_size, overwrite=args.overwrite, **kw)
     for r in result.issues[:args.show]:
         print(f"{r['rank']:>4}  {r['file']}  {r['given_label']} -> {r['suggested_label']}  (score {r['score']:.3f})")
     if len(result.issues) > args.show:
@@ -557,6 +563,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="cleanlab's find_label_issues filter")
     au.add_argument("--no-tta", action="store_true", help="plain features (default: averaged with the mirror image)")
     au.add_argument("--out", help="output folder (default: <data name>_audit, or <run>/audit)")
+    au.add_argument("--overwrite", action="store_true", help="replace the files of an earlier audit in --out")
     au.add_argument("--gallery", type=int, default=40, help="images in the HTML gallery")
     au.add_argument("--show", type=int, default=20, help="issues printed")
     au.add_argument("--batch-size", type=int, default=64)

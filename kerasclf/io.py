@@ -361,6 +361,11 @@ def write_card(artefact: str | Path, card: dict[str, Any]) -> Path:
 def read_card(artefact: str | Path) -> dict[str, Any]:
     """The model card beside ``artefact``; a missing one is a :class:`ModelError` naming the fix."""
     path = card_path(artefact)
+    older = Path(artefact).with_name(Path(artefact).stem + ".card.json")  # where exports made before today put it
+    if not path.is_file() and older.is_file():
+        card = json.loads(older.read_text())
+        if (card.get("export") or {}).get("file") == Path(artefact).name:
+            return card
     if not path.is_file():
         raise ModelError(f"{artefact}: its model card {path} is missing; export it again with "
                          f"`kerasclf export MODEL --format ...` (the card carries class names and input size)")

@@ -242,6 +242,14 @@ def export_model(model: str | Path, fmt: str, out: str | Path | None = None, *,
                 raise ModelError(f"{p}: its classes {m.class_names[:10]} differ from {model_path}'s "
                                  f"{loaded.class_names[:10]}; ensemble only models of the same classes")
         keras_model = ensemble_model([keras_model] + [float32_model(m.model) for m in members])
+    if int8 and fmt not in INT8_METHODS:
+        raise ModelError(f"--int8 is supported for --format litert or openvino (asked: {fmt}); "
+                         f"export with --format openvino --int8 or --format litert --int8")
+    if int8_method != "auto" and not int8:
+        raise ModelError(f"--int8-method {int8_method} without --int8; add --int8 or drop --int8-method")
+    if int8 and int8_method != "auto" and int8_method not in INT8_METHODS[fmt]:
+        raise ModelError(f"--int8-method {int8_method} is not one for {fmt} ({', '.join(INT8_METHODS[fmt])}); "
+                         f"choose one of those or auto")
     out = Path(out) if out else default_out(model_path, fmt, int8=int8, tta=bool(tta), ensemble=bool(ensemble))
     if out.suffix != FORMATS[fmt] and FORMATS[fmt]:
         raise ModelError(f"{out}: a {fmt} artefact must end in {FORMATS[fmt]}; choose --out NAME{FORMATS[fmt]}")
@@ -262,13 +270,10 @@ def export_model(model: str | Path, fmt: str, out: str | Path | None = None, *,
             "class_names": loaded.class_names, "task": loaded.task}
     if tta or ensemble:
         meta["composed"] = {"tta": list(tta), "ensemble": [str(model_path)] + [str(p) for p in ensemble]}
-    if out.exists():
-        shutil.rmtree(out) if out.is_dir() else out.unlink()
     check_x, check_y = (images, labels) if check is None else (np.asarray(check[0], "float32")[:max_images],
                                                               None if check[1] is None else np.asarray(check[1])[:max_images])
-    if int8 and fmt not in INT8_METHODS:
-        raise ModelError(f"--int8 is supported for --format litert or openvino (asked: {fmt}); "
-                         f"export with --format openvino --int8 or --format litert --int8")
+    if out.exists():  # every option was checked above: only now is the old artefact replaced
+        shutil.rmtree(out) if out.is_dir() else out.unlink()
     methods = (INT8_METHODS[fmt] if int8_method == "auto" else (int8_method,)) if int8 else (None,)
     tried: list[dict[str, Any]] = []
     bar = progress(total=len(methods), desc=f"export {fmt}", unit="try")  # a bar on a terminal only

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
@@ -42,12 +41,13 @@ from kerasclf.analysis.report import write_report
 from kerasclf.data.pipeline import split_arrays
 from kerasclf.data.spec import DataSpec
 from kerasclf.errors import ConfigError, DataError, ModelError
+from kerasclf.export.compose import tta_model
 from kerasclf.features.cluster import as_spec
 from kerasclf.features.extract import DEFAULT_CACHE, FeatureSet, extract_features
 from kerasclf.io import load_any_model
 from kerasclf.zoo.cut import AUTO, feature_model, input_size
 
-__all__ = ["AuditResult", "FILTERS", "audit", "audit_features", "audit_probabilities", "flip_averaged", "out_of_fold_probabilities"]
+__all__ = ["AuditResult", "FILTERS", "audit", "audit_features", "audit_probabilities", "out_of_fold_probabilities"]
 
 #: cleanlab ``find_label_issues`` filters offered by ``--filter-by``
 FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given",
@@ -95,21 +95,6 @@ def _cleanlab() -> Any:
         raise ConfigError("`kerasclf audit` needs cleanlab: pip install 'kerasclf[audit]' "
                           "(or pip install cleanlab)") from None
     return cleanlab
-
-
-def flip_averaged(fmodel: Any) -> keras.Model:
-    """A feature model whose features are the mean of the image's and its mirror image's.
-
-    Test-time flip averaging gives steadier features and better out-of-fold probabilities
-    (measured in ``benchmarks/label_quality.py``). The result is for in-process use (never saved).
-
-    Example:
-        >>> f = flip_averaged(feature_model(build("simple_cnn", num_classes=3)))  # doctest: +SKIP
-    """
-    inputs = keras.Input(fmodel.inputs[0].shape[1:], name="images")
-    a = fmodel(inputs)
-    b = fmodel(keras.ops.flip(inputs, axis=2))
-    return keras.Model(inputs, keras.layers.Average(name="flip_mean")([a, b]), name=f"{fmodel.name}_flipavg")
 
 
 def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, *, folds: int = 5,
@@ -213,8 +198,18 @@ def audit_features(spec: DataSpec, features: Any = "MobileNet", *, build_kwargs:
     if not tta:
         return extract_features(model, spec, layer=layer, batch_size=batch_size, cache_dir=cache_dir,
                                 image_size=size, verbose=verbose)
-    return extract_features(flip_averaged(feature_model(model, layer)), spec, layer=None, batch_size=batch_size,
+    return extract_features(tta_model(feature_model(model, layer)), spec, layer=None, batch_size=batch_size,
                             cache_dir=cache_dir, image_size=size, verbose=verbose)
+
+
+def _check_out(out: Path, data: Any, overwrite: bool) -> None:
+    """Refuse to write into the audited folder, or over an earlier audit without ``overwrite``."""
+    if isinstance(data, (str, Path)) and Path(data).is_dir() and out.resolve().is_relative_to(Path(data).resolve()):
+        raise ConfigError(f"--out {out} is inside the audited folder {data}; write the audit elsewhere "
+                          f"(it would be read as images next time)")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ConfigError(f"{out} exists and is not empty; pass --overwrite to replace its audit files, "
+                          f"or choose another --out")
 
 
 def audit(data: Any, *, features: Any = "MobileNet", build_kwargs: dict[str, Any] | None = None,
@@ -222,20 +217,22 @@ def audit(data: Any, *, features: Any = "MobileNet", build_kwargs: dict[str, Any
           tta: bool = True, folds: int = 5, cs: tuple[float, ...] = DEFAULT_CS,
           filter_by: str = "prune_by_noise_rate", out_dir: str | Path | None = None,
           cache_dir: str | Path | None = DEFAULT_CACHE, gallery: int = 40, batch_size: int = 64,
-          seed: int = 0, verbose: int = 1) -> AuditResult:
+          seed: int = 0, overwrite: bool = False, verbose: int = 1) -> AuditResult:
     """Audit the labels of ``data`` and write the CSV, JSON, gallery and HTML page into ``out_dir``.
 
     Args:
         data: a folder of class subfolders, a source name or a :class:`~kerasclf.data.spec.DataSpec`.
-        features: the feature extractor: a zoo or ``keras.applications`` name (``"MobileNet"``
-            with ``build_kwargs={"alpha": 0.25}``), a ``.keras`` file or a Keras model.
+        features: the feature extractor: a zoo or ``keras.applications`` name (default
+            ``"MobileNet"``, at alpha 0.25 unless ``build_kwargs`` say otherwise: its ImageNet
+            file is 2 MB), a ``.keras`` file or a Keras model.
         build_kwargs, weights, layer, image_size, batch_size, cache_dir: as in
             :func:`~kerasclf.features.extract.extract_features`.
-        tta: average each image's features with its mirror image's (:func:`flip_averaged`).
+        tta: average each image's features with its mirror image's (:func:`kerasclf.export.compose.tta_model`, as compare's TTA).
         folds: k of the k-fold logistic regression.
         cs: the ``C`` values tried (the lowest out-of-fold log-loss wins).
         filter_by: cleanlab's ``find_label_issues`` filter (see :data:`FILTERS`).
-        out_dir: where to write the files (``None``: nothing written).
+        out_dir: where to write the files (``None``: nothing written); an existing non-empty folder
+            needs ``overwrite``, and a folder inside ``data`` is refused (the images stay as they are).
         gallery: images in the gallery of the first issues (0: none).
         seed: fold assignment.
         verbose: progress and a summary line.
@@ -244,6 +241,10 @@ def audit(data: Any, *, features: Any = "MobileNet", build_kwargs: dict[str, Any
         DataError: one class, a class with fewer than ``folds`` readable images, multi-label data.
         ConfigError: cleanlab missing, a bad option.
     """
+    if features == "MobileNet" and build_kwargs is None:
+        build_kwargs = {"alpha": 0.25}
+    if out_dir is not None:
+        _check_out(Path(out_dir), data, overwrite)
     spec = as_spec(data)
     _check_classes(spec, folds)
     fs = audit_features(spec, features, build_kwargs=build_kwargs, weights=weights, layer=layer,

@@ -525,6 +525,10 @@ def _train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fa
     model_cfg = get_cfg(recipe.model.name)  # fail fast on an unknown model, before touching disk
     _check_fine_tune(recipe, model_cfg)
     spec = spec if spec is not None else recipe.data.load_spec()
+    if recipe.train.class_weight is not None and (spec.task == "multilabel" or model_cfg.family == "autoencoder"):
+        raise ConfigError(f"train.class_weight: balanced needs one class per image; this run is "
+                          f"{'an autoencoder' if model_cfg.family == 'autoencoder' else 'multilabel'}; "
+                          f"set train.class_weight=null")  # refused before the run folder is made
     run_dir = prepare_run_dir(recipe, overwrite=overwrite, resume=resume)
     if resume:
         check_same_recipe(run_dir, recipe.to_yaml())

@@ -201,8 +201,9 @@ class TrainCfg:
                 raise ConfigError(f"train.{key}: '{lr}' is not a number or 'find' (the LR finder)")
         if self.class_weight not in (None, "balanced"):
             raise ConfigError(f"train.class_weight: {self.class_weight!r}; use balanced or null")
-        if self.cache_frozen not in ("auto", True, False):
-            raise ConfigError(f"train.cache_frozen: {self.cache_frozen!r}; use auto, true or false")
+        views = self.cache_frozen
+        if views not in ("auto", True, False) and not (type(views) is int and views >= 1):
+            raise ConfigError(f"train.cache_frozen: {views!r}; use auto, true, false or a number of views (>= 1)")
         if self.lr_find.suggestion not in ("valley", "steepest"):
             raise ConfigError(f"train.lr_find.suggestion: '{self.lr_find.suggestion}'; use valley or steepest")
         if not 0 < self.lr_find.start < self.lr_find.end or self.lr_find.steps < 5:

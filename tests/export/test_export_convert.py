@@ -144,6 +144,15 @@ def test_export_errors_are_one_line(trained, tmp_path, capsys):
     assert "already exists" in err or "no readable images" in err
     assert main(["predict", str(tmp_path / "x.onnx"), str(empty)]) == 2
     assert "model card" in capsys.readouterr().err
+    # a bad option never costs the user the artefact that --overwrite would replace
+    images = tmp_path / "images"
+    write_image_folder(images, n_per_class=2, size=16)
+    old = tmp_path / "old.onnx"
+    old.write_bytes(b"the user's artefact")
+    for bad in (["--int8"], ["--int8-method", "dynamic"]):
+        assert main(["export", str(path), "--format", "onnx", "--out", str(old), "--overwrite",
+                     "--calibration", str(images), *bad]) == 2
+        assert "--int8" in capsys.readouterr().err and old.read_bytes() == b"the user's artefact"
 
 
 @pytest.mark.assets
