@@ -156,7 +156,7 @@ def celeba_attributes(ctx: Ctx) -> dict[str, Any]:
 
 def me_vs_others(ctx: Ctx) -> dict[str, Any]:
     """Seed 002's "recognise me" as a binary folder: ``me/`` = CelebA faces with an attribute
-    (``Eyeglasses`` stands in for one person), ``others/`` = the rest; FE and FT both reported."""
+    (``Male`` stands in for one person: a learnable binary split of real faces), ``others/`` = the rest; FE and FT both reported."""
     from kerasclf.data.sources import from_celeba
     celeba = ctx.assets / "celeba"
     spec = from_celeba(celeba / "list_attr_celeba.txt", celeba / "img_align_celeba", attributes=["Male"])
@@ -483,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
         update_readme(load_rows())
         print(f"wrote {TABLE} and README's headline rows")
     shutil.rmtree(tmp, ignore_errors=True)
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

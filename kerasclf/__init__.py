@@ -22,6 +22,7 @@ import_tensorflow()  # before anything below imports TensorFlow
 import keras  # noqa: E402
 
 import kerasclf.data.augment  # noqa: E402,F401  (registers RandomAffine)
+import kerasclf.train.optim  # noqa: E402,F401  (registers OneCycle, saved with a compiled model's optimizer)
 import kerasclf.zoo  # noqa: E402,F401  (registers Preprocess, ResidualUnit and the builders)
 
 __all__ = ["__version__", "custom_objects"]

@@ -216,12 +216,13 @@ def attribute_accuracy(run_dir: str | Path, *, batch_size: int = 64) -> dict[str
         raise ModelError(f"{run_dir}: attribute_accuracy needs a multi-label run, this one is "
                          f"{loaded.meta.get('task')!r}")
     size = tuple(loaded.meta["image_size"])
-    parts = {s: run_split(run_dir, s, image_size=size) for s in ("train", "val", "test")}
+    parts = {s: run_split(run_dir, s, image_size=size) for s in ("val", "test")}
     probs = {s: np.asarray(loaded.model.predict(parts[s][0], batch_size=batch_size, verbose=0))
              for s in ("val", "test")}
     thresholds = choose_thresholds(parts["val"][1], probs["val"], metric="accuracy")
     y_test = parts["test"][1] > 0.5
-    majority = parts["train"][1].mean(axis=0) >= 0.5
+    _, spec, split_index = _run_parts(run_dir)  # the training labels from the manifest: no image decoded
+    majority = np.asarray(spec.labels)[split_index["train"]].mean(axis=0) >= 0.5
     return {"test_accuracy": float(np.mean((probs["test"] >= np.asarray(thresholds)) == y_test)),
             "test_accuracy_at_0_5": float(np.mean((probs["test"] >= 0.5) == y_test)),
             "majority_baseline": float(np.mean(y_test == majority)),

@@ -13,9 +13,10 @@ from kerasclf.zoo import get_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = {"demo", "cifar100_simple_cnn", "cifar100_deep_cnn", "cifar100_efficientnet_b0", "catsdogs_vgg16",
-         "catsdogs_flat_names", "celeba_resnet", "autoencoder_photos", "own_folder", "compare_digits"}
+         "catsdogs_flat_names", "celeba_resnet", "autoencoder_photos", "own_folder", "compare_digits",
+         "fashion_mnist", "cifar10_scratch"}
 NEEDS_PATH = {"own_folder": "path", "catsdogs_vgg16": "path", "catsdogs_flat_names": "path",
-              "autoencoder_photos": "path", "celeba_resnet": "attr_file"}
+              "autoencoder_photos": "path", "celeba_resnet": "attr_file", "cifar10_scratch": "path"}
 
 
 def test_one_copy_of_each_recipe_inside_the_package():

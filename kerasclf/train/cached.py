@@ -15,6 +15,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from kerasclf.zoo.cut import feature_model
+
 __all__ = ["FEATURES", "head_model", "can_cache", "cached_features", "feature_dataset"]
 
 #: the pooling layer every zoo head starts with (zoo/heads.py)
@@ -65,7 +67,7 @@ def can_cache(model: keras.Model) -> bool:
 def cached_features(model: keras.Model, ds: Any, views: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Pooled features and labels of every batch of ``ds``, ``views`` passes stacked: ``(V, N, D)``
     and ``(V, N, ...)``. A training dataset with augmentation gives a new view each pass."""
-    cut = keras.Model(model.inputs, model.get_layer(FEATURES).output)
+    cut = feature_model(model, FEATURES)
     xs, ys = [], []
     for _ in range(views):
         fx, fy = [], []

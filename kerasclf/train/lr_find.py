@@ -26,9 +26,9 @@ from kerasclf.train.recipe import LRFindCfg
 __all__ = ["LRFindResult", "lr_find", "valley", "steepest", "smooth", "plot_lr_find", "ExponentialSweep"]
 
 
-@keras.saving.register_keras_serializable(package="kerasclf")
 class ExponentialSweep(keras.optimizers.schedules.LearningRateSchedule):
-    """``start * (end / start) ** (step / (steps - 1))``: the finder's LR at each step."""
+    """``start * (end / start) ** (step / (steps - 1))``: the finder's LR at each step (used only
+    during a sweep, whose optimizer is never saved: not registered for deserialisation)."""
 
     def __init__(self, start: float, end: float, steps: int):
         self.start, self.end, self.steps = float(start), float(end), int(steps)
