@@ -33,6 +33,7 @@ def recipe(tmp_path):
     return path
 
 
+@pytest.mark.slow  # four models trained (~100 s); test_candidates checks the choosing with untrained members
 def test_compare_four_modes_leaderboard_and_resume(recipe, tmp_path):
     board = compare(recipe)
     out = tmp_path / "runs" / "cmp"
