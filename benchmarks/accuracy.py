@@ -180,15 +180,13 @@ def me_vs_others(ctx: Ctx) -> dict[str, Any]:
 def flowers_clusters(ctx: Ctx) -> dict[str, Any]:
     """Seed 000: MobileNet alpha 0.25 ImageNet features -> PCA 50 -> KMeans k=5 on the flowers;
     the autoencoder row trains ``autoencoder_photos`` on the same photos and clusters its code."""
-    import keras
-
     from kerasclf.features.cluster import run_cluster
     flowers = flowers_spec(ctx)
     out = ctx.runs / ctx.name
-    backbone = keras.applications.MobileNet(alpha=0.25, include_top=False, weights="imagenet",
-                                            input_shape=(224, 224, 3), pooling="avg")
-    s = run_cluster(flowers, features_model=backbone, layer=None, pca=50, k=5, out_dir=out,
-                    image_size=(224, 224), overwrite=True, verbose=ctx.verbose, cache_dir=ctx.runs / "_cache")
+    # by name, as `kerasclf cluster --features MobileNet --alpha 0.25` does: its preprocessing inside
+    s = run_cluster(flowers, features_model="MobileNet", build_kwargs={"alpha": 0.25}, weights="imagenet",
+                    pca=50, k=5, out_dir=out, image_size=(224, 224), overwrite=True, verbose=ctx.verbose,
+                    cache_dir=ctx.runs / "_cache")
     ae = _train("autoencoder_photos", [f"data.path={ctx.assets / 'flowers'}", *(QUICK_FOLDER if ctx.quick else [])],
                 ctx, ctx.name + "_autoencoder")
     a = run_cluster(flowers, features_model=str(ae.model_path), layer="encoder", pca=50, k=5,
