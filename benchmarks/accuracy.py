@@ -191,7 +191,7 @@ def flowers_clusters(ctx: Ctx) -> dict[str, Any]:
                 ctx, ctx.name + "_autoencoder")
     a = run_cluster(flowers, features_model=str(ae.model_path), layer="encoder", pca=50, k=5,
                     out_dir=out / "autoencoder", overwrite=True, verbose=ctx.verbose, cache_dir=ctx.runs / "_cache")
-    return {"value": s["scores"]["purity"], "ari": s["scores"]["ari"], "run_dir": str(out),
+    return {"value": s["scores"]["purity"], "ari": s["scores"]["ari"], "run_dir": _shown(out),
             "autoencoder_purity": a["scores"]["purity"], "autoencoder_ari": a["scores"]["ari"],
             "features_images_per_s": s.get("images_per_second")}
 
