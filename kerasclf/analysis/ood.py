@@ -219,7 +219,7 @@ def load_detector(loaded: Any) -> OodDetector | None:
 
 def fit_split_detector(model: Any, spec: Any, parts: dict[str, np.ndarray], image_size: tuple[int, int], *,
                        kind: str = DEFAULT_KIND, target_fpr: float = 0.03, max_train: int = 2000,
-                       seed: int = 0) -> OodDetector | None:
+                       seed: int = 0, channels: int = 3) -> OodDetector | None:
     """Fit the OOD flag of a trained model on its own split: class statistics on (at most
     ``max_train``, seeded) training images, the threshold on the validation split.
 
@@ -235,7 +235,7 @@ def fit_split_detector(model: Any, spec: Any, parts: dict[str, np.ndarray], imag
     if len(train_idx) > max_train:
         train_idx = np.sort(np.random.default_rng(seed).choice(train_idx, max_train, replace=False))
     net = ood_model(model)
-    x, y = split_arrays(spec, train_idx, image_size=image_size)
+    x, y = split_arrays(spec, train_idx, image_size=image_size, channels=channels)
     train = model_outputs(model, x, net=net) if kind == "mahalanobis" else {}
-    xv, _ = split_arrays(spec, parts["val"], image_size=image_size)
+    xv, _ = split_arrays(spec, parts["val"], image_size=image_size, channels=channels)
     return fit_detector(kind, train, np.asarray(y), model_outputs(model, xv, net=net), target_fpr=target_fpr)
