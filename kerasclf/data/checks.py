@@ -47,6 +47,7 @@ from kerasclf._progress import progress
 from kerasclf.data.reader import inspect_image
 from kerasclf.data.sources import from_folder
 from kerasclf.data.spec import DataSpec
+from kerasclf.data.splits import _label_text
 from kerasclf.errors import ConfigError
 
 __all__ = ["CheckReport", "Finding", "check_dataset", "run_check"]
@@ -333,26 +334,18 @@ def _hamming_pairs(hashes: list[str], threshold: int) -> list[tuple[int, int, in
     return out
 
 
-def _label_text(spec: DataSpec, i: int) -> str:
-    """The label of item ``i`` as text (multi-label: the classes joined with ``|``)."""
-    y = spec.labels[i]
-    if spec.labels.ndim == 1:
-        return spec.class_names[int(y)]
-    return "|".join(c for c, v in zip(spec.class_names, y) if v) or "(none)"
-
-
 def _label_conflicts(spec: DataSpec, results: list[dict[str, Any]], exact: list[dict[str, Any]],
                      near: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Duplicates whose copies carry different labels (exact groups first, then near pairs by distance)."""
     pos = {r["path"]: i for i, r in enumerate(results)}
     out = []
     for d in exact:
-        labels = [_label_text(spec, pos[f]) for f in d["files"]]
+        labels = [_label_text(spec, pos[f]) or "(none)" for f in d["files"]]
         if len(set(labels)) > 1:
             out.append({"kind": "exact", "files": list(d["files"]), "labels": labels, "distance": 0,
                         "splits": d["splits"]})
     for d in near:
-        labels = [_label_text(spec, pos[d["a"]]), _label_text(spec, pos[d["b"]])]
+        labels = [_label_text(spec, pos[f]) or "(none)" for f in (d["a"], d["b"])]
         if labels[0] != labels[1]:
             out.append({"kind": "near", "files": [d["a"], d["b"]], "labels": labels,
                         "distance": d["distance"], "splits": d["splits"]})

@@ -192,6 +192,8 @@ def sample_indices(spec: DataSpec, n: int, index: Sequence[int] | np.ndarray | N
 
 
 def _label_text(spec: DataSpec, i: int) -> str:
+    """The label of item ``i`` as the manifest writes it: the class name, or for multi-label the
+    names of the positive classes joined with ``|`` ("" when none). The health check shows it too."""
     y = spec.labels[i]
     if spec.labels.ndim == 2:
         return "|".join(n for n, v in zip(spec.class_names, y) if v)

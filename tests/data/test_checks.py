@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from kerasclf.data import checks, splits
 from kerasclf.data.checks import CheckReport, check_dataset, run_check
+from kerasclf.data.spec import DataSpec
 
 
 def _texture(seed: int, size: int = 48) -> np.ndarray:
@@ -207,3 +209,16 @@ def test_same_image_in_two_class_folders_is_a_label_conflict(tmp_path):
     assert "label conflicts: 2" in table and "duplicates (same label): 1 exact groups, 0 near pairs" in table
     section = table.split("label conflicts:")[1].split("duplicates (same label)")[0]
     assert "c0_again.png [dog]" in section and "c1_copy.png" not in section
+
+
+def test_label_conflicts_use_the_manifest_label_text():
+    """One label-as-text function (splits' manifest form) serves the check; an empty multi-label
+    row shows as "(none)" in the conflicts, as the manifest writes it empty."""
+    spec = DataSpec(class_names=["Smiling", "Male"], labels=np.array([[1, 1], [0, 0], [1, 0]]),
+                    paths=["a.png", "b.png", "c.png"])
+    assert checks._label_text is splits._label_text
+    results = [{"path": p} for p in spec.paths]
+    out = checks._label_conflicts(spec, results, [{"files": ["a.png", "b.png"], "splits": []}],
+                                  [{"a": "a.png", "b": "c.png", "distance": 3, "splits": []}])
+    assert [c["labels"] for c in out] == [["Smiling|Male", "(none)"], ["Smiling|Male", "Smiling"]]
+    assert [splits._label_text(spec, i) for i in range(3)] == ["Smiling|Male", "", "Smiling"]
