@@ -21,7 +21,7 @@ import numpy as np
 
 from kerasclf._files import write_rows
 from kerasclf.analysis.analyze import analyze
-from kerasclf.analysis.metrics import choose_thresholds, classification_metrics
+from kerasclf.analysis.metrics import choose_thresholds, classification_metrics, mean_attribute_accuracy
 from kerasclf.data import sources, splits
 from kerasclf.data.pipeline import spec_batches, split_arrays
 from kerasclf.data.spec import DataSpec
@@ -223,7 +223,7 @@ def attribute_accuracy(run_dir: str | Path, *, batch_size: int = 64) -> dict[str
     y_test = parts["test"][1] > 0.5
     _, spec, split_index = _run_parts(run_dir)  # the training labels from the manifest: no image decoded
     majority = np.asarray(spec.labels)[split_index["train"]].mean(axis=0) >= 0.5
-    return {"test_accuracy": float(np.mean((probs["test"] >= np.asarray(thresholds)) == y_test)),
-            "test_accuracy_at_0_5": float(np.mean((probs["test"] >= 0.5) == y_test)),
-            "majority_baseline": float(np.mean(y_test == majority)),
+    return {"test_accuracy": mean_attribute_accuracy(y_test, probs["test"], thresholds),
+            "test_accuracy_at_0_5": mean_attribute_accuracy(y_test, probs["test"], 0.5),
+            "majority_baseline": mean_attribute_accuracy(y_test, np.broadcast_to(majority, y_test.shape)),
             "thresholds": dict(zip(loaded.meta["class_names"], thresholds))}

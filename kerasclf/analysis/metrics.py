@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import f1_score, precision_recall_fscore_support
+from sklearn.metrics import f1_score, log_loss, precision_recall_fscore_support, roc_auc_score
 
 from kerasclf.analysis.calibration import expected_calibration_error
 from kerasclf.errors import ConfigError, DataError
@@ -29,6 +29,9 @@ __all__ = [
     "confusion_fractions",
     "per_sample_loss",
     "binary_positive_probs",
+    "auroc",
+    "multiclass_log_loss",
+    "mean_attribute_accuracy",
 ]
 
 _EPS = 1e-7
@@ -135,6 +138,44 @@ def per_sample_loss(y_true: Any, probs: Any, task: str) -> np.ndarray:
     y = _labels(y_true, task, p.shape[1])
     pc = np.clip(p, _EPS, 1 - _EPS)
     return -(y * np.log(pc) + (1 - y) * np.log(1 - pc)).mean(axis=1)
+
+
+def auroc(in_scores: Any, out_scores: Any) -> float:
+    """Area under the ROC curve of telling ``out`` (the positives) from ``in`` by a score
+    (higher = more likely ``out``), e.g. an OOD score on in- and out-of-distribution images.
+
+    Example:
+        >>> auroc([0.1, 0.2, 0.6], [0.5, 0.9])
+        0.8333333333333334
+    """
+    a = np.asarray(in_scores, dtype="float64").reshape(-1)
+    b = np.asarray(out_scores, dtype="float64").reshape(-1)
+    return float(roc_auc_score(np.r_[np.zeros(len(a)), np.ones(len(b))], np.r_[a, b]))
+
+
+def multiclass_log_loss(y_true: Any, probs: Any) -> float:
+    """Mean cross-entropy of int labels under ``(N, K)`` probabilities; each row is clipped to
+    ``[1e-7, 1]`` and renormalised first, so a class a model never saw (probability 0) is finite.
+
+    Example:
+        >>> round(multiclass_log_loss([0, 1], [[0.5, 0.5], [0.0, 1.0]]), 4)
+        0.3466
+    """
+    p = np.clip(np.asarray(probs, dtype="float64"), _EPS, 1.0)
+    return float(log_loss(np.asarray(y_true, dtype=int), p / p.sum(axis=1, keepdims=True),
+                          labels=list(range(p.shape[1]))))
+
+
+def mean_attribute_accuracy(y_true: Any, probs: Any, threshold: float | Sequence[float] = 0.5) -> float:
+    """Multi-label accuracy averaged over every (image, attribute) pair, at ``threshold`` (a scalar
+    or one per attribute); what Keras' ``binary_accuracy`` reports.
+
+    Example:
+        >>> mean_attribute_accuracy([[1, 0], [1, 1]], [[0.9, 0.2], [0.4, 0.7]], [0.5, 0.5])
+        0.75
+    """
+    y = _labels(y_true, "multilabel", 0)
+    return float(np.mean(probs_to_pred(probs, "multilabel", threshold) == y))
 
 
 def choose_thresholds(y_true: Any, probs: Any, *, grid: Sequence[float] | None = None,
@@ -245,7 +286,7 @@ def classification_metrics(y_true: Any, probs: Any, task: str, class_names: Sequ
                          "recall": float(rc[0]), "f1": float(f1[0]), "support": int(y[:, k].sum()),
                          "threshold": float(thr[k])}
         out.update({
-            "accuracy": float((y == pred).mean()),
+            "accuracy": mean_attribute_accuracy(y, p, thr),
             "subset_accuracy": float((y == pred).all(axis=1).mean()),
             "mean_accuracy": float(np.mean([v["accuracy"] for v in per.values()])),
             "mean_f1": float(np.mean([v["f1"] for v in per.values()])),

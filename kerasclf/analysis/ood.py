@@ -31,8 +31,8 @@ from typing import Any
 import keras
 import numpy as np
 from sklearn.covariance import LedoitWolf
-from sklearn.metrics import roc_auc_score
 
+from kerasclf.analysis.metrics import auroc  # re-exported: benchmarks and tests import it from here
 from kerasclf.data.pipeline import split_arrays
 from kerasclf.errors import ModelError
 from kerasclf.zoo.cut import feature_model
@@ -112,12 +112,6 @@ def ood_scores(kind: str, outputs: dict[str, np.ndarray], *, means: np.ndarray |
         d = np.stack([np.einsum("nd,de,ne->n", f - mu, precision, f - mu) for mu in means], axis=1)
         return np.sqrt(np.maximum(d.min(1), 0.0))
     raise ModelError(f"unknown OOD score '{kind}'; use one of {', '.join(KINDS)}")
-
-
-def auroc(in_scores: np.ndarray, out_scores: np.ndarray) -> float:
-    """Area under the ROC curve of telling ``out`` (positive) from ``in`` by the score."""
-    y = np.r_[np.zeros(len(in_scores)), np.ones(len(out_scores))]
-    return float(roc_auc_score(y, np.r_[in_scores, out_scores]))
 
 
 @dataclass

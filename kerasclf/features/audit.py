@@ -29,12 +29,12 @@ from typing import Any
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import log_loss
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from kerasclf._files import write_rows
+from kerasclf.analysis.metrics import multiclass_log_loss
 from kerasclf.analysis.label_issues import ISSUE_COLUMNS, label_issue_sections
 from kerasclf.analysis.plots import plot_gallery
 from kerasclf.analysis.report import write_report
@@ -126,8 +126,7 @@ def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, *, folds
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 clf.fit(x[train], y[train])
             probs[np.ix_(test, clf.classes_)] = clf.predict_proba(x[test])
-        clipped = np.clip(probs, 1e-7, 1.0)
-        loss = float(log_loss(y, clipped / clipped.sum(1, keepdims=True), labels=list(range(k))))
+        loss = multiclass_log_loss(y, probs)
         losses[str(c)] = round(loss, 4)
         if best is None or loss < best[1]:
             best = (c, loss, probs)

@@ -4,8 +4,11 @@ import json
 import numpy as np
 import pytest
 
-from kerasclf.analysis.metrics import (choose_thresholds, classification_metrics, confusion_fractions,
-                                       per_sample_loss, probs_to_pred)
+from kerasclf.analysis import ood
+from kerasclf.analysis.metrics import (auroc, choose_thresholds, classification_metrics, confusion_fractions,
+                                       mean_attribute_accuracy, multiclass_log_loss, per_sample_loss,
+                                       probs_to_pred)
+from kerasclf.features import audit
 from kerasclf.errors import DataError
 
 
@@ -75,3 +78,20 @@ def test_errors_are_kerasclf_errors():
         classification_metrics([0, 1], np.eye(3)[:2], "multiclass", ["a", "b"])
     with pytest.raises(DataError, match="labels must lie"):
         classification_metrics([0, 5], np.eye(3)[:2], "multiclass", ["a", "b", "c"])
+
+
+def test_auroc_log_loss_attribute_accuracy_live_here_and_are_used():
+    """The metrics the OOD flag, the audit and evaluate.attribute_accuracy report are the ones here."""
+    assert ood.auroc is auroc and audit.multiclass_log_loss is multiclass_log_loss
+    assert auroc([0.1, 0.2, 0.6], [0.5, 0.9]) == pytest.approx(5 / 6)   # 5 of 6 pairs ordered
+    assert auroc([0.0, 0.0], [1.0]) == 1.0 and auroc([1.0], [0.0]) == 0.0
+    # a class the model never gave probability: clipped to 1e-7 and renormalised, so finite
+    assert multiclass_log_loss([0, 1], [[0.5, 0.5], [0.0, 1.0]]) == pytest.approx(np.log(2) / 2, abs=1e-5)
+    assert np.isfinite(multiclass_log_loss([0, 2], [[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]))
+    y = np.array([[1, 0], [1, 1], [0, 0]])
+    p = np.array([[0.9, 0.2], [0.4, 0.7], [0.3, 0.6]])
+    assert mean_attribute_accuracy(y, p) == pytest.approx(4 / 6)
+    assert mean_attribute_accuracy(y, p, [0.35, 0.65]) == 1.0
+    assert mean_attribute_accuracy(y > 0.5, np.broadcast_to(np.array([True, False]), y.shape)) == pytest.approx(4 / 6)
+    m = classification_metrics(y, p, "multilabel", ["a", "b"], threshold=[0.35, 0.5])
+    assert m["accuracy"] == pytest.approx(5 / 6)
