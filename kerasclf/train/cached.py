@@ -64,10 +64,13 @@ def can_cache(model: keras.Model) -> bool:
     return {id(w) for w in model.trainable_weights} == {id(w) for w in head.trainable_weights}
 
 
-def cached_features(model: keras.Model, ds: Any, views: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def cached_features(model: keras.Model, ds: Any, views: int = 1, *,
+                    cut: keras.Model | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Pooled features and labels of every batch of ``ds``, ``views`` passes stacked: ``(V, N, D)``
-    and ``(V, N, ...)``. A training dataset with augmentation gives a new view each pass."""
-    cut = feature_model(model, FEATURES)
+    and ``(V, N, ...)``. A training dataset with augmentation gives a new view each pass. Pass the
+    same ``cut`` (``feature_model(model, FEATURES)``) for several splits: its compiled predict
+    step is traced once instead of once per split."""
+    cut = cut or feature_model(model, FEATURES)
     xs, ys = [], []
     for _ in range(views):
         fx, fy = [], []

@@ -41,7 +41,7 @@ from kerasclf.data.spec import DataSpec
 from kerasclf.errors import ConfigError, RunExistsError
 from kerasclf.io import model_card, save_model, write_card
 from kerasclf.train.autoencoder import as_reconstruction, plot_reconstructions, reconstruction_error
-from kerasclf.train.cached import can_cache, cached_features, feature_dataset, head_model
+from kerasclf.train.cached import FEATURES, can_cache, cached_features, feature_dataset, head_model
 from kerasclf.train.callbacks import make_callbacks, monitor_mode
 from kerasclf.train.distribute import (
     chief_path,
@@ -59,6 +59,7 @@ from kerasclf.train.recipe import OptimizerCfg, Recipe, TrainCfg
 from kerasclf.train.resume import backup_epoch, best_so_far, check_same_recipe
 from kerasclf.train.speed import apply_speed_settings
 from kerasclf.zoo import ModelCfg, build, get_cfg
+from kerasclf.zoo.cut import feature_model
 
 __all__ = ["train", "RunResult", "RunData", "prepare_run_dir", "prepare_data", "build_model", "fit_stage",
            "finish_run", "lr_find_recipe", "compile_for_task", "predict_dataset"]
@@ -326,14 +327,15 @@ def _cache_views(cfg_t: TrainCfg, model: keras.Model, data: RunData, strategy: A
 def _cached_data(model: keras.Model, data: RunData, views: int, cfg_t: TrainCfg, run_dir: Path,
                  resume: bool) -> RunData:
     """``data`` with the training and validation splits as cached pooled features."""
-    xt, yt = cached_features(model, data.datasets["train"], views)
+    cut = feature_model(model, FEATURES)  # one cut for both splits: its predict step is traced once
+    xt, yt = cached_features(model, data.datasets["train"], views, cut=cut)
     data.passes, data.consumed = data.passes + views, data.consumed + views
     first = backup_epoch(run_dir / "backup" / "stage1") if resume else 0
     train = feature_dataset(xt, yt, data.batch_size, shuffle=data.shuffle,
                             seed=cfg_t.seed, first_epoch=first)
     val = None
     if data.datasets["val"] is not None:
-        xv, yv = cached_features(model, data.datasets["val"], 1)
+        xv, yv = cached_features(model, data.datasets["val"], 1, cut=cut)
         val = tf.data.Dataset.from_tensor_slices((xv[0], yv[0])).batch(data.batch_size)
     return dataclasses.replace(data, datasets={"train": train, "val": val, "test": None}, passes=0, consumed=0)
 
