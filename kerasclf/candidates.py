@@ -45,7 +45,7 @@ from kerasclf.features.heads import HeadPipeline, load_head, save_head
 from kerasclf.io import LoadedModel, load_model, model_card, save_model, write_card
 
 __all__ = ["KINDS", "Member", "Configuration", "MemberAverage", "candidate_configs", "config_probs", "predict_probs",
-           "save_configuration", "load_configuration"]
+           "save_configuration", "load_configuration", "largest_size"]
 
 KINDS = ("single", "tta", "ensemble")
 HEAD_FILES = ("head.skops", "head.json", "head.extractor.keras")
@@ -70,10 +70,12 @@ class Member:
 
     @property
     def sklearn(self) -> bool:
+        """True when the member is a scikit-learn head (``head.skops``), False for a Keras model."""
         return (self.run_dir / "head.skops").is_file()
 
     @property
     def artifact(self) -> Path:
+        """The member's file: ``head.skops`` or ``model.keras`` in ``run_dir``."""
         return self.run_dir / ("head.skops" if self.sklearn else "model.keras")
 
     def predictor(self, tta: bool = False) -> LoadedModel | HeadPipeline:
@@ -88,6 +90,12 @@ class Member:
 
     @property
     def image_size(self) -> tuple[int, int]:
+        """``(height, width)`` the member was trained at (read from its saved metadata).
+
+        Example:
+            >>> Member("cnn", "runs/cmp/models/cnn").image_size      # doctest: +SKIP
+            (32, 32)
+        """
         size = self.predictor(False).image_size
         if not size:
             raise ModelError(f"{self.artifact}: no image size recorded; re-run this model of the comparison")
@@ -120,9 +128,16 @@ class Configuration:
 
     @property
     def one_member(self) -> bool:
+        """True for a single model (alone or with TTA), False for an ensemble."""
         return len(self.members) == 1
 
     def to_dict(self) -> dict[str, Any]:
+        """The configuration as JSON-ready fields (``configuration``, ``kind``, ``members``, ``tta``).
+
+        Example:
+            >>> Configuration("a+tta", "tta", ["a"], tta=True).to_dict()["members"]
+            ['a']
+        """
         return {"configuration": self.label, "kind": self.kind, "members": list(self.members), "tta": self.tta}
 
 
@@ -143,6 +158,22 @@ def candidate_configs(ranked: Sequence[str], *, tta: bool, ensemble: int) -> lis
         if tta:
             out.append(Configuration(f"ensemble+tta({','.join(top)})", "ensemble", top, tta=True))
     return out
+
+
+def largest_size(sizes: Sequence[tuple[int, int]]) -> tuple[int, int]:
+    """The ``(height, width)`` with the most pixels (ties: the taller), the size an ensemble of
+    members trained at different sizes records: each member resizes to its own size inside, so
+    feeding the largest loses nothing. (``max`` over tuples compared the heights first, so it
+    picked ``(224, 100)`` over ``(160, 160)``.)
+
+    Example:
+        >>> largest_size([(224, 100), (160, 160)])
+        (160, 160)
+    """
+    if not sizes:
+        raise ModelError("no member sizes to choose from; a configuration needs at least one member")
+    h, w = max(((int(a), int(b)) for a, b in sizes), key=lambda s: (s[0] * s[1], s[0], s[1]))
+    return h, w
 
 
 def predict_probs(predictor: Any, images: np.ndarray, task: str) -> np.ndarray:
@@ -195,7 +226,7 @@ def save_configuration(cfg: Configuration, members: dict[str, Member], folder: s
         models = [m.predictor(cfg.tta).model for m in chosen]
         model = models[0] if len(models) == 1 else ensemble_model(models)
         sizes = [m.image_size for m in chosen]
-        meta = {"class_names": list(class_names), "task": task, "image_size": list(max(sizes)),
+        meta = {"class_names": list(class_names), "task": task, "image_size": list(largest_size(sizes)),
                 "model_name": cfg.label, "num_outputs": int(model.outputs[0].shape[-1]), "threshold": 0.5,
                 "configuration": cfg.to_dict()}
         path = save_model(model, folder / "model.keras", meta=meta)
@@ -246,9 +277,11 @@ class MemberAverage:
 
     @property
     def image_size(self) -> tuple[int, int]:
-        return max(m.image_size for m in self.members)
+        """The largest member input size (by area): :func:`largest_size` of the members' sizes."""
+        return largest_size([m.image_size for m in self.members])
 
     def predict(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Mean probabilities of the members, each on ``images`` resized to its own size."""
         images = np.asarray(images)
         spec = DataSpec(class_names=["_"], labels=np.zeros(len(images), int), images=images, source="images")
         cfg = Configuration("members", "ensemble", [m.label for m in self.members], tta=self.tta)

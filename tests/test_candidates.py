@@ -9,9 +9,11 @@ import keras
 import numpy as np
 import pytest
 
-from kerasclf.candidates import Configuration, Member, config_probs, load_configuration, predict_probs, save_configuration
+from kerasclf.candidates import (Configuration, Member, MemberAverage, config_probs, largest_size, load_configuration,
+                                 predict_probs, save_configuration)
 from kerasclf.data import splits
 from kerasclf.data.spec import DataSpec
+from kerasclf.errors import ModelError
 from kerasclf.experiment import _choose, _row
 from kerasclf.features import extract_features, fit_head, save_head
 from kerasclf.io import save_model
@@ -126,3 +128,22 @@ def test_saved_configurations_reproduce_what_was_scored(members, tmp_path):
     tta = config_probs(Configuration("weak_a+tta", "tta", ["weak_a"], tta=True), ms, lambda size: x, "multiclass")
     np.testing.assert_allclose(tta, (plain + mirror) / 2, atol=1e-5)
     assert np.abs(tta - plain).max() > 1e-4
+
+
+def test_mixed_size_ensemble_records_the_largest_size_by_area(tmp_path):
+    """Members at (24, 8) and (16, 16): the saved ensemble records (16, 16), the one with more
+    pixels; ``max`` over the tuples picked (24, 8) (larger height) and threw away resolution."""
+    assert largest_size([(224, 100), (160, 160)]) == (160, 160)
+    assert largest_size([(8, 32), (16, 16)]) == (16, 16)           # tie on area: the taller
+    with pytest.raises(ModelError, match="at least one member"):
+        largest_size([])
+    ms = {}
+    for label, size in (("tall", (24, 8)), ("square", (16, 16))):
+        save_model(tiny_cnn(3, (*size, 3)), tmp_path / label / "model.keras",
+                   meta={"class_names": NAMES, "task": "multiclass", "image_size": list(size)})
+        ms[label] = Member(label, tmp_path / label)
+    cfg = Configuration("ensemble(tall,square)", "ensemble", ["tall", "square"])
+    save_configuration(cfg, ms, tmp_path / "chosen", class_names=NAMES, task="multiclass")
+    loaded = load_configuration(tmp_path / "chosen")
+    assert tuple(loaded.image_size) == (16, 16)
+    assert MemberAverage(list(ms.values()), tta=False, task="multiclass", class_names=NAMES).image_size == (16, 16)
