@@ -263,8 +263,9 @@ _ITERATORS_PER_EPOCH = 2
 
 
 def _fit_stage_one(model: keras.Model, data: RunData, *, cfg_t: TrainCfg, run_dir: Path, steps: int,
-                   resume: bool, **kw: Any) -> tuple[int, float | None]:
-    """Stage 1 (or the only stage); a resumed run whose stage 1 finished loads its weights instead."""
+                   resume: bool, speed: dict[str, Any], **kw: Any) -> tuple[int, float | None]:
+    """Stage 1 (or the only stage); a resumed run whose stage 1 finished loads its weights instead.
+    ``speed``: the run's :func:`~kerasclf.train.speed.apply_speed_settings` (the cached head compiles with it)."""
     marker = run_dir / "checkpoints" / "stage1.json"
     if resume and marker.is_file():
         done = json.loads(marker.read_text())
@@ -277,7 +278,7 @@ def _fit_stage_one(model: keras.Model, data: RunData, *, cfg_t: TrainCfg, run_di
         head = head_model(model)
         fit_model, fit_data = head, _cached_data(model, data, views, cfg_t, run_dir, resume)
         fit_cfg = dataclasses.replace(cfg_t, steps_per_epoch=steps)
-        kw["compile_fn"] = _head_compile(head, data, cfg_t)
+        kw["compile_fn"] = _head_compile(head, data, cfg_t, speed)
     lr = _resolve_lr(cfg_t.optimizer.learning_rate, fit_model, fit_data, cfg_t, cfg_t.optimizer, run_dir,
                      "stage1", resume, kw["compile_fn"])
 
@@ -340,11 +341,16 @@ def _cached_data(model: keras.Model, data: RunData, views: int, cfg_t: TrainCfg,
     return dataclasses.replace(data, datasets={"train": train, "val": val, "test": None}, passes=0, consumed=0)
 
 
-def _head_compile(head: keras.Model, data: RunData, cfg_t: TrainCfg) -> Callable[[Any], None]:
-    """Compile ``head`` (or any classifier of the run) with the run's loss and metrics."""
+def _speed_kw(speed: dict[str, Any]) -> dict[str, Any]:
+    """The ``compile`` arguments of the run's speed settings (what :func:`apply_speed_settings` chose)."""
+    return {"jit_compile": speed["jit_compile"], "steps_per_execution": speed["steps_per_execution"]}
+
+
+def _head_compile(head: keras.Model, data: RunData, cfg_t: TrainCfg, speed: dict[str, Any]) -> Callable[[Any], None]:
+    """Compile ``head`` (or any classifier of the run) with the run's loss, metrics and speed settings."""
     def compile_fn(optimizer: Any) -> None:
         compile_for_task(head, data.spec.task, optimizer, label_smoothing=cfg_t.label_smoothing, one_hot=data.one_hot,
-                         steps_per_execution=16)  # a head step is tiny: Keras's per-step overhead dominates
+                         **_speed_kw(speed))
 
     return compile_fn
 
@@ -556,7 +562,7 @@ def _train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fa
         cfg_t = _loss_monitors(cfg_t)
 
     def compile_fn(optimizer: Any) -> None:  # both stages: the run's loss, metrics and speed settings
-        fast = dict(jit_compile=speed["jit_compile"], steps_per_execution=speed["steps_per_execution"])
+        fast = _speed_kw(speed)
         if autoencoder:
             model.compile(optimizer=optimizer, loss="mse", **fast)
         else:
@@ -568,7 +574,7 @@ def _train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fa
     fit_kw = dict(cfg_t=cfg_t, run_dir=run_dir, compile_fn=compile_fn, strategy=strategy, history=history,
                   verbose=verbose, callbacks=callbacks, class_weight=_class_weight(cfg_t, data, autoencoder))
     t0 = time.perf_counter()
-    epochs_done, best = _fit_stage_one(model, data, steps=steps, resume=resume, **fit_kw)
+    epochs_done, best = _fit_stage_one(model, data, steps=steps, resume=resume, speed=speed, **fit_kw)
     if cfg_t.fine_tune is not None and cfg_t.fine_tune.epochs > 0:
         _fit_fine_tune(model, data, recipe, model_cfg, epochs_done=epochs_done, best=best, replicas=replicas,
                        steps=steps, resume=resume, **fit_kw)
@@ -595,6 +601,7 @@ def lr_find_recipe(recipe: Recipe, *, stage: int = 1, out: str | Path = "lr_find
         raise ConfigError("lr-find --stage 2 sweeps the fine-tuning stage; the recipe has no train.fine_tune")
     keras.utils.set_random_seed(cfg_t.seed)
     spec = spec if spec is not None else recipe.data.load_spec()
+    fast = {"jit_compile": "auto", "steps_per_execution": 16}  # as before; train()'s settings are not applied here
     with tempfile.TemporaryDirectory() as tmp:
         data = prepare_data(recipe, spec, Path(tmp), model_cfg, batch_size=recipe.data.batch_size)
         model = build_model(recipe, data, None)
@@ -604,7 +611,7 @@ def lr_find_recipe(recipe: Recipe, *, stage: int = 1, out: str | Path = "lr_find
         if stage == 1 and can_cache(model) and keras.backend.backend() == "tensorflow":
             sweep_model = head_model(model)
             sweep_data = _cached_data(model, data, 1, cfg_t, Path(tmp), False)
-        result = lr_find(sweep_model, sweep_data.datasets["train"], _head_compile(sweep_model, data, cfg_t),
+        result = lr_find(sweep_model, sweep_data.datasets["train"], _head_compile(sweep_model, data, cfg_t, fast),
                          cfg_t.lr_find, optimizer=lambda sweep: make_optimizer(cfg_t.optimizer, learning_rate=sweep))
     plot_lr_find(result, out, chosen=cfg_t.lr_find.suggestion)
     return result

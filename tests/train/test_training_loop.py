@@ -210,3 +210,28 @@ def test_transfer_run_with_found_lr_cached_stage_and_gradual_discriminative_fine
     assert (run / "checkpoints" / "stage2.1.json").is_file() and len(result.history["loss"]) == 3
     backbone = result.model.get_layer("backbone")
     assert any(layer.trainable for layer in backbone.layers)  # both groups open at the end
+
+
+class _CompiledWith(keras.callbacks.Callback):
+    """Records what each fitted model was compiled with."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_train_begin(self, logs=None):
+        self.seen.append((self.model.name, int(self.model.steps_per_execution), self.model.jit_compile))
+
+
+def test_cached_frozen_stage_uses_the_runs_speed_settings(tmp_path):
+    """The cached head compiles with the run's steps_per_execution (it was hard-coded to 16)."""
+    recipe = _recipe(tmp_path, "spe", epochs=1, steps_per_execution=3, cache_frozen=True,
+                     optimizer={"name": "adam", "learning_rate": "find"},
+                     lr_find={"steps": 20, "start": 1e-5, "end": 1.0})
+    recipe.model.name = "backbone_head"
+    recipe.model.options = {"backbone": "MobileNet", "alpha": 0.25, "weights": None}
+    seen = _CompiledWith()
+    result = train(recipe, spec=_spec(32), callbacks=[seen])
+    assert json.loads((result.run_dir / "checkpoints" / "stage1.json").read_text())["cached_views"] == 1
+    assert seen.seen and all(spe == 3 and jit is False for _, spe, jit in seen.seen), seen.seen
+    assert (result.run_dir / "lr_find.json").is_file()
