@@ -280,7 +280,7 @@ def _fit_stage_one(model: keras.Model, data: RunData, *, cfg_t: TrainCfg, run_di
         fit_cfg = dataclasses.replace(cfg_t, steps_per_epoch=steps)
         kw["compile_fn"] = _head_compile(head, data, cfg_t, speed)
     lr = _resolve_lr(cfg_t.optimizer.learning_rate, fit_model, fit_data, cfg_t, cfg_t.optimizer, run_dir,
-                     "stage1", resume, kw["compile_fn"])
+                     "stage1", resume, kw["compile_fn"], kw["verbose"])
 
     def optimizer() -> Any:
         return make_optimizer(cfg_t.optimizer, cfg_t.schedule, steps_per_epoch=steps, epochs=cfg_t.epochs,
@@ -368,9 +368,10 @@ def _full_model_checkpoint(model: keras.Model, head: keras.Model, run_dir: Path)
 
 
 def _resolve_lr(value: float | str, model: keras.Model, data: RunData, cfg_t: TrainCfg, opt_cfg: OptimizerCfg,
-                run_dir: Path, tag: str, resume: bool, compile_fn: Callable[[Any], None]) -> float:
+                run_dir: Path, tag: str, resume: bool, compile_fn: Callable[[Any], None], verbose: int = 1) -> float:
     """A number stays; ``find`` runs the LR finder (weights put back), writes ``lr_find[_stage2].png`` and
-    ``.json`` in the run folder and returns the suggestion (a resumed run reuses the saved one)."""
+    ``.json`` in the run folder and returns the suggestion (a resumed run reuses the saved one); the
+    suggestion is printed unless ``verbose`` is 0."""
     if not isinstance(value, str):
         return float(value)
     stem = "lr_find" if tag == "stage1" else f"lr_find_{tag}"
@@ -388,8 +389,9 @@ def _resolve_lr(value: float | str, model: keras.Model, data: RunData, cfg_t: Tr
     data.passes, data.consumed = data.passes + passes, data.consumed + passes
     saved.write_text(json.dumps({"used": used, "suggestion": cfg_t.lr_find.suggestion, "steps_run": result.steps_run,
                                  **result.to_dict()}))
-    print(f"lr-find ({tag}): valley {result.suggestions['valley']:.2e}, steepest "
-          f"{result.suggestions['steepest']:.2e}; using {used:.2e} ({run_dir / f'{stem}.png'})")
+    if verbose:
+        print(f"lr-find ({tag}): valley {result.suggestions['valley']:.2e}, steepest "
+              f"{result.suggestions['steepest']:.2e}; using {used:.2e} ({run_dir / f'{stem}.png'})")
     return used
 
 
@@ -411,7 +413,7 @@ def _fit_fine_tune(model: keras.Model, data: RunData, recipe: Recipe, model_cfg:
     groups = unfreeze_groups(model, ft)
     factors = lr_factors(groups, ft.lr_decay) if ft.lr_decay < 1 else {}
     lr = _resolve_lr(ft.learning_rate, model, data, cfg_t, cfg_t.optimizer, run_dir, "stage2", resume,
-                     kw["compile_fn"]) * replicas
+                     kw["compile_fn"], kw["verbose"]) * replicas
     schedule = dataclasses.replace(cfg_t.schedule, name=ft.schedule)
     if ft.gradual:  # one more group per epoch, then the rest of the epochs with all of them
         n = min(len(groups), ft.epochs)

@@ -223,8 +223,9 @@ class _CompiledWith(keras.callbacks.Callback):
         self.seen.append((self.model.name, int(self.model.steps_per_execution), self.model.jit_compile))
 
 
-def test_cached_frozen_stage_uses_the_runs_speed_settings(tmp_path):
-    """The cached head compiles with the run's steps_per_execution (it was hard-coded to 16)."""
+def test_cached_frozen_stage_uses_the_runs_speed_settings(tmp_path, capsys):
+    """The cached head compiles with the run's steps_per_execution (it was hard-coded to 16), and a
+    run with verbose 0 that finds its LR prints nothing."""
     recipe = _recipe(tmp_path, "spe", epochs=1, steps_per_execution=3, cache_frozen=True,
                      optimizer={"name": "adam", "learning_rate": "find"},
                      lr_find={"steps": 20, "start": 1e-5, "end": 1.0})
@@ -235,3 +236,4 @@ def test_cached_frozen_stage_uses_the_runs_speed_settings(tmp_path):
     assert json.loads((result.run_dir / "checkpoints" / "stage1.json").read_text())["cached_views"] == 1
     assert seen.seen and all(spe == 3 and jit is False for _, spe, jit in seen.seen), seen.seen
     assert (result.run_dir / "lr_find.json").is_file()
+    assert "lr-find" not in capsys.readouterr().out  # verbose 0: _resolve_lr printed its suggestion before
