@@ -341,6 +341,12 @@ def _cached_data(model: keras.Model, data: RunData, views: int, cfg_t: TrainCfg,
     return dataclasses.replace(data, datasets={"train": train, "val": val, "test": None}, passes=0, consumed=0)
 
 
+def _run_speed(recipe: Recipe) -> dict[str, Any]:
+    """The recipe's speed settings, resolved and applied (Keras's dtype policy) by
+    :func:`~kerasclf.train.speed.apply_speed_settings`; ``train`` and ``lr_find_recipe`` both call it."""
+    return apply_speed_settings(recipe.train, model=recipe.model.options.get("backbone", recipe.model.name))
+
+
 def _speed_kw(speed: dict[str, Any]) -> dict[str, Any]:
     """The ``compile`` arguments of the run's speed settings (what :func:`apply_speed_settings` chose)."""
     return {"jit_compile": speed["jit_compile"], "steps_per_execution": speed["steps_per_execution"]}
@@ -547,7 +553,7 @@ def _train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fa
     if cfg_t.deterministic:  # same results run to run on CPU (slower: see docs/training.md)
         tf.config.experimental.enable_op_determinism()
     # measured defaults for "auto": mixed precision, XLA, steps per execution (train/speed.py)
-    speed = apply_speed_settings(cfg_t, model=recipe.model.options.get("backbone", recipe.model.name))
+    speed = _run_speed(recipe)
     replicas = num_replicas(strategy)
     lr0 = cfg_t.optimizer.learning_rate  # "find": the finder's LR is found at the global batch size
     batch_size, base_lr = scaled_batch_and_lr(recipe.data.batch_size, 1.0 if lr0 == "find" else lr0, replicas)
@@ -603,7 +609,7 @@ def lr_find_recipe(recipe: Recipe, *, stage: int = 1, out: str | Path = "lr_find
         raise ConfigError("lr-find --stage 2 sweeps the fine-tuning stage; the recipe has no train.fine_tune")
     keras.utils.set_random_seed(cfg_t.seed)
     spec = spec if spec is not None else recipe.data.load_spec()
-    fast = {"jit_compile": "auto", "steps_per_execution": 16}  # as before; train()'s settings are not applied here
+    speed = _run_speed(recipe)  # what train() applies: dtype policy, XLA, steps per execution
     with tempfile.TemporaryDirectory() as tmp:
         data = prepare_data(recipe, spec, Path(tmp), model_cfg, batch_size=recipe.data.batch_size)
         model = build_model(recipe, data, None)
@@ -613,7 +619,7 @@ def lr_find_recipe(recipe: Recipe, *, stage: int = 1, out: str | Path = "lr_find
         if stage == 1 and can_cache(model) and keras.backend.backend() == "tensorflow":
             sweep_model = head_model(model)
             sweep_data = _cached_data(model, data, 1, cfg_t, Path(tmp), False)
-        result = lr_find(sweep_model, sweep_data.datasets["train"], _head_compile(sweep_model, data, cfg_t, fast),
+        result = lr_find(sweep_model, sweep_data.datasets["train"], _head_compile(sweep_model, data, cfg_t, speed),
                          cfg_t.lr_find, optimizer=lambda sweep: make_optimizer(cfg_t.optimizer, learning_rate=sweep))
     plot_lr_find(result, out, chosen=cfg_t.lr_find.suggestion)
     return result

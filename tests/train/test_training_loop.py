@@ -10,7 +10,8 @@ from kerasclf.data.spec import DataSpec
 from kerasclf.errors import ConfigError
 from kerasclf.train.cached import can_cache, head_model
 from kerasclf.train.finetune import open_groups, unfreeze_groups
-from kerasclf.train.fit import train
+from kerasclf.train import fit as fit_module
+from kerasclf.train.fit import lr_find_recipe, train
 from kerasclf.train.lr_find import lr_find
 from kerasclf.train.optim import OneCycle, with_lr_factors
 from kerasclf.train.recipe import FineTuneCfg, LRFindCfg, Recipe
@@ -237,3 +238,23 @@ def test_cached_frozen_stage_uses_the_runs_speed_settings(tmp_path, capsys):
     assert seen.seen and all(spe == 3 and jit is False for _, spe, jit in seen.seen), seen.seen
     assert (result.run_dir / "lr_find.json").is_file()
     assert "lr-find" not in capsys.readouterr().out  # verbose 0: _resolve_lr printed its suggestion before
+
+
+def test_lr_find_recipe_applies_the_runs_speed_settings(tmp_path, monkeypatch):
+    """``kerasclf lr-find`` sweeps the model compiled as train() compiles it: the recipe's
+    steps_per_execution and XLA setting and its dtype policy (it used steps_per_execution 16, jit auto)."""
+    seen = []
+
+    def spy(model, ds, compile_fn, cfg, **kw):
+        result = lr_find(model, ds, compile_fn, cfg, **kw)
+        seen.append((int(model.steps_per_execution), model.jit_compile, keras.mixed_precision.global_policy().name))
+        return result
+
+    monkeypatch.setattr(fit_module, "lr_find", spy)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")  # a policy left by something else is reset
+    try:
+        recipe = _recipe(tmp_path, "lrf", steps_per_execution=3, lr_find={"steps": 20, "start": 1e-5, "end": 1.0})
+        lr_find_recipe(recipe, out=tmp_path / "lr.png", spec=_spec(32))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert seen == [(3, False, "float32")] and (tmp_path / "lr.png").is_file()
