@@ -54,6 +54,7 @@ import json
 from importlib import metadata
 import os
 import platform
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -265,16 +266,46 @@ def host_profile() -> dict[str, Any] | None:
 
     ``{"host": key, "mixed_bfloat16": {"conv": ratio, "depthwise": ratio},
     "steps_per_execution": {"8": ratio}, ...}``; a profile of another host (its ``host`` key
-    differs) is ignored.
+    differs) is ignored. A corrupt file (not JSON, or not that shape) is ignored too, with one
+    warning line on stderr per file naming it and the fix.
     """
     path = profile_path()
     if not path.is_file():
         return None
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        problem = _profile_problem(data)
+    except (OSError, ValueError) as exc:
+        problem = f"{type(exc).__name__}: {exc}"
+    if problem:
+        _warn_corrupt_profile(path, problem)
         return None
-    return data if isinstance(data, dict) and data.get("host") == host_key() else None
+    return data if data.get("host") == host_key() else None
+
+
+_WARNED_PROFILES: set[str] = set()
+
+
+def _profile_problem(data: Any) -> str | None:
+    """What is wrong with a parsed profile (``None`` when it has the shape :func:`save_host_profile` writes)."""
+    if not isinstance(data, dict):
+        return f"a JSON {type(data).__name__}, not an object"
+    for setting, kinds in data.items():
+        if setting == "host":
+            continue
+        if not isinstance(kinds, dict) or not all(
+                isinstance(r, (int, float)) and not isinstance(r, bool) for r in kinds.values()):
+            return f"'{setting}' is not a map of kind -> speed ratio"
+    return None
+
+
+def _warn_corrupt_profile(path: Path, problem: str) -> None:
+    """One stderr line per file and process: the profile is ignored, and how to fix it."""
+    if str(path) in _WARNED_PROFILES:
+        return
+    _WARNED_PROFILES.add(str(path))
+    print(f"warning: speed profile {path} is unreadable ({problem}); ignoring it, so 'auto' uses the built-in "
+          f"table; delete the file or rerun `python benchmarks/train.py --save-profile`", file=sys.stderr)
 
 
 def save_host_profile(measured: dict[str, Any], path: str | Path | None = None) -> Path:

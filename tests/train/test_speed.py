@@ -4,6 +4,7 @@ from types import SimpleNamespace
 import pytest
 
 from kerasclf.errors import ConfigError
+from kerasclf.train import speed
 from kerasclf.train.speed import (apply_speed_settings, choose_mixed_precision, device_info, resolve_jit,
                                   resolve_steps_per_execution)
 
@@ -158,7 +159,6 @@ def test_apply_sets_policy_and_keeps_output_float32():
 
 def test_a_host_profile_decides_what_auto_turns_on(monkeypatch, tmp_path):
     """Only settings measured faster on this host: a profile overrides the table both ways."""
-    from kerasclf.train import speed
 
     monkeypatch.delenv("KERASCLF_CPU_BF16", raising=False)
     slower = {"mixed_bfloat16": {"conv": 0.63, "depthwise": 0.8}, "steps_per_execution": {"8": 0.9}}
@@ -184,3 +184,16 @@ def test_a_host_profile_decides_what_auto_turns_on(monkeypatch, tmp_path):
     assert got["mixed_bfloat16"] == {"conv": 0.7, "depthwise": 0.8} and got["steps_per_execution"] == {"8": 0.9}
     (tmp_path / "p.json").write_text('{"host": "another", "mixed_bfloat16": {"conv": 9}}')
     assert speed.host_profile() is None  # another host's measurements do not apply here
+
+
+@pytest.mark.parametrize("text", ['{"host": "x", "mixed_bfloat16": {"conv"', "[1, 2]",
+                                  '{"steps_per_execution": {"8": "fast"}}'])
+def test_a_corrupt_host_profile_warns_once_naming_the_file_then_falls_back(monkeypatch, tmp_path, capsys, text):
+    path = tmp_path / "p.json"
+    path.write_text(text)
+    monkeypatch.setenv("KERASCLF_SPEED_PROFILE", str(path))
+    monkeypatch.setattr(speed, "_WARNED_PROFILES", set())
+    assert speed.host_profile() is None and speed.host_profile() is None
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(path) in err[0] and "delete the file or rerun" in err[0], err
+    assert resolve_steps_per_execution("auto", profile=speed.host_profile()) == 8  # the table's choice
