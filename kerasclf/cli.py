@@ -397,16 +397,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", action="store_true", dest="tf_logs",
                    help="show TensorFlow's C++ start-up lines (give it before the command: "
                         "kerasclf --verbose zoo); same as KERASCLF_VERBOSE=1")
-    p.add_argument("--quiet", action="store_true",
-                   help="no progress bars (give it before the command: kerasclf --quiet check DIR); bars are "
-                        "drawn only when stderr is a terminal anyway; same as KERASCLF_QUIET=1")
+    quiet_help = ("no progress bars (before or after the command: kerasclf --quiet check DIR or kerasclf check "
+                  "DIR --quiet); bars are drawn only when stderr is a terminal anyway; same as KERASCLF_QUIET=1")
+    p.add_argument("--quiet", action="store_true", help=quiet_help)
+    # every command takes --quiet too; SUPPRESS: a command's own default must not undo `kerasclf --quiet CMD`
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help=quiet_help)
     sub = p.add_subparsers(dest="command", required=True)
 
     def verbosity(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--verbose", type=int, default=None, choices=(0, 1, 2),
                         help="Keras progress: 0 silent, 1 bar, 2 one line per epoch")
 
-    d = sub.add_parser("demo", help="train the demo model on the bundled digits, offline")
+    d = sub.add_parser("demo", parents=[common], help="train the demo model on the bundled digits, offline")
     d.add_argument("--overwrite", action="store_true", help="replace runs/demo if it exists")
     d.add_argument("--epochs", type=int, default=None)
     d.add_argument("--output-dir", default="runs")
@@ -416,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     verbosity(d)
     d.set_defaults(func=cmd_demo)
 
-    t = sub.add_parser("train", help="train one recipe (YAML) into runs/<name>/")
+    t = sub.add_parser("train", parents=[common], help="train one recipe (YAML) into runs/<name>/")
     t.add_argument("recipe", help="a YAML recipe path or a built-in recipe name (see `kerasclf recipes`)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a recipe key, e.g. --set train.epochs=3 (repeatable)")
@@ -427,7 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     verbosity(t)
     t.set_defaults(func=cmd_train)
 
-    lf = sub.add_parser("lr-find", help="LR finder: sweep the LR on a recipe's data, plot, suggest (trains nothing)")
+    lf = sub.add_parser("lr-find", parents=[common], help="LR finder: sweep the LR on a recipe's data, plot, suggest (trains nothing)")
     lf.add_argument("recipe", help="recipe YAML file or built-in name")
     lf.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe key (repeatable)")
     lf.add_argument("--stage", type=int, choices=(1, 2), default=1,
@@ -435,15 +438,15 @@ def build_parser() -> argparse.ArgumentParser:
     lf.add_argument("--out", default="lr_find.png", help="where the plot goes (default lr_find.png)")
     lf.set_defaults(func=cmd_lr_find)
 
-    z = sub.add_parser("zoo", help="list the models: name, family, params, default input size")
+    z = sub.add_parser("zoo", parents=[common], help="list the models: name, family, params, default input size")
     z.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. '*net*'")
     z.add_argument("--no-params", action="store_true", help="skip building models to count params")
     z.set_defaults(func=cmd_zoo)
 
-    rc = sub.add_parser("recipes", help="list the built-in recipes: name and description")
+    rc = sub.add_parser("recipes", parents=[common], help="list the built-in recipes: name and description")
     rc.set_defaults(func=cmd_recipes)
 
-    pr = sub.add_parser("predict", help="classify image files or folders with a saved model")
+    pr = sub.add_parser("predict", parents=[common], help="classify image files or folders with a saved model")
     pr.add_argument("model", help="a .keras / .h5 file, an export folder, or a head/clusters .skops")
     pr.add_argument("paths", nargs="+", help="image files and/or folders")
     pr.add_argument("--top-k", type=int, default=3)
@@ -456,7 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_facts(pr)
     pr.set_defaults(func=cmd_predict)
 
-    ex = sub.add_parser("export", help="export a saved model to ONNX / LiteRT / OpenVINO / SavedModel, verified")
+    ex = sub.add_parser("export", parents=[common], help="export a saved model to ONNX / LiteRT / OpenVINO / SavedModel, verified")
     ex.add_argument("model", help="a .keras / .h5 file (inside its run folder, its validation split checks the export)")
     ex.add_argument("--format", required=True, choices=tuple(FORMATS),
                     help="keras: only with --tta/--ensemble (one baked Keras model)")
@@ -477,12 +480,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_facts(ex)
     ex.set_defaults(func=cmd_export)
 
-    inf = sub.add_parser("info", help="print the model card of a saved or exported model")
+    inf = sub.add_parser("info", parents=[common], help="print the model card of a saved or exported model")
     inf.add_argument("model")
     inf.add_argument("--json", action="store_true", help="the full card as JSON")
     inf.set_defaults(func=cmd_info)
 
-    ev = sub.add_parser("evaluate", help="accuracy of a saved model on a folder of class subfolders")
+    ev = sub.add_parser("evaluate", parents=[common], help="accuracy of a saved model on a folder of class subfolders")
     ev.add_argument("model")
     ev.add_argument("data")
     ev.add_argument("--batch-size", type=int, default=32)
@@ -490,7 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_facts(ev)
     ev.set_defaults(func=cmd_evaluate)
 
-    cp = sub.add_parser("compare", help="train several models on one split; leaderboard + report")
+    cp = sub.add_parser("compare", parents=[common], help="train several models on one split; leaderboard + report")
     cp.add_argument("recipe", help="a comparison recipe (YAML with a models: list)")
     cp.add_argument("--set", action="append", metavar="KEY=VALUE")
     cp.add_argument("--output-dir")
@@ -500,7 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
     verbosity(cp)
     cp.set_defaults(func=cmd_compare)
 
-    an = sub.add_parser("analyze", help="curves, confusion, galleries, Grad-CAM, embeddings, calibration, report")
+    an = sub.add_parser("analyze", parents=[common], help="curves, confusion, galleries, Grad-CAM, embeddings, calibration, report")
     an.add_argument("target", help="a run folder (runs/<name>) or a model file")
     an.add_argument("data", nargs="?", help="with a model file: a folder of class subfolders")
     an.add_argument("--split", default="test", choices=("test", "val"), help="which split of a run")
@@ -511,7 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_facts(an)
     an.set_defaults(func=cmd_analyze)
 
-    fe = sub.add_parser("features", help="extract (and cache) pooled features of a model on a dataset")
+    fe = sub.add_parser("features", parents=[common], help="extract (and cache) pooled features of a model on a dataset")
     fe.add_argument("model", help="zoo name (resnet50_features), .keras file of a trained model")
     fe.add_argument("data", help="a folder, or 'digits'")
     fe.add_argument("--layer", default="auto", help="feature layer (default: the zoo model's, else \"features\", else "
@@ -524,7 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_builder_options(fe)
     fe.set_defaults(func=cmd_features)
 
-    cl = sub.add_parser("cluster", help="PCA + KMeans on features; montages and a names template")
+    cl = sub.add_parser("cluster", parents=[common], help="PCA + KMeans on features; montages and a names template")
     cl.add_argument("data", help="a folder (class subfolders optional), or 'digits'")
     cl.add_argument("--features", default="resnet50_features", help="zoo name or model file")
     cl.add_argument("--weights", default="default", help="imagenet | none | a weights file")
@@ -540,7 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_builder_options(cl)
     cl.set_defaults(func=cmd_cluster)
 
-    ad = sub.add_parser("adopt", help="save a model kerasclf did not train once with its class names, task, "
+    ad = sub.add_parser("adopt", parents=[common], help="save a model kerasclf did not train once with its class names, task, "
                                       "input size and preprocessing inside (+ model card)")
     ad.add_argument("model", help="a .keras / .h5 file saved by Keras (e.g. from a notebook)")
     ad.add_argument("--out", required=True, help="the adopted model (.keras or .h5)")
@@ -548,7 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_facts(ad)
     ad.set_defaults(func=cmd_adopt)
 
-    au = sub.add_parser("audit", help="find likely mislabelled images: out-of-fold probabilities + cleanlab; "
+    au = sub.add_parser("audit", parents=[common], help="find likely mislabelled images: out-of-fold probabilities + cleanlab; "
                                       "label_issues.csv, an HTML gallery, estimated label errors per class")
     au.add_argument("data", nargs="?", help="a folder of class subfolders (not with --run)")
     au.add_argument("--run", help="a run folder: audit its data with its model's features; writes <run>/audit "
@@ -572,13 +575,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_builder_options(au)
     au.set_defaults(func=cmd_audit)
 
-    ca = sub.add_parser("convert-artifact", help="re-save an old head/clusters .joblib you made yourself as .skops")
+    ca = sub.add_parser("convert-artifact", parents=[common], help="re-save an old head/clusters .joblib you made yourself as .skops")
     ca.add_argument("path", help="the old .joblib file")
     ca.add_argument("--trust", action="store_true",
                     help="required: loading a joblib file runs any code it holds; give it only for your own file")
     ca.set_defaults(func=cmd_convert_artifact)
 
-    ck = sub.add_parser("check", help="health check of an image folder (bad files, duplicates, balance)")
+    ck = sub.add_parser("check", parents=[common], help="health check of an image folder (bad files, duplicates, balance)")
     ck.add_argument("data")
     ck.add_argument("--json", help="write the report as JSON here")
     ck.add_argument("--strict", action="store_true", help="exit 1 when bad files are found")

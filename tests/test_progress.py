@@ -1,10 +1,11 @@
 """Progress bars: drawn with a count and a rate on a terminal, silent in a pipe or with --quiet."""
+import argparse
 import io
 
 import pytest
 
 from kerasclf import _progress
-from kerasclf.cli import main
+from kerasclf.cli import build_parser, main
 from kerasclf.io import save_model
 from kerasclf.predict import predict_paths
 from kerasclf.testing import tiny_cnn, write_image_folder
@@ -56,5 +57,19 @@ def test_check_bar_and_the_global_quiet_flag(folder_and_model, monkeypatch, caps
     try:
         assert main(["--quiet", "check", str(folder)]) == 0
         assert term.getvalue() == ""
+        _progress.set_quiet(False)
+        assert main(["check", str(folder), "--quiet"]) == 0  # after the command too
+        assert term.getvalue() == ""
     finally:
         _progress.set_quiet(False)
+
+
+def test_every_command_takes_quiet_before_or_after_it():
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert len(commands) > 10
+    for name, sp in commands.items():
+        assert "--quiet" in sp._option_string_actions, name
+    assert parser.parse_args(["predict", "m.keras", "x.png", "--quiet"]).quiet is True
+    assert parser.parse_args(["--quiet", "predict", "m.keras", "x.png"]).quiet is True  # not undone by the command
+    assert parser.parse_args(["predict", "m.keras", "x.png"]).quiet is False
