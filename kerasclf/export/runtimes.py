@@ -109,13 +109,7 @@ def open_session(path: str | Path, runtime: str, *, threads: int | None = None) 
         name = sess.get_inputs()[0].name
         return lambda x: sess.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0]
     if runtime == "openvino":
-        ov = require("openvino", "OpenVINO")
-        # f32: on CPUs with bf16 units OpenVINO would otherwise compute in bf16 (measured 4.8e-4 off Keras)
-        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32"}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = threads
-        compiled = ov.Core().compile_model(path, "CPU", config)
-        return lambda x: np.asarray(compiled(np.ascontiguousarray(x, dtype=np.float32))[0])
+        return _openvino_session(path, threads)
     if runtime == "litert":
         require("ai_edge_litert", "LiteRT")
         interp = importlib.import_module("ai_edge_litert.interpreter").Interpreter(model_path=path, num_threads=threads)
@@ -132,6 +126,34 @@ def open_session(path: str | Path, runtime: str, *, threads: int | None = None) 
             return interp.get_tensor(out).copy()
         return run
     raise ModelError(f"open_session: no session for runtime '{runtime}'; use onnxruntime, openvino or litert")
+
+
+def _openvino_session(path: str, threads: int | None) -> Callable[[np.ndarray], np.ndarray]:
+    """OpenVINO compiled with the THROUGHPUT hint: a batch is split over the infer requests it
+    suggests and run asynchronously (EfficientNetB0 at 224 on 2 cores: 3.0x Keras ``predict``,
+    against 1.8x for one synchronous call with the LATENCY hint, docs/benchmarks.md); a batch
+    smaller than twice the number of requests runs as one call."""
+    ov = require("openvino", "OpenVINO")
+    # f32: on CPUs with bf16 units OpenVINO would otherwise compute in bf16 (measured 4.8e-4 off Keras)
+    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "THROUGHPUT"}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    compiled = ov.Core().compile_model(path, "CPU", config)
+    requests = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+    queue = ov.AsyncInferQueue(compiled, requests)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if requests == 1 or len(x) < 2 * requests:
+            return np.asarray(compiled(x)[0])
+        chunks = np.array_split(x, requests)
+        outs: list[Any] = [None] * len(chunks)
+        queue.set_callback(lambda req, i: outs.__setitem__(i, req.get_output_tensor(0).data.copy()))
+        for i, chunk in enumerate(chunks):
+            queue.start_async({0: chunk}, i)
+        queue.wait_all()
+        return np.concatenate(outs)
+    return run
 
 
 @dataclass

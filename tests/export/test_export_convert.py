@@ -9,7 +9,16 @@ import numpy as np
 import pytest
 
 from kerasclf.cli import main
-from kerasclf.export import ExportCheckError, ensemble_model, export_model, judge, open_model, parity, tta_model
+from kerasclf.export import (
+    ExportCheckError,
+    ensemble_model,
+    export_model,
+    judge,
+    open_model,
+    open_session,
+    parity,
+    tta_model,
+)
 from kerasclf.io import load_model, read_card, save_model
 from kerasclf.predict import predict_paths
 from kerasclf.testing import square_images, tiny_cnn, write_image_folder
@@ -67,6 +76,16 @@ def test_export_agrees_with_keras_and_predicts_the_same(trained, fmt, tmp_path):
     keras_probs = load_model(path).predict(x)
     opened = open_model(result.path)
     np.testing.assert_allclose(opened.predict(x), keras_probs, atol=1e-4)
+
+
+def test_openvino_splits_a_batch_over_async_requests_with_the_same_outputs(trained, tmp_path):
+    _need("openvino")
+    path, x, y = trained
+    xml = export_model(path, "openvino", tmp_path / "m.xml", calibration=(x, y)).path
+    run = open_session(xml, "openvino")
+    one_by_one = np.concatenate([run(x[i:i + 1]) for i in range(len(x))])
+    for n in (len(x), 7, 5, 2):  # large batches go through the async queue, odd sizes split unevenly
+        np.testing.assert_allclose(run(x[:n]), one_by_one[:n], atol=1e-6)
 
 
 def test_predict_cli_runs_an_onnx_artefact_like_keras(trained, tmp_path):
