@@ -33,8 +33,8 @@ import numpy as np
 from sklearn.covariance import LedoitWolf
 
 from kerasclf.analysis.metrics import auroc  # re-exported: benchmarks and tests import it from here
-from kerasclf.data.pipeline import split_arrays
-from kerasclf.errors import ModelError
+from kerasclf.data.pipeline import spec_batches
+from kerasclf.errors import DataError, ModelError
 from kerasclf.zoo.cut import feature_model
 
 __all__ = ["KINDS", "DEFAULT_KIND", "OodDetector", "ood_model", "model_outputs", "ood_scores", "fit_detector", "auroc",
@@ -78,11 +78,30 @@ def model_outputs(model: Any, images: np.ndarray, *, batch_size: int = 64, net: 
     """
     net = net or ood_model(model)
     feats, probs = net.predict(np.asarray(images, "float32"), batch_size=batch_size, verbose=0)
-    out = {"features": np.asarray(feats, "float64"), "probs": np.asarray(probs, "float64")}
+    return _with_logits(model, {"features": np.asarray(feats, "float64"), "probs": np.asarray(probs, "float64")})
+
+
+def _with_logits(model: Any, out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Add ``logits`` when the ``predictions`` Dense layer reads the pooled features directly."""
     head = _head(model)
     if head is not None and head[0].shape[0] == out["features"].shape[1]:
         out["logits"] = out["features"] @ head[0] + head[1]
     return out
+
+
+def _streamed_outputs(model: Any, net: Any, batches: Any) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """:func:`model_outputs` of ``(images, labels)`` batches, one batch in memory at a time (only the
+    pooled features and probabilities are kept); returns ``(outputs, labels)``."""
+    feats, probs, labels = [], [], []
+    for x, y in batches:
+        f, p = net.predict_on_batch(x)
+        feats.append(np.asarray(f, "float64"))
+        probs.append(np.asarray(p, "float64"))
+        labels.append(np.asarray(y))
+    if not feats:
+        raise DataError("OOD statistics: no readable images in this split; run `kerasclf check` on the data")
+    out = {"features": np.concatenate(feats), "probs": np.concatenate(probs)}
+    return _with_logits(model, out), np.concatenate(labels)
 
 
 def ood_scores(kind: str, outputs: dict[str, np.ndarray], *, means: np.ndarray | None = None,
@@ -213,9 +232,10 @@ def load_detector(loaded: Any) -> OodDetector | None:
 
 def fit_split_detector(model: Any, spec: Any, parts: dict[str, np.ndarray], image_size: tuple[int, int], *,
                        kind: str = DEFAULT_KIND, target_fpr: float = 0.03, max_train: int = 2000,
-                       seed: int = 0, channels: int = 3) -> OodDetector | None:
+                       seed: int = 0, channels: int = 3, batch_size: int = 64) -> OodDetector | None:
     """Fit the OOD flag of a trained model on its own split: class statistics on (at most
-    ``max_train``, seeded) training images, the threshold on the validation split.
+    ``max_train``, seeded) training images, the threshold on the validation split. Both splits are
+    read ``batch_size`` images at a time; only their pooled features and probabilities are kept.
 
     Returns ``None`` when there is no validation split or the task is not single-label.
 
@@ -229,7 +249,9 @@ def fit_split_detector(model: Any, spec: Any, parts: dict[str, np.ndarray], imag
     if len(train_idx) > max_train:
         train_idx = np.sort(np.random.default_rng(seed).choice(train_idx, max_train, replace=False))
     net = ood_model(model)
-    x, y = split_arrays(spec, train_idx, image_size=image_size, channels=channels)
-    train = model_outputs(model, x, net=net) if kind == "mahalanobis" else {}
-    xv, _ = split_arrays(spec, parts["val"], image_size=image_size, channels=channels)
-    return fit_detector(kind, train, np.asarray(y), model_outputs(model, xv, net=net), target_fpr=target_fpr)
+    read = dict(image_size=image_size, channels=channels, batch_size=batch_size)  # streamed: one batch at a time
+    train, y = ({}, np.zeros(0, int))
+    if kind == "mahalanobis":
+        train, y = _streamed_outputs(model, net, spec_batches(spec, train_idx, **read))
+    val, _ = _streamed_outputs(model, net, spec_batches(spec, parts["val"], **read))
+    return fit_detector(kind, train, y, val, target_fpr=target_fpr)

@@ -490,7 +490,9 @@ def finish_run(model: keras.Model, data: RunData, recipe: Recipe, run_dir: Path,
             w.writerow(["path", "reason"])
             w.writerows(spec.skipped)
         metrics["skipped_files"] = len(spec.skipped)
-    ood = None if autoencoder else fit_split_detector(model, spec, data.parts, size, channels=data.channels)  # predict's ood flag
+    ood = None  # predict's ood flag; train.ood: false skips it
+    if recipe.train.ood and not autoencoder:
+        ood = fit_split_detector(model, spec, data.parts, size, channels=data.channels, batch_size=data.batch_size)
     if ood is not None:
         ood.save(ood_path(model_path))
         metrics["ood"] = ood.card()

@@ -183,6 +183,7 @@ class TrainCfg:
     cache_frozen: Any = "auto"
     deterministic: bool = False
     tensorboard: bool = True
+    ood: bool = True  # fit the OOD flag's statistics when the run ends (model.ood.npz); false skips it
     label_smoothing: float = 0.0
     monitor: str = "val_loss"
     steps_per_epoch: int | None = None
