@@ -3,16 +3,19 @@ import os
 
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before anything imports TensorFlow
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+import keras.src.backend.config as kcfg  # noqa: E402  (after the variables above)
+
+from kerasclf.testing import MOBILENET_025_FILE, seed_keras_home  # noqa: E402
+from kerasclf.testing import assets_dir as find  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def assets_dir():
     """``../shared/assets`` beside the repository (or ``$KERASCLF_ASSETS``); tests that need it
     skip with a reason where it is absent."""
-    from kerasclf.testing import assets_dir as find
-
     path = find()
     if path is None:
         pytest.skip("../shared/assets is absent (set KERASCLF_ASSETS to the folder of real test files)")
@@ -27,10 +30,6 @@ def keras_home_with_mobilenet(assets_dir, tmp_path, monkeypatch):
     ``get_file`` asks ``config.keras_home()`` at call time, so both the variable and the module
     attribute are patched here; monkeypatch restores both afterwards.
     """
-    import keras.src.backend.config as kcfg
-
-    from kerasclf.testing import MOBILENET_025_FILE, seed_keras_home
-
     weights = assets_dir / "keras" / "models" / MOBILENET_025_FILE
     if not weights.is_file():
         pytest.skip(f"{weights} is absent (see ../shared/assets/README.md)")

@@ -4,14 +4,17 @@ import tomllib
 from pathlib import Path
 from types import SimpleNamespace
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
-
-import keras
+from sklearn.datasets import load_digits
 
 import kerasclf
+import kerasclf.cli as cli
 from kerasclf.cli import main
+from kerasclf.testing import write_image_folder
+from kerasclf.train import load_recipe, train
 from kerasclf.zoo import build
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,8 +76,6 @@ def test_console_script_entry_point(capsys):
 
 def test_demo_fails_when_its_accuracy_bar_is_not_met(tmp_path, capsys, monkeypatch):
     """--min-accuracy gates the exit status: below the bar the demo exits 1 and says so on stderr."""
-    import kerasclf.cli as cli
-
     def fake_train(recipe, **kw):
         assert recipe.name == "demo" and recipe.train.epochs == 1
         return SimpleNamespace(metrics={"test": {"accuracy": 0.42}})
@@ -106,7 +107,6 @@ def test_demo_train_predict_evaluate(tmp_path, capsys):
     assert main(["demo", "--epochs", "1", "--output-dir", str(runs)]) == 2
     assert "--overwrite" in _err_line(capsys)
     # predict on digit images written as files, including a bad one
-    from sklearn.datasets import load_digits
 
     digits = load_digits()
     folder = tmp_path / "new"
@@ -134,8 +134,6 @@ def test_demo_train_predict_evaluate(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_demo_reaches_its_promised_accuracy(tmp_path):
-    from kerasclf.train import load_recipe, train
-
     result = train(load_recipe("demo", [f"output_dir={tmp_path}"]), verbose=0)
     assert result.metrics["test"]["accuracy"] >= 0.95
     sizes = result.metrics["split_sizes"]
@@ -143,8 +141,6 @@ def test_demo_reaches_its_promised_accuracy(tmp_path):
 
 
 def test_check_reports_bad_files_and_strict_exit(tmp_path, capsys):
-    from kerasclf.testing import write_image_folder
-
     folder = write_image_folder(tmp_path / "imgs", n_per_class=4, classes=2)
     (folder / "class0" / "empty.jpg").write_bytes(b"")
     report = tmp_path / "check.json"

@@ -1,6 +1,9 @@
 """Examples stay short, compile, show their usage, and never overwrite without --overwrite."""
 import ast
 import py_compile
+import re
+import runpy
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,10 +52,6 @@ def _quick_args(name, assets):
 def test_example_runs_quick(path, assets_dir, keras_home_with_mobilenet, tmp_path, monkeypatch, capsys):
     """Every example runs end to end with --quick (executed in this process, not just compiled):
     it trains, scores the test split and prints the figure and the run folder it wrote."""
-    import re
-    import runpy
-    import sys
-
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", [path.name, *_quick_args(path.stem, assets_dir), "--quick",
                                       "--out", str(tmp_path / "runs")])

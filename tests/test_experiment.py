@@ -7,6 +7,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from kerasclf.cli import main
 from kerasclf.errors import ConfigError
 from kerasclf.experiment import RecipeChangedError, compare
 
@@ -125,8 +126,6 @@ def test_compare_resumes_only_the_identical_recipe(small_done):
 
 
 def test_cli_compare_prints_one_line_and_exits_2_on_an_edited_recipe(small_done, capsys):
-    from kerasclf.cli import main
-
     root, out = small_done
     before = _state(out)
     assert main(["compare", str(_small(root)), "--set", "train.epochs=3"]) == 2

@@ -5,6 +5,11 @@ import numpy as np
 import pytest
 import yaml
 
+from kerasclf.data.sources import from_folder
+from kerasclf.data.splits import split_indices
+from kerasclf.experiment import compare
+from kerasclf.features import evaluate_head, extract_features, fit_head
+
 pytestmark = pytest.mark.assets
 
 CLASSES = ("daisy", "sunflower", "tulip")
@@ -25,10 +30,6 @@ def flowers(assets_dir, tmp_path):
 
 
 def test_logistic_head_on_imagenet_features_beats_random_features(keras_home_with_mobilenet, flowers):
-    from kerasclf.data.sources import from_folder
-    from kerasclf.data.splits import split_indices
-    from kerasclf.features import evaluate_head, extract_features, fit_head
-
     spec = from_folder(flowers)
     parts = split_indices(spec, (0.6, 0.0, 0.4), seed=0)
     kw = dict(build_kwargs={"num_classes": 3, "backbone": "MobileNet", "alpha": 0.25}, image_size=(224, 224),
@@ -50,8 +51,6 @@ def test_logistic_head_on_imagenet_features_beats_random_features(keras_home_wit
 @pytest.mark.slow  # ~30 s on 2 shared cores: two Keras trainings at 224x224
 def test_compare_feature_extraction_and_sklearn_modes_with_imagenet_weights(keras_home_with_mobilenet, flowers,
                                                                             tmp_path):
-    from kerasclf.experiment import compare
-
     backbone = {"name": "backbone_head", "backbone": "MobileNet", "alpha": 0.25, "weights": "imagenet"}
     recipe = tmp_path / "cmp.yaml"
     recipe.write_text(yaml.safe_dump({

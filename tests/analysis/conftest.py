@@ -5,8 +5,12 @@ bright square top-left, class 1 the same square bottom-right, on a noisy backgro
 """
 from __future__ import annotations
 
+from pathlib import Path
+
+import keras
 import numpy as np
 import pytest
+from PIL import Image
 
 SIZE = 32
 SIDE = 12  # side of the bright square
@@ -33,8 +37,6 @@ def square_images(n: int, seed: int = 0, size: int = SIZE) -> tuple[np.ndarray, 
 
 def tiny_cnn(num_classes: int = 2, *, activation: str = "softmax", size: int = SIZE, seed: int = 0):
     """A small functional CNN following kerasclf's layer names (resize, preprocess, features, predictions)."""
-    import keras
-
     keras.utils.set_random_seed(seed)
     x = keras.Input((None, None, 3))
     y = keras.layers.Resizing(size, size, name="resize")(x)
@@ -51,8 +53,6 @@ def tiny_cnn(num_classes: int = 2, *, activation: str = "softmax", size: int = S
 
 def nested_mobilenet(num_classes: int = 3, size: int = 64):
     """A transfer-style model: keras.applications.MobileNet(alpha=0.25) nested as 'backbone'."""
-    import keras
-
     x = keras.Input((None, None, 3))
     y = keras.layers.Resizing(size, size, name="resize")(x)
     y = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")(y)
@@ -75,8 +75,6 @@ def square_data():
 @pytest.fixture(scope="session")
 def trained_square_model(square_data):
     """tiny_cnn trained a few epochs on the square data (a second or two of CPU)."""
-    import keras
-
     xtr, ytr = square_data[:2]
     model = tiny_cnn(2)
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy",
@@ -93,10 +91,6 @@ def mobilenet_model():
 
 def assert_png(path, max_side: int = 2000, min_side: int = 50) -> tuple[int, int]:
     """The file exists, is a PNG that PIL can decode, with sane dimensions; returns (w, h)."""
-    from pathlib import Path
-
-    from PIL import Image
-
     path = Path(path)
     assert path.is_file(), f"{path} missing"
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"

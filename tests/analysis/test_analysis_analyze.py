@@ -4,8 +4,11 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from kerasclf.analysis.analyze import analyze
+from kerasclf.analysis.analyze import analyze, load_split
+from kerasclf.data.pipeline import split_arrays
+from kerasclf.data.spec import DataSpec
 from kerasclf.errors import ConfigError, DataError
 
 SECTIONS = ("curves", "confusion", "per-class", "galleries", "embeddings", "calibration", "test")
@@ -81,11 +84,6 @@ def test_analyze_errors(tmp_path, make_cnn):
 
 
 def test_load_split_from_dataspec(tmp_path, make_squares):
-    from PIL import Image
-
-    from kerasclf.analysis.analyze import load_split
-    from kerasclf.data.spec import DataSpec
-
     x, y, _ = make_squares(4, seed=7)
     xs, ys = load_split(DataSpec.from_arrays(x, y, class_names=["tl", "br"]))
     assert xs.shape == (4, 32, 32, 3) and ys.reshape(-1).tolist() == y.tolist()
@@ -96,7 +94,6 @@ def test_load_split_from_dataspec(tmp_path, make_squares):
     spec = DataSpec(class_names=["tl", "br"], labels=y, paths=paths, task="binary")
     xs, _ = load_split(spec, image_size=(16, 20))
     assert xs.shape == (4, 16, 20, 3) and xs.dtype == np.float32
-    from kerasclf.data.pipeline import split_arrays
 
     assert np.array_equal(xs, split_arrays(spec, image_size=(16, 20))[0])  # the training pixels
     with pytest.raises(DataError, match="image size"):

@@ -8,6 +8,10 @@ import subprocess
 
 import numpy as np
 import pytest
+from PIL import Image
+
+from kerasclf.analysis.analyze import analyze
+from kerasclf.analysis.report import SECTION_IDS
 
 CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 BROWSER = next((p for p in CANDIDATES if os.path.exists(p)), None) or shutil.which("chromium")
@@ -28,8 +32,6 @@ def _run(args, tmp_path):
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory, trained_square_model, square_data):
-    from kerasclf.analysis.analyze import analyze
-
     model, history = trained_square_model
     xtr, ytr, xte, yte, _ = square_data
     out = tmp_path_factory.mktemp("browser")
@@ -41,8 +43,6 @@ def report(tmp_path_factory, trained_square_model, square_data):
 
 
 def test_dom_has_every_section(report, tmp_path):
-    from kerasclf.analysis.report import SECTION_IDS
-
     dom = _run(["--dump-dom", report.resolve().as_uri()], tmp_path)
     for sid, title in SECTION_IDS.items():
         if sid == "candidates":  # a comparison report's section (tests/test_candidates.py renders it)
@@ -53,8 +53,6 @@ def test_dom_has_every_section(report, tmp_path):
 
 
 def test_screenshot_is_not_blank(report, tmp_path):
-    from PIL import Image
-
     shot = tmp_path / "shot.png"
     _run([f"--screenshot={shot}", "--window-size=1280,2000", report.resolve().as_uri()], tmp_path)
     assert shot.is_file(), "chromium wrote no screenshot"

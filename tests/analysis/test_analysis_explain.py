@@ -4,11 +4,19 @@ The check that matters: a tiny CNN trained on images whose class is given by a b
 the top-left or bottom-right quadrant (position jittered per image). Its Grad-CAM heatmap must
 peak inside that image's square for most test images, and be hotter inside than outside.
 """
+import keras
 import numpy as np
 import pytest
 
-from kerasclf.analysis.explain import TAP, build_explain_model, explain, find_last_conv_layer, overlay
+from kerasclf.analysis.explain import (
+    TAP,
+    build_explain_model,
+    explain,
+    find_last_conv_layer,
+    overlay,
+)
 from kerasclf.errors import BackendError, ModelError
+from kerasclf.zoo import build
 
 
 def _hits(maps, boxes):
@@ -93,8 +101,6 @@ def test_nested_backbone_model(mobilenet_model):
 
 
 def test_backend_error(monkeypatch, mobilenet_model):
-    import keras
-
     monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
     with pytest.raises(BackendError, match="TensorFlow backend"):
         explain(mobilenet_model, np.zeros((1, 32, 32, 3)))
@@ -123,11 +129,6 @@ def test_explain_model_is_cached_and_follows_training(make_cnn, make_squares):
 
 
 def test_last_conv_of_a_resnet_is_its_last_residual_unit():
-    import numpy as np
-
-    from kerasclf.analysis.explain import explain, find_last_conv_layer
-    from kerasclf.zoo import build
-
     model = build("resnet", num_classes=3, input_shape=(32, 32, 3), stages=(8, 16), units_per_stage=(1, 2))
     assert find_last_conv_layer(model) == "stage2_unit2"
     maps = explain(model, np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32"))

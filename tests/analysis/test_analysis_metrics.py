@@ -3,13 +3,21 @@ import json
 
 import numpy as np
 import pytest
+from sklearn.metrics import f1_score
 
 from kerasclf.analysis import ood
-from kerasclf.analysis.metrics import (auroc, choose_thresholds, classification_metrics, confusion_fractions,
-                                       mean_attribute_accuracy, multiclass_log_loss, per_sample_loss,
-                                       probs_to_pred)
-from kerasclf.features import audit
+from kerasclf.analysis.metrics import (
+    auroc,
+    choose_thresholds,
+    classification_metrics,
+    confusion_fractions,
+    mean_attribute_accuracy,
+    multiclass_log_loss,
+    per_sample_loss,
+    probs_to_pred,
+)
 from kerasclf.errors import DataError
+from kerasclf.features import audit
 
 
 def test_multiclass_values_and_confusion_rows_sum_to_one():
@@ -25,7 +33,6 @@ def test_multiclass_values_and_confusion_rows_sum_to_one():
     np.testing.assert_allclose(cm.sum(axis=1), 1.0, atol=1e-6)
     assert m["accuracy"] == pytest.approx((probs.argmax(1) == y).mean())
     assert set(m["per_class"]) == set("abcd")
-    from sklearn.metrics import f1_score
 
     assert m["macro"]["f1"] == pytest.approx(f1_score(y, probs.argmax(1), average="macro"))
     assert m["loss"] == pytest.approx(-np.log(probs[np.arange(200), y]).mean(), rel=1e-6)

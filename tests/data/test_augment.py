@@ -7,7 +7,15 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from kerasclf.data.augment import AugmentPolicy, augment_in_model, get_policy, list_policies  # noqa: E402
+from kerasclf.data.augment import (
+    AugmentPolicy,
+    RandomAffine,
+    augment_in_model,
+    get_policy,
+    list_policies,
+)
+from kerasclf.data.pipeline import make_dataset
+from kerasclf.data.spec import DataSpec
 from kerasclf.errors import ConfigError, UnknownNameError  # noqa: E402
 
 
@@ -71,9 +79,6 @@ def test_seeded_policies_repeat(batch):
 
 
 def test_with_make_dataset():
-    from kerasclf.data.pipeline import make_dataset
-    from kerasclf.data.spec import DataSpec
-
     spec = DataSpec.from_arrays(np.random.default_rng(1).integers(0, 255, (10, 16, 16, 3), dtype=np.uint8),
                                 np.arange(10) % 2)
     ds = make_dataset(spec, image_size=(16, 16), batch_size=4, seed=0,
@@ -104,8 +109,6 @@ def test_augment_in_model():
 
 
 def test_random_affine_geometry():
-    from kerasclf.data.augment import RandomAffine
-
     x = np.random.default_rng(2).uniform(0, 255, (6, 10, 12, 3)).astype("float32")
     np.testing.assert_allclose(RandomAffine(flip=False)(x, training=True).numpy(), x, atol=1e-3)
     out = RandomAffine(flip=True, seed=1)(x, training=True).numpy()

@@ -11,7 +11,9 @@ import pytest
 from PIL import Image
 
 from kerasclf.data import checks, splits
+from kerasclf.data.augment import get_policy
 from kerasclf.data.checks import CheckReport, check_dataset, run_check
+from kerasclf.data.sources import from_folder
 from kerasclf.data.spec import DataSpec
 
 
@@ -138,8 +140,6 @@ def test_run_check_prints_and_min_per_class(hostile, tmp_path, capsys):
 
 def test_epoch_over_hostile_folder_completes(hostile):
     pipeline = pytest.importorskip("kerasclf.data.pipeline")
-    from kerasclf.data.augment import get_policy
-    from kerasclf.data.sources import from_folder
 
     spec = from_folder(hostile)
     ds = pipeline.make_dataset(spec, image_size=(16, 16), batch_size=8, seed=0,
@@ -151,8 +151,6 @@ def test_epoch_over_hostile_folder_completes(hostile):
 
 
 def test_splits_mapping_marks_leak(tmp_path):
-    from kerasclf.data.spec import DataSpec
-
     paths = []
     for i in range(4):
         p = tmp_path / f"img{i}.png"
@@ -170,8 +168,6 @@ def test_splits_mapping_marks_leak(tmp_path):
 
 @pytest.mark.assets
 def test_real_cats_vs_dogs_duplicates(assets):
-    from kerasclf.data.spec import DataSpec
-
     folder = assets / "cats_vs_dogs" / "dog"
     if not folder.is_dir():
         pytest.skip(f"{folder} not present")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from kerasclf.data import pipeline, sources, splits
 from kerasclf.data.spec import DataSpec
@@ -92,8 +93,6 @@ def test_file_batches(hostile_folder):
 
 def test_file_failing_only_at_decode_is_recorded(make_folder):
     """A JPEG whose header is fine but whose data stops short goes to the PIL path, fails, is listed."""
-    from PIL import Image
-
     base = make_folder({"a": 3, "b": 3}, name="late")
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(base / "a" / "cut.jpg", quality=95)

@@ -1,10 +1,12 @@
 """Sources: folder, flat names, pre-split, CSV, CelebA, TFDS, keras.datasets, arrays, load()."""
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 from pathlib import Path
 
+import keras.src.backend.config as kcfg
 import numpy as np
 import pytest
 from PIL import Image
@@ -178,16 +180,12 @@ def test_from_tfds_mock():
 
 def _seed_keras_home(monkeypatch, home: Path) -> None:
     """Point Keras's cache at ``home`` (KERAS_HOME is read at import, so patch the module too)."""
-    import keras.src.backend.config as kcfg
-
     monkeypatch.setenv("KERAS_HOME", str(home))
     monkeypatch.setattr(kcfg, "_KERAS_DIR", str(home))
 
 
 def test_from_keras_tiny_idx_files(tmp_path, monkeypatch):
     """keras.datasets.fashion_mnist.load_data's real code on tiny IDX files in a temp KERAS_HOME."""
-    import gzip
-
     d = tmp_path / "kh" / "datasets" / "fashion-mnist"
     d.mkdir(parents=True)
     rng = np.random.default_rng(0)

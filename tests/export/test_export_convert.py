@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from kerasclf.cli import main
+from kerasclf.evaluate import labelled_images
 from kerasclf.export import (
     ExportCheckError,
     ensemble_model,
@@ -19,9 +20,17 @@ from kerasclf.export import (
     parity,
     tta_model,
 )
-from kerasclf.io import load_model, read_card, save_model
+from kerasclf.io import load_model, model_card, read_card, save_model, write_card
 from kerasclf.predict import predict_paths
-from kerasclf.testing import square_images, tiny_cnn, write_image_folder
+from kerasclf.testing import (
+    square_images,
+    tiny_cnn,
+    tiny_resnet,
+    tiny_transfer,
+    write_image_folder,
+)
+from kerasclf.train import load_recipe, train
+from kerasclf.zoo import build
 
 NEEDS = {"onnx": "onnxruntime", "litert": "ai_edge_litert", "openvino": "openvino", "savedmodel": "keras"}
 
@@ -178,7 +187,6 @@ def test_export_errors_are_one_line(trained, tmp_path, capsys):
 def test_efficientnet_exports_to_onnx_with_its_normalization_folded(tmp_path, assets_dir):
     """Keras's own model.export(format="onnx") left these constants as graph inputs; ours folds them."""
     _need("onnxruntime")
-    from kerasclf.zoo import build
 
     model = build("efficientnet_b0_head", num_classes=5, weights=None, input_shape=(32, 32, 3))
     path = save_model(model, tmp_path / "eff.keras", meta={"class_names": list("abcde"), "image_size": [32, 32]})
@@ -193,7 +201,6 @@ def test_export_from_a_run_checks_on_its_split_and_int8_on_unseen_test(tmp_path,
     """A model inside its run folder: the float check uses the validation split; int8 is calibrated
     on val and judged on test (images the quantizer never saw), with the accuracy change recorded."""
     _need("ai_edge_litert")
-    from kerasclf.train import load_recipe, train
 
     recipe = load_recipe("demo", [f"output_dir={tmp_path}", "train.epochs=2", "train.verbose=0"])
     model = train(recipe, verbose=0).model_path
@@ -217,8 +224,6 @@ def test_export_from_a_run_checks_on_its_split_and_int8_on_unseen_test(tmp_path,
 def test_each_zoo_family_exports_within_the_limits(family, fmt, tmp_path):
     """The custom ResidualUnit, a nested keras.applications backbone and the CNN all convert and agree."""
     _need(NEEDS[fmt])
-    from kerasclf.testing import tiny_resnet, tiny_transfer
-    from kerasclf.zoo import build
 
     model = {"resnet": lambda: tiny_resnet(3), "transfer": lambda: tiny_transfer(3),
              "cnn": lambda: build("simple_cnn", num_classes=3)}[family]()
@@ -231,8 +236,6 @@ def test_each_zoo_family_exports_within_the_limits(family, fmt, tmp_path):
 
 def test_check_images_from_a_class_folder_are_a_stratified_sample(tmp_path):
     """--calibration/--check FOLDER with more images than --max-images: every class, in its share."""
-    from kerasclf.evaluate import labelled_images
-
     folder = write_image_folder(tmp_path / "data", n_per_class=10, size=16, classes=3)
     path = save_model(tiny_cnn(3), tmp_path / "model.keras",
                       meta={"class_names": ["class0", "class1", "class2"], "task": "multiclass", "image_size": [16, 16]})
@@ -302,7 +305,5 @@ def test_each_export_has_its_own_card_and_the_keras_card_stays(trained, tmp_path
 
 
 def model_card_of(model):
-    from kerasclf.io import model_card, write_card
-
     write_card(model, model_card(model))
     return read_card(model)

@@ -4,8 +4,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
+from PIL import Image
+
+from kerasclf.data.sources import digits
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -20,26 +24,10 @@ def _feature_cache(tmp_path_factory: pytest.TempPathFactory):
         os.environ["KERASCLF_FEATURE_CACHE"] = old
 
 
-def _digits_spec():
-    try:
-        from kerasclf.data.sources import digits
-
-        return digits()
-    except ImportError:  # the data module not there yet: same thing by hand
-        from sklearn.datasets import load_digits
-
-        from kerasclf.data.spec import DataSpec
-
-        d = load_digits()
-        images = np.rint(d.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)[..., None]
-        return DataSpec(class_names=[str(i) for i in range(10)], labels=d.target, images=images,
-                        source="sklearn digits")
-
-
 @pytest.fixture(scope="session")
 def digits_spec():
     """scikit-learn's 1,797 real 8x8 digits as a DataSpec (uint8, one channel)."""
-    return _digits_spec()
+    return digits()
 
 
 def tiny_cnn(seed: int = 0, *, pool: str = "gap", size: int = 32, name: str | None = None):
@@ -48,8 +36,6 @@ def tiny_cnn(seed: int = 0, *, pool: str = "gap", size: int = 32, name: str | No
     ``pool="gap"`` ends the backbone with GlobalAveragePooling2D("features"); ``"flat"`` with
     Flatten("features") (keeps where strokes are: much better clusters on digits).
     """
-    import keras
-
     keras.utils.set_random_seed(seed)
     L = keras.layers
     inp = keras.Input((None, None, 3))
@@ -66,8 +52,6 @@ def tiny_cnn(seed: int = 0, *, pool: str = "gap", size: int = 32, name: str | No
 
 def tiny_autoencoder(latent: int = 32, seed: int = 0):
     """Input -> resize -> preprocess -> encoder (sub-model) -> decoder (sub-model)."""
-    import keras
-
     keras.utils.set_random_seed(seed)
     L = keras.layers
     e_in = keras.Input((32, 32, 3))
@@ -96,8 +80,6 @@ def ae_factory():
 
 def write_pngs(folder: Path, images: np.ndarray, size: int = 32) -> list[str]:
     """Write uint8 images as PNG files (upsampled, RGB) and return their paths, sorted."""
-    from PIL import Image
-
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i, img in enumerate(images):

@@ -1,6 +1,7 @@
 """PCA + KMeans on real digits: purity above chance, names files, montages, fresh-process reload."""
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -8,11 +9,22 @@ import textwrap
 
 import numpy as np
 import pytest
+import tensorflow as tf
+from PIL import Image
 
 from kerasclf.errors import ConfigError, KerasclfError
-from kerasclf.features import (ClusterModel, cluster_scores, elbow_silhouette, extract_features,
-                               fit_clusters, montages, predict_folder, read_names, run_cluster,
-                               write_names_template)
+from kerasclf.features import (
+    ClusterModel,
+    cluster_scores,
+    elbow_silhouette,
+    extract_features,
+    fit_clusters,
+    montages,
+    predict_folder,
+    read_names,
+    run_cluster,
+    write_names_template,
+)
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +47,6 @@ def test_kmeans_on_cnn_features_is_far_above_chance(flat_features):
 
 
 def test_kmeans_on_autoencoder_features(digits_spec, ae_factory):
-    import tensorflow as tf
-
     ae = ae_factory(latent=32)
     x = tf.image.resize(np.repeat(digits_spec.images, 3, -1).astype("float32"), (32, 32)).numpy()
     ae.compile("adam", "mse")
@@ -67,7 +77,6 @@ def test_names_file_round_trip(tmp_path):
     assert p.read_text().splitlines()[0] == "cluster,name"
     assert read_names(p, k=4) == {i: f"cluster_{i}" for i in range(4)}
     names = {0: "zero", 1: "one, or seven", 2: "ocho \u00f1", 3: "three"}
-    import csv
 
     with p.open("w", newline="") as f:
         w = csv.writer(f)
@@ -113,7 +122,6 @@ def test_montages_and_elbow_plot(flat_features, digits_spec, tmp_path):
     files = montages(digits_spec.subset(np.arange(400)), a, tmp_path / "m", per_cluster=16,
                      names={0: "round ones"})
     assert len(files) == len(set(a)) and files[0].name == "cluster_00_round_ones.png"
-    from PIL import Image
 
     with Image.open(files[1]) as im:  # a 4x4 grid of upsampled 8x8 digits
         assert im.size[0] >= 4 * 48

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 
+from kerasclf.data.pipeline import split_arrays
+from kerasclf.data.spec import DataSpec
 from kerasclf.errors import ModelError, UnknownNameError
 from kerasclf.features import extract as ex
 from kerasclf.features import extract_features, weights_fingerprint
-from kerasclf.data.pipeline import split_arrays
 from kerasclf.zoo import feature_model, input_size
-from kerasclf.data.spec import DataSpec
 
 
 @pytest.fixture
@@ -143,7 +144,6 @@ def test_image_files_and_changed_file_invalidates(tmp_path, digits_spec, cnn_fac
     assert len(fs) == 20 and fs.ids == paths[:20]  # the broken file is left out and listed
     assert [p for p, _ in fs.info["skipped"]] == [paths[-1]]
     assert extract_features(model, spec, cache_dir=cache, image_size=(32, 32), verbose=0).from_cache
-    from PIL import Image
 
     Image.new("RGB", (40, 40), (255, 0, 0)).save(paths[3])  # the data changed on disk
     assert not extract_features(model, spec, cache_dir=cache, image_size=(32, 32), verbose=0).from_cache

@@ -4,9 +4,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from kerasclf.analysis.metrics import classification_metrics
 from kerasclf.errors import KerasclfError
-from kerasclf.features import (HeadPipeline, evaluate_head, extract_features, fit_head, load_head,
-                               save_head)
+from kerasclf.features import (
+    HeadPipeline,
+    evaluate_head,
+    extract_features,
+    fit_head,
+    load_head,
+    save_head,
+)
+from kerasclf.features.artifacts import save_artifact
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +55,6 @@ def test_other_heads_give_probabilities(digits_features, kind, opts, floor):
 
 def test_head_metrics_are_the_keras_metrics():
     """One metrics module: a head's metrics are classification_metrics of its probabilities."""
-    from kerasclf.analysis.metrics import classification_metrics
-    from kerasclf.features.heads import evaluate_head
-
     rng = np.random.default_rng(1)
     X = np.r_[rng.normal(0, 1, (30, 4)), rng.normal(2, 1, (30, 4)), rng.normal(-2, 1, (30, 4))]
     y = np.repeat([0, 1, 2], 30)
@@ -101,8 +106,6 @@ def test_saved_head_predicts_images_and_files(digits_features, digits_spec, tmp_
 
 
 def test_load_head_rejects_other_files(tmp_path):
-    from kerasclf.features.artifacts import save_artifact
-
     save_artifact({"x": 1, "info": {"kind": "something else"}}, tmp_path / "x.skops")
     with pytest.raises(KerasclfError, match="not a kerasclf head"):
         load_head(tmp_path / "x.skops")

@@ -4,10 +4,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
-from kerasclf.features import cluster_scores, evaluate_head, extract_features, fit_clusters, fit_head
+from kerasclf.features import (
+    cluster_scores,
+    evaluate_head,
+    extract_features,
+    fit_clusters,
+    fit_head,
+)
 
 ASSETS = Path(os.environ.get("KERASCLF_ASSETS") or Path(__file__).resolve().parents[2].parent / "shared" / "assets")
 WEIGHTS = ASSETS / "keras" / "models" / "mobilenet_2_5_224_tf_no_top.h5"
@@ -17,7 +24,6 @@ WEIGHTS = ASSETS / "keras" / "models" / "mobilenet_2_5_224_tf_no_top.h5"
 def test_imagenet_mobilenet_features_on_digits(digits_spec, tmp_path):
     if not WEIGHTS.is_file():
         pytest.skip(f"{WEIGHTS} not found (set KERASCLF_ASSETS)")
-    import keras
 
     L = keras.layers
     size = 96

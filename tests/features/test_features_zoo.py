@@ -1,9 +1,12 @@
 """Feature extraction from zoo models by name, and from a zoo autoencoder's encoder."""
 from __future__ import annotations
 
+import keras
 import numpy as np
 
+from kerasclf.data.pipeline import make_dataset
 from kerasclf.features import cluster_scores, extract_features, fit_clusters
+from kerasclf.zoo import build
 
 
 def test_zoo_cnn_by_name(digits_spec, tmp_path):
@@ -17,11 +20,6 @@ def test_zoo_cnn_by_name(digits_spec, tmp_path):
 def test_zoo_autoencoder_encoder_features_improve_with_training(digits_spec):
     """Encoder features of a trained conv_autoencoder cluster the digits clearly better than the
     same network's random-init features (which already reach ~0.6-0.7 purity on digits)."""
-    import keras
-
-    from kerasclf.data.pipeline import make_dataset
-    from kerasclf.zoo import build
-
     def purity(ae):
         fs = extract_features(ae, digits_spec, layer="encoder", image_size=(32, 32), cache_dir=None, verbose=0)
         assert fs.features.shape == (len(digits_spec), 16)

@@ -11,9 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
+import kerasclf.zoo  # noqa: F401  (registers the custom layers the saved model uses)
 from kerasclf.errors import ConfigError
 from kerasclf.train import distribute as D
 
@@ -109,8 +111,6 @@ def test_is_chief_and_chief_path(monkeypatch, tmp_path, cluster, task, chief):
 
 
 def test_one_device_scope_builds_and_compiles():
-    import keras
-
     with D.strategy_scope("one_device") as (strategy, replicas):
         model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
         model.compile(optimizer="adam", loss="mse")
@@ -218,9 +218,7 @@ def test_multi_worker_two_processes_on_localhost(tmp_path):
     assert chief["path"] == str(saved) and saved.is_file()
     assert not Path(worker["path"]).exists()  # the worker's temporary copy was removed
 
-    import keras
 
-    import kerasclf.zoo  # noqa: F401  (registers the custom layers)
 
     model = keras.saving.load_model(saved)
     probs = model.predict(np.zeros((2, 24, 24, 3), "float32"), verbose=0)

@@ -2,11 +2,18 @@
 import csv
 import json
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
+from kerasclf.data.pipeline import make_dataset
+from kerasclf.data.sources import from_folder
+from kerasclf.data.splits import read_manifest
 from kerasclf.errors import ConfigError, RunExistsError
+from kerasclf.io import load_model
+from kerasclf.testing import square_images
 from kerasclf.train.fit import train
 from kerasclf.train.recipe import Recipe
 
@@ -33,11 +40,6 @@ def folder(tmp_path):
 def _recomputed_test_metrics(run, folder, image_size=(32, 32)):
     """Accuracy and confusion counts recomputed here from the saved model's own predictions on the
     test rows of the run's split.csv (independent of the evaluation code under test)."""
-    from kerasclf.data.pipeline import make_dataset
-    from kerasclf.data.sources import from_folder
-    from kerasclf.data.splits import read_manifest
-    from kerasclf.io import load_model
-
     spec = from_folder(folder)
     ds = make_dataset(spec, read_manifest(run / "split.csv", spec)["test"], image_size=image_size, cache=None)
     x, y = (np.concatenate([np.asarray(t) for t in part]) for part in zip(*ds))
@@ -96,8 +98,6 @@ def test_fine_tune_on_a_model_without_backbone_is_refused(tmp_path, folder):
 
 
 def test_interrupted_run_resumes(tmp_path, folder):
-    import keras
-
     class Boom(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             if epoch == 1:
@@ -130,8 +130,6 @@ def test_mixup_policy_trains_with_one_hot_labels(tmp_path, folder):
 
 
 def test_autoencoder_trains_on_an_unlabelled_folder(tmp_path):
-    from kerasclf.testing import square_images
-
     folder = tmp_path / "photos"
     folder.mkdir()
     images, _ = square_images(n_per_class=10, size=32, classes=3)
@@ -149,14 +147,11 @@ def test_autoencoder_trains_on_an_unlabelled_folder(tmp_path):
     assert 0.0 <= result.metrics["test"]["mse"] < 0.2
     for name in ("reconstructions.png", "curves.png", "model.keras"):
         assert (result.run_dir / name).is_file(), name
-    from kerasclf.io import load_model
 
     assert load_model(result.model_path).meta["task"] == "autoencoder"
 
 
 def test_training_does_not_leak_its_mixed_precision_policy(tmp_path, folder):
-    import keras
-
     before = keras.mixed_precision.global_policy().name
     result = train(_recipe(tmp_path, folder, epochs=1, mixed_precision="mixed_bfloat16"))
     assert result.metrics["speed"]["mixed_precision"] == "mixed_bfloat16"
@@ -176,8 +171,6 @@ def _write_colours(root, n_per_class=16, size=24):
 
 def test_strategy_option_is_used_by_train_and_recorded(tmp_path):
     """``train.strategy: mirrored`` goes through train(): the run records it and still learns."""
-    import tensorflow as tf
-
     folder = _write_colours(tmp_path / "colours")
     recipe = _recipe(tmp_path, folder, epochs=3, strategy="mirrored")
     recipe.model.options = {"bn_momentum": 0.0}  # moving statistics usable after a dozen steps

@@ -1,11 +1,14 @@
 """Recipe validation: defaults, overrides, unknown keys, bad types, built-in and zoo recipes."""
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from kerasclf.errors import ConfigError
-from kerasclf.train.recipe import Recipe, apply_overrides, load_recipe
+from kerasclf.experiment import _entry_recipe, load_comparison
+from kerasclf.train.recipe import Recipe, apply_overrides, load_recipe, recipe_changes
+from kerasclf.zoo import is_registered
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,9 +58,6 @@ def test_load_builtin_and_yaml_errors(tmp_path):
 
 @pytest.mark.parametrize("path", sorted((ROOT / "kerasclf" / "recipes").glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_zoo_recipe_validates_and_names_a_registered_model(path):
-    from kerasclf.experiment import _entry_recipe, load_comparison
-    from kerasclf.zoo import is_registered
-
     raw = yaml.safe_load(path.read_text())
     if "models" in raw:  # a comparison: every entry must make a valid recipe
         comparison = load_comparison(path)
@@ -71,7 +71,6 @@ def test_every_zoo_recipe_validates_and_names_a_registered_model(path):
 
 
 def test_max_images_is_a_seeded_stratified_sample():
-    import numpy as np
     full = load_recipe("demo").data.load_spec()
     small = load_recipe("demo", ["data.max_images=50"]).data.load_spec()
     assert len(small) == 50
@@ -88,8 +87,6 @@ def test_max_images_is_a_seeded_stratified_sample():
 
 def test_recipe_changes_ignore_keys_added_since_at_their_defaults():
     """A run folder written before kerasclf added a key (at its default) resumes; real edits do not."""
-    from kerasclf.train.recipe import recipe_changes
-
     now = load_recipe("demo").to_dict()
     before = yaml.safe_load(yaml.safe_dump(now))
     del before["data"]["max_images"], before["train"]["class_weight"], before["train"]["lr_find"]

@@ -4,8 +4,8 @@ import pytest
 
 from kerasclf.data.sources import digits
 from kerasclf.errors import ConfigError
-from kerasclf.train.fit import build_model, prepare_data
-from kerasclf.train.recipe import Recipe
+from kerasclf.train.fit import _loss_monitors, build_model, prepare_data
+from kerasclf.train.recipe import Recipe, TrainCfg
 from kerasclf.zoo import get_cfg
 
 
@@ -48,9 +48,6 @@ def test_a_pipeline_key_is_never_passed_to_the_source():
 
 
 def test_autoencoder_monitors_its_loss_whatever_the_recipe_says():
-    from kerasclf.train.fit import _loss_monitors
-    from kerasclf.train.recipe import TrainCfg
-
     cfg = Recipe.from_dict({"train": {"monitor": "val_mse", "early_stopping": {"monitor": "val_accuracy"},
                                       "reduce_lr": {"monitor": "auc"}}}).train
     fixed = _loss_monitors(cfg)

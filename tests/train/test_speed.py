@@ -1,12 +1,20 @@
 """Speed settings: mixed-precision choice per device, jit / steps-per-execution parsing, the policy."""
 from types import SimpleNamespace
 
+import keras
 import pytest
+import tensorflow as tf
 
 from kerasclf.errors import ConfigError
 from kerasclf.train import speed
-from kerasclf.train.speed import (apply_speed_settings, choose_mixed_precision, device_info, resolve_jit,
-                                  resolve_steps_per_execution)
+from kerasclf.train.speed import (
+    apply_speed_settings,
+    choose_mixed_precision,
+    device_info,
+    resolve_jit,
+    resolve_steps_per_execution,
+)
+from kerasclf.zoo import simple_cnn
 
 GPU_AMPERE = {"platform": "gpu", "compute_capability": (8, 0), "name": "A100"}
 GPU_HOPPER = {"platform": "gpu", "compute_capability": (9, 0), "name": "H100"}
@@ -28,8 +36,6 @@ def test_auto_mixed_precision_per_device(device, expected, monkeypatch):
 
 
 def test_cpu_depthwise_models_stay_float32(monkeypatch):
-    import keras
-
     monkeypatch.delenv("KERASCLF_CPU_BF16", raising=False)
     assert choose_mixed_precision("auto", device=CPU_AMX, model="simple_cnn", backend="tensorflow") == "mixed_bfloat16"
     assert choose_mixed_precision("auto", device=CPU_AMX, model="simple_cnn", backend="jax") is None
@@ -89,9 +95,6 @@ def test_steps_per_execution():
 
 def test_device_info_on_this_machine():
     """What TensorFlow itself lists decides the answer."""
-    import keras
-    import tensorflow as tf
-
     if keras.backend.backend() != "tensorflow":
         pytest.skip("compares with TensorFlow's own device list")
     info = device_info()
@@ -107,9 +110,6 @@ def test_device_info_on_this_machine():
 
 
 def test_device_info_reads_gpu_details_and_survives_a_broken_driver(monkeypatch):
-    import keras
-    import tensorflow as tf
-
     if keras.backend.backend() != "tensorflow":
         pytest.skip("patches TensorFlow's device list")
     fake = [SimpleNamespace(name="/physical_device:GPU:0"), SimpleNamespace(name="/physical_device:GPU:1")]
@@ -133,10 +133,6 @@ def test_device_info_reads_gpu_details_and_survives_a_broken_driver(monkeypatch)
 
 
 def test_apply_sets_policy_and_keeps_output_float32():
-    import keras
-
-    from kerasclf.zoo import simple_cnn
-
     cfg = SimpleNamespace(mixed_precision="mixed_bfloat16", jit_compile="auto", steps_per_execution=2)
     try:
         chosen = apply_speed_settings(cfg)

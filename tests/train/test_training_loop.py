@@ -5,13 +5,16 @@ import json
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from kerasclf.data.spec import DataSpec
 from kerasclf.errors import ConfigError
-from kerasclf.train.cached import can_cache, head_model
-from kerasclf.train.finetune import open_groups, unfreeze_groups
+from kerasclf.io import load_model
 from kerasclf.train import fit as fit_module
-from kerasclf.train.fit import lr_find_recipe, train
+from kerasclf.train.cached import can_cache, head_model
+from kerasclf.train.callbacks import TensorBoardLogger
+from kerasclf.train.finetune import open_groups, unfreeze_groups
+from kerasclf.train.fit import _class_weight, lr_find_recipe, train
 from kerasclf.train.lr_find import lr_find
 from kerasclf.train.optim import OneCycle, with_lr_factors
 from kerasclf.train.recipe import FineTuneCfg, LRFindCfg, Recipe
@@ -121,8 +124,6 @@ def test_discriminative_lrs_on_a_model_without_backbone_are_refused(tmp_path):
 
 
 def test_balanced_class_weight_reaches_fit(tmp_path):
-    from kerasclf.train.fit import _class_weight
-
     spec = _spec(40)
     spec.labels[:] = np.r_[np.zeros(30, int), np.ones(10, int)]
     data = type("D", (), {"spec": spec, "parts": {"train": np.arange(40)}})()
@@ -132,8 +133,6 @@ def test_balanced_class_weight_reaches_fit(tmp_path):
 
 
 def _weights(run_dir):
-    from kerasclf.io import load_model
-
     return load_model(run_dir / "model.keras").model.get_weights()
 
 
@@ -173,10 +172,6 @@ def test_deterministic_runs_agree(tmp_path):
 
 
 def test_tensorboard_logs_scalars_lr_and_images(tmp_path):
-    import tensorflow as tf
-
-    from kerasclf.train.callbacks import TensorBoardLogger
-
     spec = _spec(16)
     x, y = spec.images.astype("float32"), spec.labels
     model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(), keras.layers.Dense(2, "softmax")])

@@ -2,13 +2,19 @@
 features separate real cats from dogs, while the same network with random weights does not."""
 import numpy as np
 import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from kerasclf.data.pipeline import make_dataset
+from kerasclf.data.sources import from_folder
+from kerasclf.data.splits import split_indices
+from kerasclf.zoo import build, feature_model
 
 pytestmark = pytest.mark.assets
 
 
 def test_mobilenet_imagenet_weights_load_offline(keras_home_with_mobilenet):
-    from kerasclf.zoo import build
-
     real = build("backbone_head", num_classes=2, backbone="MobileNet", alpha=0.25, weights="imagenet")
     random = build("backbone_head", num_classes=2, backbone="MobileNet", alpha=0.25, weights=None)
     w_real = real.get_layer("backbone").get_layer("conv1").get_weights()[0]
@@ -18,15 +24,6 @@ def test_mobilenet_imagenet_weights_load_offline(keras_home_with_mobilenet):
 
 
 def test_pretrained_features_beat_random_ones_on_real_cats_and_dogs(keras_home_with_mobilenet, assets_dir):
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    from kerasclf.data.pipeline import make_dataset
-    from kerasclf.data.sources import from_folder
-    from kerasclf.data.splits import split_indices
-    from kerasclf.zoo import build, feature_model
-
     folder = assets_dir / "cats_vs_dogs"
     if not folder.is_dir():
         pytest.skip(f"{folder} is absent")

@@ -1,13 +1,20 @@
 """Transfer builders: preprocessing inside, weights guard, weights from a file, fine-tuning counts,
 nested models through .keras and .h5 (in-process; the fresh-process round trip lives in test_io)."""
+import keras
 import numpy as np
 import pytest
-
-import keras
+from keras.src.applications import imagenet_utils
+from keras.src.utils import file_utils
 
 from kerasclf.errors import ConfigError, ModelError
 from kerasclf.testing import tiny_resnet, tiny_transfer
-from kerasclf.zoo import Preprocess, build, feature_model, input_size, set_backbone_trainable
+from kerasclf.zoo import (
+    Preprocess,
+    build,
+    feature_model,
+    input_size,
+    set_backbone_trainable,
+)
 
 
 def _trainable(model):
@@ -20,8 +27,6 @@ def _weights_of(layers):
 
 @pytest.mark.parametrize("mode", ["caffe", "tf", "torch"])
 def test_preprocess_matches_keras_applications(mode):
-    from keras.src.applications import imagenet_utils
-
     x = np.random.default_rng(0).uniform(0, 255, (2, 4, 4, 3)).astype("float32")
     expected = imagenet_utils.preprocess_input(x.copy(), mode=mode)
     np.testing.assert_allclose(np.asarray(Preprocess(mode)(x)), expected, rtol=1e-5, atol=1e-4)
@@ -33,8 +38,6 @@ def test_preprocess_matches_keras_applications(mode):
 
 def test_imagenet_weights_failure_is_a_clear_model_error(monkeypatch):
     """No network here: Keras's own get_file fails; the error names backbone, file, version, fix."""
-    from keras.src.utils import file_utils
-
     def offline(*args, **kwargs):
         raise Exception("URL fetch failure (simulated: no network)")
 

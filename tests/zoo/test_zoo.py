@@ -1,12 +1,19 @@
 """The zoo: exact parameter counts, every builder runs, options, errors, serialisation."""
+import keras
 import numpy as np
 import pytest
 
-import keras
-
 from kerasclf.errors import ConfigError, ModelError, UnknownNameError
-from kerasclf.zoo import (ResidualUnit, build, get_cfg, input_size, list_models, set_backbone_trainable,
-                          simple_cnn)
+from kerasclf.zoo import (
+    SEED_EXACT_BLOCKS,
+    ResidualUnit,
+    build,
+    get_cfg,
+    input_size,
+    list_models,
+    set_backbone_trainable,
+    simple_cnn,
+)
 
 
 def _trainable(model):
@@ -34,8 +41,6 @@ def test_deep_cnn_documented_figure():
 
 
 def test_deep_cnn_seed_exact_layout_reproduces_all_three_figures():
-    from kerasclf.zoo import SEED_EXACT_BLOCKS
-
     model = build("deep_cnn", num_classes=100, blocks=SEED_EXACT_BLOCKS)
     print(f"deep_cnn default: 15,086,180; SEED_EXACT_BLOCKS: {model.count_params():,}")
     assert (model.count_params(), _trainable(model)) == (15_047_588, 15_038_116)
@@ -132,8 +137,6 @@ def test_autoencoder_parts_are_reachable():
 
 
 def test_residual_unit_reloads_under_mixed_precision(tmp_path):
-    import keras
-
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
