@@ -52,8 +52,11 @@ class ResidualUnit(keras.layers.Layer):
     def build(self, input_shape: Any) -> None:
         channels = input_shape[-1]
         if self.strides > 1 or channels != self.filters:
+            # strides 1 on the strided input (see call): the same weights and outputs as a 1x1
+            # stride-s conv, whose oneDNN weight gradient in TF 2.21 corrupts the heap (the process
+            # aborts) on any odd batch size, e.g. an epoch's last partial batch
             self.skip_layers = [
-                keras.layers.Conv2D(self.filters, 1, strides=self.strides, padding="same", use_bias=False,
+                keras.layers.Conv2D(self.filters, 1, strides=1, padding="same", use_bias=False,
                                     dtype=self.dtype_policy),
                 keras.layers.BatchNormalization(momentum=self.bn_momentum, dtype=self.dtype_policy),
             ]
@@ -62,6 +65,8 @@ class ResidualUnit(keras.layers.Layer):
             layer.build(shape)
             shape = layer.compute_output_shape(shape)
         shape = input_shape
+        if self.skip_layers and self.strides > 1:
+            shape = (*shape[:1], *(None if d is None else -(-d // self.strides) for d in shape[1:3]), shape[3])
         for layer in self.skip_layers:
             layer.build(shape)
             shape = layer.compute_output_shape(shape)
@@ -74,6 +79,8 @@ class ResidualUnit(keras.layers.Layer):
         for layer in self.main_layers:
             x = layer(x)
         skip = inputs
+        if self.skip_layers and self.strides > 1:  # a 1x1 "same" conv of stride s reads every s-th pixel
+            skip = skip[:, ::self.strides, ::self.strides, :]
         for layer in self.skip_layers:
             skip = layer(skip)
         return self.activation(x + skip)

@@ -103,8 +103,8 @@ def _gray_folder(root: Path, n_per_class: int = 24, size: int = 16) -> Path:
 
 
 def _gray_recipe(tmp_path: Path, name: str, **train: object) -> Recipe:
-    # batch 8: the 33-image training split ends in a batch of 1, not 9 (TF 2.21's oneDNN
-    # Conv2DBackpropFilter aborts on a 1x1 stride-2 convolution, resnet's shortcut, with a batch of 9)
+    # resnet's strided shortcut: a 16-px digits run once aborted inside TensorFlow here (TF 2.21's
+    # oneDNN weight gradient of a 1x1 stride-2 conv on an odd batch; see zoo/resnet.py)
     return Recipe.from_dict({
         "name": name, "output_dir": str(tmp_path / "runs"),
         "data": {"source": "folder", "path": str(tmp_path / "gray"), "image_size": [16, 16], "channels": 1,

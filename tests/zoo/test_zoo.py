@@ -1,4 +1,7 @@
 """The zoo: exact parameter counts, every builder runs, options, errors, serialisation."""
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -147,3 +150,31 @@ def test_residual_unit_reloads_under_mixed_precision(tmp_path):
     x = np.random.default_rng(2).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     reloaded = keras.models.load_model(tmp_path / "bf16.keras")  # reloaded under float32 global policy
     np.testing.assert_allclose(reloaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+@pytest.mark.parametrize("size", [16, 15])
+def test_residual_unit_strided_skip_equals_a_strided_1x1_conv(size):
+    """The projection reads every 2nd pixel then applies a 1x1 conv: the outputs (odd sizes too)
+    and weights of a 1x1 stride-2 "same" conv, which TF 2.21's oneDNN cannot train on odd batches."""
+    unit = ResidualUnit(16, strides=2)
+    x = np.random.default_rng(0).normal(size=(3, size, size, 8)).astype("float32")
+    assert tuple(unit(x).shape) == (3, 8, 8, 16)
+    conv = unit.skip_layers[0]
+    ref = keras.layers.Conv2D(16, 1, strides=2, padding="same", use_bias=False)
+    ref.build(x.shape)
+    ref.set_weights(conv.get_weights())
+    np.testing.assert_allclose(conv(x[:, ::2, ::2]), ref(x), atol=1e-5)
+
+
+def test_resnet_trains_on_an_odd_batch():
+    """41 images at batch 32 end in a batch of 9: the strided 1x1 projection's oneDNN weight
+    gradient aborted the process there (free(): invalid size); run apart so a crash fails one test."""
+    script = ("import numpy as np\n"
+              "from kerasclf.zoo import build\n"
+              "m = build('resnet', num_classes=10, input_shape=(16, 16, 3), stages=[8, 16], units_per_stage=[1, 1])\n"
+              "m.compile('adam', 'sparse_categorical_crossentropy', jit_compile=False)\n"
+              "x = np.random.default_rng(0).uniform(0, 255, (41, 16, 16, 3)).astype('float32')\n"
+              "m.fit(x, np.arange(41) % 10, batch_size=32, epochs=1, verbose=0)\n"
+              "print('trained')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "trained" in done.stdout, done.stderr[-2000:]
