@@ -11,11 +11,15 @@ from collections.abc import Sequence
 
 import keras
 
+from kerasclf.errors import ConfigError
 from kerasclf.zoo.heads import classifier_head
 from kerasclf.zoo.layers import image_stem
 from kerasclf.zoo.registry import register_model
 
-__all__ = ["simple_cnn", "deep_cnn", "SEED_EXACT_BLOCKS"]
+__all__ = ["simple_cnn", "deep_cnn", "SEED_EXACT_BLOCKS", "SIMPLE_CNN_MIN_SIZE"]
+
+#: the smallest height/width simple_cnn accepts: 3x3 valid conv, conv + pool, conv + pool, conv
+SIMPLE_CNN_MIN_SIZE = 20
 
 # 12 convs whose totals equal the seed's deep net exactly (15,047,588 / 15,038,116 / 9,472)
 # with deep_cnn's head; found by search, see deep_cnn and docs/models.md.
@@ -38,7 +42,12 @@ def simple_cnn(num_classes: int = 100, *, input_shape: tuple[int, int, int] | No
         >>> m.output_shape
         (None, 10)
     """
-    inputs, x = image_stem(input_shape or (32, 32, 3))
+    shape = input_shape or (32, 32, 3)
+    if min(shape[:2]) < SIMPLE_CNN_MIN_SIZE:  # its four valid 3x3 convs and two pools leave nothing below 20 px
+        raise ConfigError(f"simple_cnn: input {shape[0]}x{shape[1]} is too small (its valid convolutions need at "
+                          f"least {SIMPLE_CNN_MIN_SIZE}x{SIMPLE_CNN_MIN_SIZE}); set data.image_size to "
+                          f"[{SIMPLE_CNN_MIN_SIZE}, {SIMPLE_CNN_MIN_SIZE}] or more, or use resnet")
+    inputs, x = image_stem(shape)
     x = keras.layers.Conv2D(64, 3, activation="relu", name="conv1")(x)
     x = keras.layers.Dropout(dropout)(x)
     x = keras.layers.BatchNormalization(momentum=bn_momentum)(x)

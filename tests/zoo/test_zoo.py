@@ -178,3 +178,12 @@ def test_resnet_trains_on_an_odd_batch():
               "print('trained')\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and "trained" in done.stdout, done.stderr[-2000:]
+
+
+def test_simple_cnn_too_small_an_input_is_a_one_line_config_error():
+    """16 px (a grayscale digits recipe) failed inside Keras with 'output size would be zero'."""
+    with pytest.raises(ConfigError, match=r"simple_cnn: input 16x16 is too small .* data.image_size"):
+        build("simple_cnn", num_classes=10, input_shape=(16, 16, 1))
+    assert build("simple_cnn", num_classes=10, input_shape=(20, 20, 1)).output_shape == (None, 10)
+    with pytest.raises(ConfigError, match="19x20"):
+        build("simple_cnn", num_classes=10, input_shape=(19, 20, 3))
