@@ -240,6 +240,8 @@ def fit_stage(model: keras.Model, data: RunData, stage: _Stage, *, cfg_t: TrainC
             cb.best = stage.best
     train_ds = data.datasets["train"]
     passes_before = data.passes
+    if has_trainable_strided_1x1(model):
+        train_ds = even_batches(train_ds)
     if cfg_t.steps_per_epoch:
         train_ds = train_ds.repeat()
     else:  # a resumed run: the pipeline's shuffle / augmentation state as after `passes` passes
@@ -255,6 +257,36 @@ def fit_stage(model: keras.Model, data: RunData, stage: _Stage, *, cfg_t: TrainC
     data.passes = passes_before + _ITERATORS_PER_EPOCH * (int(done) - stage.first_epoch)
     data.consumed += _ITERATORS_PER_EPOCH * len(h.epoch)
     return int(done), _best(cbs)
+
+
+def has_trainable_strided_1x1(model: keras.Model) -> bool:
+    """Whether ``model`` (nested models included) trains a 1x1 convolution with stride 2 (the
+    shortcut of keras.applications' ResNets). TensorFlow 2.21's oneDNN weight gradient of that
+    convolution corrupts memory on a batch of odd size (segfault; measured on this project's CPU
+    hosts for batches 3, 5, 7, 9, ... and even sizes fine)."""
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if (isinstance(layer, keras.layers.Conv2D) and layer.trainable
+                and tuple(layer.kernel_size) == (1, 1) and tuple(layer.strides) == (2, 2)):
+            return True
+    return False
+
+
+def even_batches(ds: Any) -> Any:
+    """``ds`` with each batch of odd size cut to the even size below it (an epoch's last, partial
+    batch loses one image; a 1-image batch is skipped): see :func:`has_trainable_strided_1x1`.
+
+    Example:
+        >>> ds = tf.data.Dataset.range(7).batch(4).map(lambda x: (x, x))
+        >>> [int(x.shape[0]) for x, _ in even_batches(ds)]
+        [4, 2]
+    """
+    def size(*batch: Any) -> Any:
+        return tf.shape(tf.nest.flatten(batch)[0])[0]
+
+    def trim(*batch: Any) -> Any:
+        even = size(*batch) // 2 * 2
+        return tf.nest.map_structure(lambda t: t[:even], batch)
+    return ds.map(trim).filter(lambda *batch: size(*batch) > 0)
 
 
 #: iterators Keras 3.15's fit opens on a tf.data training set per epoch (each draws the next shuffle

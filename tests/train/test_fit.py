@@ -1,6 +1,8 @@
 """Training runs end to end on small real image folders: artefacts, stages, resume, refusals."""
 import csv
 import json
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -14,7 +16,7 @@ from kerasclf.data.splits import read_manifest
 from kerasclf.errors import ConfigError, RunExistsError
 from kerasclf.io import load_model
 from kerasclf.testing import square_images
-from kerasclf.train.fit import train
+from kerasclf.train.fit import even_batches, has_trainable_strided_1x1, train
 from kerasclf.train.recipe import Recipe
 
 
@@ -183,3 +185,35 @@ def test_strategy_option_is_used_by_train_and_recorded(tmp_path):
     assert metrics["test"]["accuracy"] >= 6 / 9 - 1e-9 and metrics["test"]["n"] == 9
     again = _recomputed_test_metrics(result.run_dir, folder)
     assert metrics["test"]["accuracy"] == pytest.approx(again["accuracy"])
+
+
+def test_odd_batches_are_evened_only_for_models_that_train_a_strided_1x1_conv():
+    """TF 2.21's oneDNN weight gradient of a 1x1 stride-2 conv (keras.applications ResNets'
+    shortcut) segfaults on odd batches: fit_stage evens the batches of such models only."""
+    resnet = keras.applications.ResNet50(weights=None, include_top=False, input_shape=(32, 32, 3))
+    assert has_trainable_strided_1x1(resnet)
+    resnet.trainable = False
+    assert not has_trainable_strided_1x1(resnet)
+    mobilenet = keras.applications.MobileNet(weights=None, include_top=False, input_shape=(32, 32, 3), alpha=0.25)
+    assert not has_trainable_strided_1x1(mobilenet)  # its stride-2 convs are 3x3 or depthwise
+    ds = tf.data.Dataset.range(41).batch(32).map(lambda i: (tf.cast(i, "float32"), i % 2, tf.ones_like(i)))
+    sizes = [int(x.shape[0]) for x, _, _ in even_batches(ds)]
+    assert sizes == [32, 8]
+    one = tf.data.Dataset.range(33).batch(32).map(lambda i: (i, i))
+    assert [int(x.shape[0]) for x, _ in even_batches(one)] == [32]  # a 1-image batch is skipped
+
+
+def test_a_strided_1x1_conv_trains_on_evened_batches_without_crashing():
+    """41 images at batch 32 end in a batch of 9, which crashed the process (run apart)."""
+    script = ("import numpy as np, keras, tensorflow as tf\n"
+              "from kerasclf.train.fit import even_batches\n"
+              "i = keras.Input((16, 16, 3)); x = keras.layers.Conv2D(8, 3, padding='same')(i)\n"
+              "x = keras.layers.Conv2D(16, 1, strides=2)(x); x = keras.layers.GlobalAveragePooling2D()(x)\n"
+              "m = keras.Model(i, keras.layers.Dense(2)(x))\n"
+              "m.compile('adam', keras.losses.SparseCategoricalCrossentropy(from_logits=True))\n"
+              "x = np.random.default_rng(0).uniform(0, 1, (41, 16, 16, 3)).astype('float32')\n"
+              "ds = tf.data.Dataset.from_tensor_slices((x, np.arange(41) % 2)).batch(32)\n"
+              "m.fit(even_batches(ds), epochs=2, verbose=0)\n"
+              "print('trained')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "trained" in done.stdout, done.stderr[-2000:]
