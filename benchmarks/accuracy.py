@@ -263,6 +263,10 @@ ABLATION: dict[str, tuple[str, list[str]]] = {
     "no_smoothing": ("no label smoothing", ["train.label_smoothing=0"]),
     "bn_trainable": ("batch-norm scale and offset train with their layers", ["train.fine_tune.freeze_bn=false"]),
     "lr_1e-4": ("fine-tuning LR 1e-4", ["train.fine_tune.learning_rate=0.0001"]),
+    "lr_5e-4": ("fine-tuning LR 5e-4", ["train.fine_tune.learning_rate=0.0005"]),
+    "lr_1e-3": ("fine-tuning LR 1e-3", ["train.fine_tune.learning_rate=0.001"]),
+    "ft_epochs_20": ("20 fine-tuning epochs", ["train.fine_tune.epochs=20"]),
+    "one_cycle": ("one-cycle fine-tuning LR (warm-up, then cosine)", ["train.fine_tune.schedule=one_cycle"]),
 }
 ABLATION_DATA = {"flowers": "flowers, 4,317 photos, 5 classes (70/10/20)",
                  "cats_vs_dogs": "cats_vs_dogs, 4,999 photos (70/10/20)"}
@@ -321,6 +325,10 @@ def _fmt(v: Any) -> str:
     return f"{v:.3f}" if isinstance(v, float) else ("—" if v is None else str(v))
 
 
+def _rate(v: Any) -> str:
+    return f"{v:.0f}" if isinstance(v, (int, float)) else "—"
+
+
 def render_table(rows: list[dict[str, Any]]) -> str:
     """docs/results.md from the recorded rows: the latest row of each experiment, then notes."""
     latest: dict[str, dict[str, Any]] = {}
@@ -345,7 +353,7 @@ def render_table(rows: list[dict[str, Any]]) -> str:
         met = {True: "yes", False: "**no**", None: "—"}[r.get("passed")]
         lines.append(f"| {name} | {r['data']} | {r['model']} | {r['mode']} | {r['metric']} | {_fmt(r['value'])} "
                      f"| {r['goal']} | {met} | {r['anchor']} | {r['wall_s'] / 60:.1f} min "
-                     f"| {_fmt(r.get('train_images_per_s'))} |")
+                     f"| {_rate(r.get('train_images_per_s'))} |")
     if ablation:
         lines += ["", "## What each default bought", "",
                   "The own-folder template with one default taken back, same data, split and seed; the",
