@@ -114,6 +114,7 @@ def _gray_recipe(tmp_path: Path, name: str, **train: object) -> Recipe:
                   "steps_per_execution": 1, **train}})
 
 
+@pytest.mark.slow  # two training runs (~60 s on the loaded 2 cores); the default suite is near its 8-minute budget
 def test_a_grayscale_run_fits_its_ood_statistics_and_ood_false_skips_them(tmp_path):
     """channels: 1 on grayscale files: the statistics are fitted (streamed, read with the run's
     channels); train.ood: false writes no model.ood.npz and no ood entry."""
