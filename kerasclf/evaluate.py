@@ -216,12 +216,16 @@ def attribute_accuracy(run_dir: str | Path, *, batch_size: int = 64) -> dict[str
         raise ModelError(f"{run_dir}: attribute_accuracy needs a multi-label run, this one is "
                          f"{loaded.meta.get('task')!r}")
     size = tuple(loaded.meta["image_size"])
-    parts = {s: run_split(run_dir, s, image_size=size) for s in ("val", "test")}
+    _, spec, split_index = _run_parts(run_dir)  # read once: val/test images, training labels (no image decoded)
+    for s in ("val", "test"):
+        if not len(split_index.get(s, [])):
+            raise DataError(f"{run_dir / 'split.csv'} has no '{s}' images; attribute_accuracy needs a "
+                            f"run with validation and test splits")
+    parts = {s: split_arrays(spec, split_index[s], image_size=size) for s in ("val", "test")}
     probs = {s: np.asarray(loaded.model.predict(parts[s][0], batch_size=batch_size, verbose=0))
              for s in ("val", "test")}
     thresholds = choose_thresholds(parts["val"][1], probs["val"], metric="accuracy")
     y_test = parts["test"][1] > 0.5
-    _, spec, split_index = _run_parts(run_dir)  # the training labels from the manifest: no image decoded
     majority = np.asarray(spec.labels)[split_index["train"]].mean(axis=0) >= 0.5
     return {"test_accuracy": mean_attribute_accuracy(y_test, probs["test"], thresholds),
             "test_accuracy_at_0_5": mean_attribute_accuracy(y_test, probs["test"], 0.5),
