@@ -267,7 +267,6 @@ ABLATION: dict[str, tuple[str, list[str]]] = {
     "lr_1e-3": ("fine-tuning LR 1e-3", ["train.fine_tune.learning_rate=0.001"]),
     "ft_epochs_20": ("20 fine-tuning epochs", ["train.fine_tune.epochs=20"]),
     "one_cycle": ("one-cycle fine-tuning LR (warm-up, then cosine)", ["train.fine_tune.schedule=one_cycle"]),
-    "no_taps": ("no multi-scale features (the pooled backbone output alone)", ["model.taps=null"]),
 }
 ABLATION_DATA = {"flowers": "flowers, 4,317 photos, 5 classes (70/10/20)",
                  "cats_vs_dogs": "cats_vs_dogs, 4,999 photos (70/10/20)"}

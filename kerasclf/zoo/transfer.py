@@ -30,7 +30,7 @@ from kerasclf.zoo.layers import image_stem
 from kerasclf.zoo.registry import ModelCfg, register_alias, register_model
 
 __all__ = ["APPLICATIONS", "is_application", "application_cfg", "load_backbone", "backbone_head", "vgg16_head",
-           "efficientnet_b0_head", "resnet50_features", "set_backbone_trainable", "stage_taps"]
+           "efficientnet_b0_head", "resnet50_features", "set_backbone_trainable"]
 
 # name -> (preprocessing mode inside the model, default input size); modes follow each
 # application's own preprocess_input ("none": the application preprocesses inside itself).
@@ -175,62 +175,16 @@ def set_backbone_trainable(model: keras.Model, fine_tune_from: int | str | bool 
     return model
 
 
-def stage_taps(backbone: keras.Model) -> tuple[str, ...]:
-    """The layers ``taps="auto"`` pools beside the backbone's output: the last layer at each of the
-    two resolutions before the final one (stride 8 and 16 of a 32-stride backbone). Zero-padding
-    layers are skipped; a backbone with fewer than three resolutions has none.
-
-    Example:
-        >>> stage_taps(load_backbone("MobileNet", (224, 224, 3), None, alpha=0.25))
-        ('conv_pw_5_relu', 'conv_pw_11_relu')
-    """
-    axis = 1 if keras.config.image_data_format() == "channels_last" else 2
-    last: dict[int, str] = {}
-    for layer in backbone.layers:
-        if isinstance(layer, (keras.layers.ZeroPadding2D, keras.layers.InputLayer)):
-            continue
-        shape = layer.output.shape
-        if len(shape) == 4 and shape[axis]:
-            last[int(shape[axis])] = layer.name
-    sides = sorted(last, reverse=True)
-    return tuple(last[s] for s in sides[-3:-1]) if len(sides) >= 3 else ()
-
-
-def _tapped_backbone(backbone: keras.Model, taps: Any) -> tuple[keras.Model, tuple[str, ...]]:
-    """``backbone`` with the outputs of ``taps`` (``"auto"``: :func:`stage_taps`, or layer names)
-    before its own output, sharing its layers; ``taps`` false: ``backbone`` unchanged."""
-    if not taps:
-        return backbone, ()
-    names = stage_taps(backbone) if taps == "auto" else tuple([taps] if isinstance(taps, str) else taps)
-    known = [layer.name for layer in backbone.layers]
-    missing = [t for t in names if t not in known]
-    if missing:
-        close = difflib.get_close_matches(missing[0], known, n=3)
-        raise ConfigError(f"taps: no layer '{missing[0]}' in the backbone"
-                          + (f"; did you mean {', '.join(close)}?" if close else "") + " (or use taps: auto)")
-    if not names:
-        return backbone, ()
-    outputs = [backbone.get_layer(t).output for t in names] + [backbone.output]
-    return keras.Model(backbone.input, outputs, name="backbone"), names
-
-
 def _transfer_model(name: str, num_classes: int, task: str, input_shape: tuple[int, int, int] | None,
                     weights: Any, trainable: bool, fine_tune_from: int | str | None, *, pooling: str,
                     dropout: float, hidden: Any = None, hidden_initializer: str = "glorot_uniform",
-                    model_name: str, taps: Any = None, **backbone_kwargs: Any) -> keras.Model:
+                    model_name: str, **backbone_kwargs: Any) -> keras.Model:
     mode, size = APPLICATIONS[name] if name in APPLICATIONS else ("none", 224)
     shape = tuple(input_shape or (size, size, 3))
     inputs, x = image_stem(shape, mode)
-    backbone, names = _tapped_backbone(load_backbone(name, shape, weights, **backbone_kwargs), taps)
+    backbone = load_backbone(name, shape, weights, **backbone_kwargs)
     backbone.trainable = bool(trainable)
     x = backbone(x, training=False)  # BN in inference mode, also when fine-tuning (Keras advice)
-    if names:  # multi-scale features: each tap and the output pooled, then joined as "features"
-        if pooling != "avg":
-            raise ConfigError(f"taps need average pooling; remove taps or flatten (pooling '{pooling}')")
-        pools = [keras.layers.GlobalAveragePooling2D(name=f"tap_pool_{t}")(o) for t, o in zip(names, x[:-1])]
-        x = keras.layers.Concatenate(name="features")(
-            pools + [keras.layers.GlobalAveragePooling2D(name="pooled")(x[-1])])
-        pooling = None
     outputs = classifier_head(x, num_classes, task, pooling=pooling, dropout=dropout, hidden=hidden,
                               kernel_initializer=hidden_initializer)
     model = keras.Model(inputs, outputs, name=model_name)
@@ -244,21 +198,15 @@ def _transfer_model(name: str, num_classes: int, task: str, input_shape: tuple[i
 def backbone_head(num_classes: int = 2, *, backbone: str = "MobileNetV2",
                   input_shape: tuple[int, int, int] | None = None, task: str = "auto", weights: Any = "imagenet",
                   trainable: bool = False, fine_tune_from: int | str | None = None, dropout: float = 0.2,
-                  hidden: Any = None, flatten: bool = False, taps: Any = None, **backbone_kwargs: Any) -> keras.Model:
+                  hidden: Any = None, flatten: bool = False, **backbone_kwargs: Any) -> keras.Model:
     """Any keras.applications backbone (no top) + the shared head: pool → dropout → Dense.
-
-    ``taps`` adds multi-scale features: the pooled outputs of inner backbone layers join the
-    pooled output in the ``features`` layer (``"auto"``: :func:`stage_taps`, the ends of the
-    stride-8 and stride-16 stages; or a list of layer names). On the flowers and cats-vs-dogs
-    validation splits they added 3 and 1 points to feature extraction (docs/results.md).
 
     Example:
         >>> m = backbone_head(5, backbone="MobileNetV2", weights=None, input_shape=(32, 32, 3))  # doctest: +SKIP
-        >>> m = backbone_head(5, backbone="MobileNet", alpha=0.25, taps="auto")  # doctest: +SKIP
     """
     return _transfer_model(backbone, num_classes, task, input_shape, weights, trainable, fine_tune_from,
                            pooling="flatten" if flatten else "avg", dropout=dropout, hidden=hidden,
-                           model_name=f"{backbone.lower()}_head", taps=taps, **backbone_kwargs)
+                           model_name=f"{backbone.lower()}_head", **backbone_kwargs)
 
 
 def application_cfg(name: str) -> ModelCfg:

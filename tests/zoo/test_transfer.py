@@ -14,9 +14,7 @@ from kerasclf.zoo import (
     feature_model,
     input_size,
     set_backbone_trainable,
-    stage_taps,
 )
-from kerasclf.train.cached import can_cache, head_model
 
 
 def _trainable(model):
@@ -105,22 +103,3 @@ def test_feature_model_and_input_size():
     assert feats.shape == (1, 256)  # MobileNet alpha 0.25: 1024 * 0.25 channels, pooled
     with pytest.raises(ModelError, match="no layer 'nope'"):
         feature_model(model, "nope")
-
-
-def test_taps_join_inner_stage_ends_in_the_features_and_survive_a_reload(tmp_path):
-    """taps="auto": the pooled stride-8 and stride-16 stage ends join the pooled output in
-    "features"; the frozen stage can still train the head alone; .keras reload predicts the same."""
-    plain = tiny_transfer(3, input_shape=(64, 64, 3))
-    assert stage_taps(plain.get_layer("backbone")) == ("conv_pw_5_relu", "conv_pw_11_relu")
-    m = tiny_transfer(3, input_shape=(64, 64, 3), taps="auto")
-    bb = m.get_layer("backbone")
-    widths = [bb.get_layer(t).output.shape[-1] for t in ("conv_pw_5_relu", "conv_pw_11_relu")]
-    assert m.get_layer("features").output.shape[-1] == sum(widths) + 256 == 448
-    assert m.count_params() == plain.count_params() + sum(widths) * 3  # only the output layer grows
-    assert can_cache(m) and head_model(m).count_params() == 448 * 3 + 3
-    x = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
-    m.save(tmp_path / "m.keras")
-    again = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
-    np.testing.assert_allclose(again.predict(x, verbose=0), m.predict(x, verbose=0), atol=1e-6)
-    with pytest.raises(ConfigError, match="no layer 'conv_pw_55_relu'.*did you mean"):
-        tiny_transfer(3, input_shape=(64, 64, 3), taps=["conv_pw_55_relu"])
