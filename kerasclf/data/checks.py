@@ -47,7 +47,7 @@ from kerasclf._progress import progress
 from kerasclf.data.reader import inspect_image
 from kerasclf.data.sources import from_folder
 from kerasclf.data.spec import DataSpec
-from kerasclf.data.splits import _label_text
+from kerasclf.data.splits import label_text
 from kerasclf.errors import ConfigError
 
 __all__ = ["CheckReport", "Finding", "check_dataset", "run_check"]
@@ -340,12 +340,12 @@ def _label_conflicts(spec: DataSpec, results: list[dict[str, Any]], exact: list[
     pos = {r["path"]: i for i, r in enumerate(results)}
     out = []
     for d in exact:
-        labels = [_label_text(spec, pos[f]) or "(none)" for f in d["files"]]
+        labels = [label_text(spec, pos[f]) or "(none)" for f in d["files"]]
         if len(set(labels)) > 1:
             out.append({"kind": "exact", "files": list(d["files"]), "labels": labels, "distance": 0,
                         "splits": d["splits"]})
     for d in near:
-        labels = [_label_text(spec, pos[f]) or "(none)" for f in (d["a"], d["b"])]
+        labels = [label_text(spec, pos[f]) or "(none)" for f in (d["a"], d["b"])]
         if labels[0] != labels[1]:
             out.append({"kind": "near", "files": [d["a"], d["b"]], "labels": labels,
                         "distance": d["distance"], "splits": d["splits"]})

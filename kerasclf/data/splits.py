@@ -32,7 +32,8 @@ import numpy as np
 from kerasclf.data.spec import DataSpec
 from kerasclf.errors import ConfigError, DataError
 
-__all__ = ["SPLITS", "split_indices", "sample_indices", "write_manifest", "read_manifest", "split_or_reuse"]
+__all__ = ["SPLITS", "split_indices", "sample_indices", "label_text", "write_manifest", "read_manifest",
+           "split_or_reuse"]
 
 SPLITS: tuple[str, str, str] = ("train", "val", "test")
 
@@ -191,9 +192,14 @@ def sample_indices(spec: DataSpec, n: int, index: Sequence[int] | np.ndarray | N
     return taken
 
 
-def _label_text(spec: DataSpec, i: int) -> str:
+def label_text(spec: DataSpec, i: int) -> str:
     """The label of item ``i`` as the manifest writes it: the class name, or for multi-label the
-    names of the positive classes joined with ``|`` ("" when none). The health check shows it too."""
+    names of the positive classes joined with ``|`` ("" when none). The health check shows it too.
+
+    Example:
+        >>> label_text(spec, 0)  # doctest: +SKIP
+        'daisy'
+    """
     y = spec.labels[i]
     if spec.labels.ndim == 2:
         return "|".join(n for n, v in zip(spec.class_names, y) if v)
@@ -221,7 +227,7 @@ def write_manifest(path: str | os.PathLike, spec: DataSpec, splits: dict[str, np
         w.writerow(["id", "label", "split"] + (["group"] if spec.groups is not None else []))
         for i in range(len(spec)):
             if i in where:
-                row = [ids[i], _label_text(spec, i), where[i]]
+                row = [ids[i], label_text(spec, i), where[i]]
                 if spec.groups is not None:
                     row.append(str(spec.groups[i]))
                 w.writerow(row)

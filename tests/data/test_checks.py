@@ -212,9 +212,9 @@ def test_label_conflicts_use_the_manifest_label_text():
     row shows as "(none)" in the conflicts, as the manifest writes it empty."""
     spec = DataSpec(class_names=["Smiling", "Male"], labels=np.array([[1, 1], [0, 0], [1, 0]]),
                     paths=["a.png", "b.png", "c.png"])
-    assert checks._label_text is splits._label_text
+    assert checks.label_text is splits.label_text
     results = [{"path": p} for p in spec.paths]
     out = checks._label_conflicts(spec, results, [{"files": ["a.png", "b.png"], "splits": []}],
                                   [{"a": "a.png", "b": "c.png", "distance": 3, "splits": []}])
     assert [c["labels"] for c in out] == [["Smiling|Male", "(none)"], ["Smiling|Male", "Smiling"]]
-    assert [splits._label_text(spec, i) for i in range(3)] == ["Smiling|Male", "", "Smiling"]
+    assert [splits.label_text(spec, i) for i in range(3)] == ["Smiling|Male", "", "Smiling"]
