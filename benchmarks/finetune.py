@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     home = Path(tempfile.mkdtemp(prefix="kerasclf-keras-home-"))
     seed_keras_home(home, [weights])
     runs = Path(args.runs) if args.runs else Path(tempfile.mkdtemp(prefix="kerasclf-finetune-"))
-    t0 = time.perf_counter()
+    t0, load0 = time.perf_counter(), os.getloadavg()[0]
     part = {"cache": part_cache, "lr_find": part_lr_find, "target": part_target}[args.part]
     result = part(assets, runs, args.size, args.epochs)
     import keras
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     entry = {"part": args.part, "size": args.size, "epochs": args.epochs, "result": result,
              "wall_s_total": round(time.perf_counter() - t0, 1),
              "command": "python benchmarks/finetune.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-             "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "note": "2 shared cores, loaded"},
+             "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "load_1min": [round(load0, 1), round(os.getloadavg()[0], 1)]},  # start, end
              "versions": {"keras": keras.__version__, "tensorflow": tf.__version__}}
     old = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     old[args.part] = entry
