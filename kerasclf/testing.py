@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ from kerasclf.zoo.resnet import resnet
 from kerasclf.zoo.transfer import backbone_head
 
 __all__ = ["tiny_cnn", "tiny_transfer", "tiny_resnet", "square_images", "write_image_folder", "assets_dir", "seed_keras_home",
-           "MOBILENET_025_FILE"]
+           "run_apart", "MOBILENET_025_FILE"]
 
 MOBILENET_025_FILE = "mobilenet_2_5_224_tf_no_top.h5"
 
@@ -92,6 +94,17 @@ def write_image_folder(root: str | Path, n_per_class: int = 16, size: int = 24, 
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(img).save(folder / f"img{i}.{formats[i % len(formats)]}")
     return root
+
+
+def run_apart(script: str, done: str = "trained", timeout: int = 300) -> None:
+    """Run the Python ``script`` in a fresh process and assert it exited 0 having printed ``done``,
+    so a crash inside TensorFlow (a segfault, an abort) fails one test instead of the whole suite.
+
+    Example:
+        >>> run_apart("print('trained')")
+    """
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0 and done in proc.stdout, proc.stderr[-2000:]
 
 
 def assets_dir() -> Path | None:

@@ -249,13 +249,10 @@ def _tapped(model: Any, pooled: Any, taps: tuple[str, ...]) -> Any:
     x = inputs
     for layer in stem:
         x = layer(x)
-    pools = [keras.layers.GlobalAveragePooling2D(name=f"tap_pool_{t}")(o) for t, o in zip(taps, _as_list(inner(x)))]
+    pools = [keras.layers.GlobalAveragePooling2D(name=f"tap_pool_{t}")(o)
+             for t, o in zip(taps, keras.tree.flatten(inner(x)))]
     out = keras.layers.Concatenate(name="tapped_features")(pools + [pooled(inputs)])
     return keras.Model(inputs, out, name=f"{model.name}_tapped")
-
-
-def _as_list(outputs: Any) -> list[Any]:
-    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
 
 
 def _check_out(out: Path, data: Any, overwrite: bool) -> None:
