@@ -37,13 +37,8 @@ from kerasclf.data.pipeline import split_arrays
 from kerasclf.data.sources import from_folder
 from kerasclf.data.spec import DataSpec
 from kerasclf.data.splits import read_manifest
-from kerasclf.features.audit import (
-    FILTERS,
-    MOBILENET_TAPS,
-    audit_features,
-    audit_probabilities,
-    out_of_fold_probabilities,
-)
+from kerasclf.features.audit import FILTERS, audit_probabilities, out_of_fold_probabilities
+from kerasclf.features.enriched import MOBILENET_TAPS, enriched_features
 from kerasclf.io import load_model
 from kerasclf.testing import MOBILENET_025_FILE, seed_keras_home
 from kerasclf.train import load_recipe, train
@@ -97,7 +92,7 @@ def label_audit(assets: Path, name: str, image_size: int, seed: int) -> dict[str
     for tta in (False, True):
         t0 = time.perf_counter()
         taps = MOBILENET_TAPS if tta else ()
-        fs = audit_features(spec, "MobileNet", build_kwargs={"alpha": 0.25}, weights="imagenet", tta=tta,
+        fs = enriched_features(spec, "MobileNet", build_kwargs={"alpha": 0.25}, weights="imagenet", tta=tta,
                             taps=taps, image_size=(image_size, image_size), verbose=0)  # the default feature cache
         secs = time.perf_counter() - t0
         x, clean = np.asarray(fs.features), np.asarray(fs.labels, int)

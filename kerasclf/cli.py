@@ -98,7 +98,12 @@ def _print_run(result: Any) -> None:
     print(f"model:      {result.model_path}")
     for split in ("val", "test"):
         if split in m and "accuracy" in m[split]:
-            print(f"{split} accuracy: {m[split]['accuracy']:.4f}")
+            tta = m.get(f"{split}_tta", {}).get("accuracy")
+            print(f"{split} accuracy: {m[split]['accuracy']:.4f}" + (f"  (with flip TTA {tta:.4f})" if tta is not None else ""))
+    if m.get("tta"):
+        t = m["tta"]
+        print(f"TTA model:  {Path(result.run_dir) / t['model']}  ("
+              + ("better" if t["chosen"] else "not better") + " than the plain model on validation)")
     print(f"train time: {m['train_time_s']:.1f} s  ({m['train_images_per_s']:.0f} images/s)")
 
 

@@ -2,7 +2,7 @@
 
 Steps: pooled features of every image (:func:`~kerasclf.features.extract.extract_features`,
 cached; for the default MobileNet also the pooled outputs of the intermediate layers
-:data:`MOBILENET_TAPS`), out-of-fold class probabilities from k-fold logistic regressions on them
+:data:`~kerasclf.features.enriched.MOBILENET_TAPS`), out-of-fold class probabilities from k-fold logistic regressions on them
 (:func:`out_of_fold_probabilities`: one on the pooled features, one on all, averaged; each ``C``
 chosen by out-of-fold log-loss), then cleanlab's
 confident learning (``cleanlab.filter.find_label_issues``, ranked by
@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
@@ -43,24 +42,19 @@ from kerasclf.analysis.plots import plot_gallery
 from kerasclf.analysis.report import write_report
 from kerasclf.data.pipeline import split_arrays
 from kerasclf.data.spec import DataSpec
-from kerasclf.errors import ConfigError, DataError, ModelError
-from kerasclf.export.compose import tta_model
+from kerasclf.errors import ConfigError, DataError
 from kerasclf.features.cluster import as_spec
-from kerasclf.features.extract import DEFAULT_CACHE, FeatureSet, extract_features
-from kerasclf.io import load_any_model
-from kerasclf.zoo.cut import AUTO, feature_model, input_size
+from kerasclf.features.enriched import default_taps, enriched_features
+from kerasclf.features.extract import DEFAULT_CACHE
+from kerasclf.zoo.cut import AUTO
 
-__all__ = ["AuditResult", "FILTERS", "MOBILENET_TAPS", "audit", "audit_features", "audit_probabilities",
+__all__ = ["AuditResult", "FILTERS", "audit", "audit_probabilities",
            "out_of_fold_probabilities"]
 
 #: cleanlab ``find_label_issues`` filters offered by ``--filter-by``
 FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given",
            "low_normalized_margin", "low_self_confidence")
 DEFAULT_CS = (0.003, 0.01, 0.03, 0.1, 0.3)
-#: layers of MobileNet's backbone whose global-average-pooled outputs the default audit adds to the
-#: pooled features (measured in benchmarks/label_quality.py: flowers precision at recall 0.6 rose
-#: from 0.34-0.38 to 0.40-0.48 on development flip seeds, cats vs dogs held)
-MOBILENET_TAPS = ("conv_pw_5_relu", "conv_pw_7_relu", "conv_pw_11_relu", "conv_pw_12_relu")
 
 
 @dataclass
@@ -113,7 +107,7 @@ def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, *, folds
     Each image's probabilities come from a model fitted on the other folds; ``C`` is the value
     of ``cs`` with the lowest out-of-fold log-loss (the probabilities of that ``C`` are returned).
     With ``last``, a second regression is fitted on the last ``last`` columns alone (the pooled
-    features, which :func:`audit_features` puts after the intermediate layers') and the two
+    features, which :func:`~kerasclf.features.enriched.enriched_features` puts after the intermediate layers') and the two
     probabilities are averaged.
 
     Returns:
@@ -205,56 +199,6 @@ def _check_counts(labels: np.ndarray, names: list[str], folds: int, source: str)
                         f"images per class; too few in {', '.join(small)}; add images or lower --folds")
 
 
-def audit_features(spec: DataSpec, features: Any = "MobileNet", *, build_kwargs: dict[str, Any] | None = None,
-                   weights: Any = "default", layer: str | None = AUTO, image_size: tuple[int, int] | None = None,
-                   tta: bool = True, taps: tuple[str, ...] = (), batch_size: int = 64,
-                   cache_dir: str | Path | None = DEFAULT_CACHE, verbose: int = 1) -> FeatureSet:
-    """The (cached) features :func:`audit` uses: ``features`` cut at ``layer``, flip-averaged with ``tta``.
-
-    With ``taps`` (layer names inside a zoo model's ``backbone``, e.g. :data:`MOBILENET_TAPS`), the
-    global-average-pooled outputs of those layers come first, then the pooled features (their
-    width is ``info["pooled_columns"]``).
-
-    Example:
-        >>> fs = audit_features(spec, "MobileNet", build_kwargs={"alpha": 0.25}, image_size=(160, 160))  # doctest: +SKIP
-    """
-    kwargs = dict(build_kwargs or {})
-    if weights != "default":
-        kwargs["weights"] = weights
-    model = load_any_model(features, **kwargs)
-    size = image_size or _model_size(model) or (224, 224)  # a size-free backbone: its ImageNet size
-    if not tta and not taps:
-        fs = extract_features(model, spec, layer=layer, batch_size=batch_size, cache_dir=cache_dir,
-                              image_size=size, verbose=verbose)
-        fs.info = {**fs.info, "pooled_columns": int(fs.features.shape[1])}
-        return fs
-    pooled = feature_model(model, layer)
-    cut = _tapped(model, pooled, taps) if taps else pooled
-    fs = extract_features(tta_model(cut) if tta else cut, spec, layer=None, batch_size=batch_size,
-                          cache_dir=cache_dir, image_size=size, verbose=verbose)
-    fs.info = {**fs.info, "pooled_columns": int(pooled.output.shape[-1])}  # the last columns
-    return fs
-
-
-def _tapped(model: Any, pooled: Any, taps: tuple[str, ...]) -> Any:
-    """Images in, ``[pooled outputs of the backbone's layers taps..., pooled features]`` out (one vector)."""
-    try:
-        backbone = model.get_layer("backbone")
-        stem = [model.get_layer("resize"), model.get_layer("preprocess")]
-        inner = keras.Model(backbone.input, [backbone.get_layer(t).output for t in taps])
-    except ValueError as exc:
-        raise ModelError(f"model '{model.name}': cannot tap layers {', '.join(taps)} of its backbone ({exc}); "
-                         f"audit taps only kerasclf zoo models with a 'backbone' (e.g. MobileNet)") from None
-    inputs = keras.Input(pooled.input_shape[1:], name="image")
-    x = inputs
-    for layer in stem:
-        x = layer(x)
-    pools = [keras.layers.GlobalAveragePooling2D(name=f"tap_pool_{t}")(o)
-             for t, o in zip(taps, keras.tree.flatten(inner(x)))]
-    out = keras.layers.Concatenate(name="tapped_features")(pools + [pooled(inputs)])
-    return keras.Model(inputs, out, name=f"{model.name}_tapped")
-
-
 def _check_out(out: Path, data: Any, overwrite: bool) -> None:
     """Refuse to write into the audited folder, or over an earlier audit without ``overwrite``."""
     if isinstance(data, (str, Path)) and Path(data).is_dir() and out.resolve().is_relative_to(Path(data).resolve()):
@@ -281,8 +225,8 @@ def audit(data: Any, *, features: Any = "MobileNet", build_kwargs: dict[str, Any
         build_kwargs, weights, layer, image_size, batch_size, cache_dir: as in
             :func:`~kerasclf.features.extract.extract_features`.
         tta: average each image's features with its mirror image's (:func:`kerasclf.export.compose.tta_model`, as compare's TTA).
-        taps: backbone layers whose pooled outputs join the features (see :func:`audit_features`);
-            ``None``: :data:`MOBILENET_TAPS` for the default MobileNet cut at its pooled output, else
+        taps: backbone layers whose pooled outputs join the features (see :func:`~kerasclf.features.enriched.enriched_features`);
+            ``None``: :data:`~kerasclf.features.enriched.MOBILENET_TAPS` for the default MobileNet cut at its pooled output, else
             none. With taps, the probabilities average a regression on all features and one on
             the pooled features alone (:func:`out_of_fold_probabilities` ``last``).
         folds: k of the k-fold logistic regression.
@@ -301,12 +245,12 @@ def audit(data: Any, *, features: Any = "MobileNet", build_kwargs: dict[str, Any
     if features == "MobileNet" and build_kwargs is None:
         build_kwargs = {"alpha": 0.25}
     if taps is None:
-        taps = MOBILENET_TAPS if features == "MobileNet" and layer == AUTO else ()
+        taps = default_taps(features, layer)
     if out_dir is not None:
         _check_out(Path(out_dir), data, overwrite)
     spec = as_spec(data)
     _check_classes(spec, folds)
-    fs = audit_features(spec, features, build_kwargs=build_kwargs, weights=weights, layer=layer,
+    fs = enriched_features(spec, features, build_kwargs=build_kwargs, weights=weights, layer=layer,
                         image_size=image_size, tta=tta, taps=tuple(taps), batch_size=batch_size, cache_dir=cache_dir,
                         verbose=verbose)
     labels = np.asarray(fs.labels, dtype=int)
@@ -344,13 +288,6 @@ def audit(data: Any, *, features: Any = "MobileNet", build_kwargs: dict[str, Any
 
 def _name(features: Any, recorded: str) -> str:
     return str(features) if isinstance(features, (str, Path)) else recorded
-
-
-def _model_size(model: Any) -> tuple[int, int] | None:
-    try:
-        return input_size(model)
-    except ModelError:
-        return None
 
 
 def _write(result: AuditResult, spec: DataSpec, out: Path, *, filter_by: str, gallery: int) -> dict[str, Path]:

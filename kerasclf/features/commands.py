@@ -11,17 +11,19 @@ Example:
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from kerasclf.data.splits import split_indices
-from kerasclf.errors import ModelError, RunExistsError
+from kerasclf.errors import ConfigError, ModelError, RunExistsError
 from kerasclf.features.artifacts import read_artifact
 from kerasclf.features.cluster import ClusterModel, as_spec
+from kerasclf.features.enriched import default_taps, enriched_features
 from kerasclf.features.extract import DEFAULT_CACHE, extract_features
-from kerasclf.features.heads import evaluate_head, fit_head, load_head, save_head
+from kerasclf.features.heads import HEAD_CS, choose_c, evaluate_head, fit_head, load_head, save_head
 
 __all__ = ["run_features", "run_head", "load_predictor"]
 
@@ -66,8 +68,9 @@ def run_features(model: Any, data: Any, *, layer: str | None = "auto",
 
 def run_head(data: Any, *, features_model: Any, kind: str = "logreg", out_dir: str | Path,
              layer: str | None = "auto", image_size: tuple[int, int] | None = None,
-             weights: Any = "default",
-                build_kwargs: dict[str, Any] | None = None, cache_dir: str | Path | None = None,
+             weights: Any = "default", build_kwargs: dict[str, Any] | None = None,
+             cache_dir: str | Path | None = None, tta: bool = False, taps: tuple[str, ...] | str = (),
+             C: float | str | Sequence[float] = 1.0,
              ratios: tuple[float, float, float] = (0.8, 0.0, 0.2), seed: int = 42,
              overwrite: bool = False, verbose: int = 1, **head_options: Any) -> dict[str, Any]:
     """Fit a scikit-learn head on cached features of a labelled data set; evaluate; save.
@@ -80,44 +83,67 @@ def run_head(data: Any, *, features_model: Any, kind: str = "logreg", out_dir: s
         features_model: zoo name, ``.keras`` path or Keras model.
         kind: ``logreg`` | ``linear_svm`` | ``hgb``.
         out_dir: output folder.
+        tta: features averaged with the mirror image's (:mod:`kerasclf.features.enriched`); the
+            saved extractor flips too, so predictions match.
+        taps: backbone layers whose pooled outputs join the features; ``"auto"``:
+            :func:`~kerasclf.features.enriched.default_taps` (MobileNet's four).
+        C: the linear heads' inverse regularisation; ``"auto"`` or a list: the value of
+            :data:`~kerasclf.features.heads.HEAD_CS` (or the list) with the lowest validation
+            log-loss of a head fitted on train (needs a validation part in ``ratios``).
         ratios: train/val/test fractions for :func:`kerasclf.data.splits.split_indices`; the head
             is fitted on train + val and scored on test.
         seed: split seed.
         overwrite: replace an existing ``head.skops``.
-        **head_options: passed to :func:`~kerasclf.features.heads.fit_head` (``C``, ``calibrate``).
+        **head_options: passed to :func:`~kerasclf.features.heads.fit_head` (``calibrate``).
 
     Returns:
-        ``{"head": path, "metrics": {...}, "n_train", "n_test", "features_from_cache"}``.
+        ``{"head": path, "metrics": {...}, "n_train", "n_test", "features_from_cache", "C"}``;
+        with ``C`` chosen, also ``"val"`` (the validation metrics of the head fitted on train)
+        and ``"val_log_loss"`` per ``C``.
 
     Example:
-        >>> run_head("digits", features_model=model, kind="hgb", out_dir="runs/d")  # doctest: +SKIP
+        >>> run_head("photos/", features_model="MobileNet", build_kwargs={"alpha": 0.25}, weights="imagenet",
+        ...          tta=True, taps="auto", C="auto", ratios=(0.7, 0.1, 0.2), out_dir="runs/h")  # doctest: +SKIP
     """
     spec = as_spec(data)
     out = Path(out_dir)
     if (out / "head.skops").exists() and not overwrite:
         raise RunExistsError(str(out))
-    fs = extract_features(features_model, spec, layer=layer, image_size=image_size, weights=weights,
-                          build_kwargs=build_kwargs,
-                          cache_dir=cache_dir if cache_dir is not None else out / "features",
-                          verbose=verbose)
+    cs = HEAD_CS if C == "auto" else tuple(C) if isinstance(C, (list, tuple)) else None
+    if cs is None and isinstance(C, str):
+        raise ConfigError(f"C={C!r}: give a number, a list of numbers or 'auto'")
+    taps = default_taps(features_model, layer) if taps == "auto" else tuple(taps)
+    fs = enriched_features(spec, features_model, layer=layer, image_size=image_size, weights=weights,
+                           build_kwargs=build_kwargs, tta=tta, taps=taps,
+                           cache_dir=cache_dir if cache_dir is not None else out / "features", verbose=verbose)
     parts = split_indices(spec, ratios, seed=seed)
-    train, test = np.r_[parts["train"], parts["val"]], parts["test"]
     pos = {i: n for n, i in enumerate(spec.ids())}
     rows = np.array([pos[i] for i in fs.ids])  # feature rows follow fs.ids (files may be skipped)
     where = {int(r): n for n, r in enumerate(rows)}
-    tr = np.array([where[i] for i in train if i in where], dtype=int)
-    te = np.array([where[i] for i in test if i in where], dtype=int)
-    X = fs.features
-    head = fit_head(np.asarray(X[np.sort(tr)]), fs.labels[np.sort(tr)], kind=kind, seed=seed, **head_options)
-    metrics = evaluate_head(head, np.asarray(X[np.sort(te)]), fs.labels[np.sort(te)],
-                            spec.class_names, spec.task) if len(te) else {}
+    rows_of = {k: np.sort(np.array([where[i] for i in v if i in where], dtype=int)) for k, v in parts.items()}
+    X, y = fs.features, fs.labels
+    part = {k: (np.asarray(X[r]), y[r]) for k, r in rows_of.items()}
+    chosen: dict[str, Any] = {}
+    if cs is not None:
+        c, losses = choose_c(part["train"], part["val"], kind, cs, seed=seed)
+        fitted = fit_head(*part["train"], kind=kind, C=c, seed=seed, **head_options)
+        chosen = {"C": c, "val_log_loss": losses,
+                  "val": evaluate_head(fitted, *part["val"], spec.class_names, spec.task)}
+    else:
+        c = float(C)
+    tr = np.sort(np.r_[rows_of["train"], rows_of["val"]])
+    te = rows_of["test"]
+    head = fit_head(np.asarray(X[tr]), y[tr], kind=kind, C=c, seed=seed, **head_options)
+    metrics = evaluate_head(head, np.asarray(X[te]), y[te], spec.class_names, spec.task) if len(te) else {}
     path = save_head(out / "head.skops", head, fs.record, extractor=fs.extractor,
-                     metrics={"accuracy": metrics.get("accuracy")}, overwrite=overwrite)
-    (out / "metrics.json").write_text(json.dumps({"test": metrics}, indent=2, default=float))
+                     metrics={"accuracy": metrics.get("accuracy"), "C": c}, overwrite=overwrite)
+    record = {"test": metrics, **chosen, "features": {"tta": tta, "taps": list(taps), "dim": int(X.shape[1])}}
+    (out / "metrics.json").write_text(json.dumps(record, indent=2, default=float))
     if verbose and metrics:
-        print(f"{kind} head on {len(tr)} images: test accuracy {metrics['accuracy']:.3f} ({len(te)} images)")
+        print(f"{kind} head (C={c:g}) on {len(tr)} images: test accuracy {metrics['accuracy']:.3f} ({len(te)} images)")
     return {"head": str(path), "metrics": metrics, "n_train": int(len(tr)), "n_test": int(len(te)),
-            "features_from_cache": fs.from_cache}
+            "features_from_cache": fs.from_cache, "C": c, **{k: v for k, v in chosen.items() if k != "C"},
+            "features_images_per_s": fs.images_per_second}
 
 
 def load_predictor(path: str | Path) -> Any:

@@ -33,10 +33,10 @@ from sklearn.svm import LinearSVC
 
 from kerasclf._files import write_rows
 from kerasclf._progress import progress
-from kerasclf.analysis.metrics import classification_metrics
+from kerasclf.analysis.metrics import classification_metrics, multiclass_log_loss
 from kerasclf.data.pipeline import file_batches
 from kerasclf.data.reader import collect_image_paths
-from kerasclf.errors import DataError, ModelError, UnknownNameError
+from kerasclf.errors import ConfigError, DataError, ModelError, UnknownNameError
 from kerasclf.features.artifacts import (
     ExtractorRecord,
     artifact_target,
@@ -47,10 +47,12 @@ from kerasclf.features.artifacts import (
 )
 from kerasclf.features.extract import features_for_images
 
-__all__ = ["HEAD_KINDS", "fit_head", "head_proba", "evaluate_head", "save_head", "load_head",
+__all__ = ["HEAD_KINDS", "HEAD_CS", "fit_head", "choose_c", "head_proba", "evaluate_head", "save_head", "load_head",
            "HeadPipeline", "SoftmaxLinearSVC"]
 
 HEAD_KINDS = ("logreg", "linear_svm", "hgb")
+#: the ``C`` values :func:`choose_c` tries by default (``run_head(C="auto")``)
+HEAD_CS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 
 class SoftmaxLinearSVC(LinearSVC):
     """LinearSVC with ``predict_proba``: softmax (multiclass) / sigmoid (binary) of decision values.
@@ -117,6 +119,33 @@ def fit_head(features: np.ndarray, labels: np.ndarray, kind: str = "logreg", *, 
         raise UnknownNameError("head kind", kind, HEAD_KINDS)
     est.fit(X, y)
     return est
+
+
+def choose_c(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray], kind: str = "logreg",
+             cs: Sequence[float] = HEAD_CS, seed: int = 0) -> tuple[float, dict[str, float]]:
+    """The ``C`` of ``cs`` whose head, fitted on ``train``, has the lowest log-loss on ``val``.
+
+    Returns:
+        ``(C, {str(C): validation log-loss})``.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> X, y = rng.normal(size=(80, 3)) + np.repeat([[0, 0, 0], [2, 2, 2]], 40, 0), np.repeat([0, 1], 40)
+        >>> c, losses = choose_c((X[::2], y[::2]), (X[1::2], y[1::2]), cs=(0.01, 1.0))
+        >>> sorted(losses) == ["0.01", "1.0"] and c in (0.01, 1.0)
+        True
+    """
+    if kind == "hgb":
+        raise ConfigError("choose_c tunes C of the linear heads (logreg, linear_svm), not hgb")
+    yv = np.asarray(val[1]).astype(int)
+    if not len(yv):
+        raise ConfigError("choosing C needs a validation split; give ratios with a validation part (0.7, 0.1, 0.2) "
+                          "or a single C")
+    k = int(max(np.max(train[1]), yv.max())) + 1
+    losses = {str(c): multiclass_log_loss(yv, head_proba(fit_head(train[0], train[1], kind, C=c, seed=seed), val[0], k))
+              for c in cs}
+    best = min(cs, key=lambda c: losses[str(c)])
+    return float(best), {c: round(v, 4) for c, v in losses.items()}
 
 
 def head_proba(head: Any, features: np.ndarray, num_classes: int | None = None) -> np.ndarray:

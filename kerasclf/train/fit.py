@@ -39,6 +39,7 @@ from kerasclf.data import pipeline, splits
 from kerasclf.data.augment import get_policy
 from kerasclf.data.spec import DataSpec
 from kerasclf.errors import ConfigError, RunExistsError
+from kerasclf.export.compose import tta_model
 from kerasclf.io import model_card, save_model, write_card
 from kerasclf.train.autoencoder import as_reconstruction, plot_reconstructions, reconstruction_error
 from kerasclf.train.cached import FEATURES, can_cache, cached_features, feature_dataset, head_model
@@ -513,6 +514,8 @@ def finish_run(model: keras.Model, data: RunData, recipe: Recipe, run_dir: Path,
         if name == scored[-1] and spec.task != "multilabel":
             plot_confusion(y.reshape(-1) if spec.task == "binary" else y, probs_to_pred(p, spec.task, 0.5),
                            spec.class_names, run_dir / "confusion.png")
+    if recipe.train.tta and not autoencoder:
+        metrics.update(_score_tta(model, data, recipe.train.tta, scored, metrics, meta, run_dir))
     batch_loss = run_dir / "batch_loss.csv"
     plot_history(run_dir / "history.csv", run_dir / "curves.png",
                  batch_losses=batch_loss if batch_loss.is_file() else None)
@@ -531,6 +534,23 @@ def finish_run(model: keras.Model, data: RunData, recipe: Recipe, run_dir: Path,
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
     write_card(model_path, model_card(model_path, meta, **({"ood": ood.card()} if ood else {})))  # classes, input, metrics, split hash, OOD flag
     return RunResult(run_dir=run_dir, model_path=model_path, metrics=metrics, history=history, model=model)
+
+
+def _score_tta(model: keras.Model, data: RunData, views: list[str], scored: tuple[str, ...],
+               metrics: dict[str, Any], meta: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """Score the splits with ``views`` averaged in (``val_tta``, ``test_tta``), save that model as
+    ``model.tta.keras``, and say whether its validation accuracy beat the plain model's (``tta.chosen``)."""
+    tmodel = tta_model(model, views)
+    out: dict[str, Any] = {}
+    for name in scored:
+        if data.datasets[name] is not None:
+            y, p = predict_dataset(tmodel, data.for_metrics(name))
+            out[f"{name}_tta"] = classification_metrics(y, p, data.spec.task, data.spec.class_names)
+    path = save_model(tmodel, run_dir / "model.tta.keras", meta=meta, overwrite=True)
+    val, val_tta = (metrics.get("val") or {}).get("accuracy"), (out.get("val_tta") or {}).get("accuracy")
+    out["tta"] = {"views": list(views), "model": path.name, "val_plain": val, "val_tta": val_tta,
+                  "chosen": val is not None and val_tta is not None and val_tta > val}
+    return out
 
 
 def _one_hot(num_classes: int) -> Callable[[Any, Any], tuple[Any, Any]]:

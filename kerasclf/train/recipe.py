@@ -26,6 +26,7 @@ import yaml
 from kerasclf.data import sources, splits
 from kerasclf.data.spec import DataSpec
 from kerasclf.errors import ConfigError
+from kerasclf.export.compose import TTA_VIEWS
 from kerasclf.recipes import builtin_path
 
 __all__ = [
@@ -184,6 +185,9 @@ class TrainCfg:
     deterministic: bool = False
     tensorboard: bool = True
     ood: bool = True  # fit the OOD flag's statistics when the run ends (model.ood.npz); false skips it
+    # test-time views (e.g. [flip]): val and test are also scored averaged over them (model.tta.keras),
+    # and metrics.json's tta.chosen says whether that beat the plain model on validation
+    tta: list[str] = field(default_factory=list)
     label_smoothing: float = 0.0
     monitor: str = "val_loss"
     steps_per_epoch: int | None = None
@@ -200,6 +204,11 @@ class TrainCfg:
                         ("fine_tune.learning_rate", self.fine_tune.learning_rate if self.fine_tune else 1.0)):
             if isinstance(lr, str) and lr != "find":
                 raise ConfigError(f"train.{key}: '{lr}' is not a number or 'find' (the LR finder)")
+        if isinstance(self.tta, str):
+            self.tta = [self.tta]
+        bad = [v for v in self.tta or [] if v not in TTA_VIEWS]
+        if bad:
+            raise ConfigError(f"train.tta: unknown view {bad[0]!r}; use a list of {', '.join(TTA_VIEWS)} (or [])")
         if self.class_weight not in (None, "balanced"):
             raise ConfigError(f"train.class_weight: {self.class_weight!r}; use balanced or null")
         views = self.cache_frozen

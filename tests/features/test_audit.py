@@ -17,13 +17,8 @@ from kerasclf.analysis.label_issues import ISSUE_COLUMNS, label_issue_sections  
 from kerasclf.cli import main  # noqa: E402
 from kerasclf.data.sources import from_folder  # noqa: E402
 from kerasclf.errors import DataError, ModelError  # noqa: E402
-from kerasclf.features.audit import (  # noqa: E402
-    MOBILENET_TAPS,
-    audit,
-    audit_features,
-    audit_probabilities,
-    out_of_fold_probabilities,
-)
+from kerasclf.features.audit import audit, audit_probabilities, out_of_fold_probabilities  # noqa: E402
+from kerasclf.features.enriched import MOBILENET_TAPS, enriched_features  # noqa: E402
 from kerasclf.testing import write_image_folder  # noqa: E402
 
 
@@ -127,9 +122,9 @@ def test_default_mobilenet_features_add_pooled_taps_and_the_probabilities_averag
     spec = from_folder(write_image_folder(tmp_path / "d", n_per_class=6, size=24, classes=2, formats=("png",)))
     kw = dict(build_kwargs={"alpha": 0.25}, weights=None, image_size=(32, 32), cache_dir=None, verbose=0)
     keras.utils.set_random_seed(0)
-    tapped = audit_features(spec, "MobileNet", taps=MOBILENET_TAPS, **kw)
+    tapped = enriched_features(spec, "MobileNet", taps=MOBILENET_TAPS, **kw)
     keras.utils.set_random_seed(0)
-    pooled = audit_features(spec, "MobileNet", **kw)
+    pooled = enriched_features(spec, "MobileNet", **kw)
     assert tapped.features.shape == (12, 64 + 128 + 128 + 256 + 256) and tapped.info["pooled_columns"] == 256
     np.testing.assert_allclose(tapped.features[:, -256:], pooled.features, rtol=1e-4, atol=1e-5)  # pooled last
     labels = np.asarray(tapped.labels, int)
@@ -137,5 +132,5 @@ def test_default_mobilenet_features_add_pooled_taps_and_the_probabilities_averag
     assert probs.shape == (12, 2) and np.allclose(probs.sum(1), 1)
     assert info["columns"] == [832, 256] and len(info["C"]) == 2
     with pytest.raises(ModelError, match="backbone"):  # a model without a zoo backbone: one line, no traceback
-        audit_features(spec, keras.saving.load_model(pixel_model), taps=("conv_pw_5_relu",), cache_dir=None,
+        enriched_features(spec, keras.saving.load_model(pixel_model), taps=("conv_pw_5_relu",), cache_dir=None,
                        verbose=0, image_size=(24, 24))

@@ -3,12 +3,23 @@ from __future__ import annotations
 
 import json
 
+import keras
 import numpy as np
 import pytest
 
+from kerasclf.data.sources import from_folder
 from kerasclf.errors import KerasclfError
-from kerasclf.features import (ClusterModel, HeadPipeline, fit_clusters, load_predictor, run_features,
-                               run_head)
+from kerasclf.features import (
+    ClusterModel,
+    HeadPipeline,
+    extract_features,
+    fit_clusters,
+    load_predictor,
+    run_features,
+    run_head,
+)
+from kerasclf.features.heads import HEAD_CS
+from kerasclf.testing import write_image_folder
 
 
 def test_run_features_then_hit(digits_spec, cnn_factory, tmp_path):
@@ -38,3 +49,32 @@ def test_run_head_and_load_predictor(digits_spec, cnn_factory, tmp_path):
     assert isinstance(load_predictor(tmp_path / "c.skops"), ClusterModel)
     with pytest.raises(KerasclfError, match="not found"):
         load_predictor(tmp_path / "none.skops")
+
+
+def test_run_head_with_flip_taps_and_c_chosen_on_validation_predicts_the_same_from_files(tmp_path):
+    keras.utils.set_random_seed(0)
+    spec = from_folder(write_image_folder(tmp_path / "d", n_per_class=20, size=32, classes=2, formats=("png",)))
+    out = run_head(spec, features_model="MobileNet", build_kwargs={"alpha": 0.25}, weights=None,
+                   image_size=(32, 32), tta=True, taps="auto", C="auto", ratios=(0.6, 0.2, 0.2),
+                   out_dir=tmp_path / "h", verbose=0)
+    saved = json.loads((tmp_path / "h" / "metrics.json").read_text())
+    assert out["C"] in HEAD_CS and sorted(out["val_log_loss"]) == sorted(str(c) for c in HEAD_CS)
+    assert min(out["val_log_loss"].values()) == out["val_log_loss"][str(out["C"])]
+    assert saved["features"] == {"tta": True, "taps": ["conv_pw_5_relu", "conv_pw_7_relu", "conv_pw_11_relu",
+                                                       "conv_pw_12_relu"], "dim": 832}
+    assert out["n_train"] == 32 and out["n_test"] == 8 and out["metrics"]["accuracy"] >= 0.75
+    # the saved extractor flips and taps as the fit's features did: same probabilities from the files
+    pipe = load_predictor(out["head"])
+    files = sorted(str(p) for p in (tmp_path / "d").rglob("*.png"))
+    rows = {r["path"]: r for r in pipe.predict_paths(files, top_k=2)}
+    fs = extract_features(pipe.feature_extractor(), spec, layer=None, image_size=(32, 32),
+                          cache_dir=tmp_path / "h" / "features", verbose=0)
+    assert fs.from_cache  # the reloaded extractor is the fit's: its cache entry holds the fitted features
+    p = pipe.predict_proba_features(np.asarray(fs.features))
+    names = pipe.class_names
+    for i, path in enumerate(fs.ids):
+        assert rows[path]["class"] == names[int(p[i].argmax())]
+        assert abs(float(rows[path]["probability"]) - float(p[i].max())) < 1e-3
+    with pytest.raises(KerasclfError, match="validation split"):
+        run_head(spec, features_model="MobileNet", build_kwargs={"alpha": 0.25}, weights=None, image_size=(32, 32),
+                 C="auto", out_dir=tmp_path / "h2", verbose=0)

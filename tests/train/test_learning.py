@@ -55,3 +55,25 @@ def test_autoencoder_reconstructs_better_than_the_mean_image(tmp_path):
     x = images.astype("float64") / 255.0
     mean_image_mse = float(np.mean((x - x.mean(axis=0)) ** 2))
     assert result.metrics["test"]["mse"] < 0.8 * mean_image_mse, (result.metrics["test"], mean_image_mse)
+
+
+def test_flip_tta_scores_val_and_test_saves_the_averaged_model_and_chooses_by_validation(tmp_path):
+    from kerasclf.io import load_model
+    rng = np.random.default_rng(4)  # the class is a colour, so a mirror image keeps its class
+    labels = np.repeat(np.arange(3), 40)
+    images = rng.integers(0, 90, (120, 24, 24, 3)).astype("uint8")
+    for i, c in enumerate(labels):
+        top, left = rng.integers(0, 14, 2)
+        images[i, top:top + 10, left:left + 10, c] = 250
+    spec = DataSpec.from_arrays(images, labels, [f"c{i}" for i in range(3)])
+    result = train(_recipe(tmp_path, tta=["flip"]), spec=spec)
+    m = result.metrics
+    assert m["test_tta"]["n"] == m["test"]["n"] and m["test_tta"]["accuracy"] >= 0.9, m["test_tta"]
+    assert m["tta"]["chosen"] == (m["val_tta"]["accuracy"] > m["val"]["accuracy"])
+    tta = load_model(result.run_dir / m["tta"]["model"])
+    assert tta.meta["class_names"] == spec.class_names
+    x = images[:6].astype("float32")
+    expected = (result.model.predict(x, verbose=0) + result.model.predict(x[:, :, ::-1], verbose=0)) / 2
+    np.testing.assert_allclose(tta.model.predict(x, verbose=0), expected, atol=1e-5)
+    with pytest.raises(Exception, match="train.tta: unknown view 'rotate'"):
+        _recipe(tmp_path, tta=["rotate"])
