@@ -98,8 +98,8 @@ def run_head(data: Any, *, features_model: Any, kind: str = "logreg", out_dir: s
 
     Returns:
         ``{"head": path, "metrics": {...}, "n_train", "n_test", "features_from_cache", "C"}``;
-        with ``C`` chosen, also ``"val"`` (the validation metrics of the head fitted on train)
-        and ``"val_log_loss"`` per ``C``.
+        with a validation part also ``"val"`` (the metrics of the head fitted on train alone), and
+        with ``C`` chosen ``"val_log_loss"`` per ``C``.
 
     Example:
         >>> run_head("photos/", features_model="MobileNet", build_kwargs={"alpha": 0.25}, weights="imagenet",
@@ -126,23 +126,24 @@ def run_head(data: Any, *, features_model: Any, kind: str = "logreg", out_dir: s
     chosen: dict[str, Any] = {}
     if cs is not None:
         c, losses = choose_c(part["train"], part["val"], kind, cs, seed=seed)
-        fitted = fit_head(*part["train"], kind=kind, C=c, seed=seed, **head_options)
-        chosen = {"C": c, "val_log_loss": losses,
-                  "val": evaluate_head(fitted, *part["val"], spec.class_names, spec.task)}
+        chosen["val_log_loss"] = losses
     else:
         c = float(C)
+    if len(part["val"][1]):  # the validation score of a head fitted on train alone
+        fitted = fit_head(*part["train"], kind=kind, C=c, seed=seed, **head_options)
+        chosen["val"] = evaluate_head(fitted, *part["val"], spec.class_names, spec.task)
     tr = np.sort(np.r_[rows_of["train"], rows_of["val"]])
     te = rows_of["test"]
     head = fit_head(np.asarray(X[tr]), y[tr], kind=kind, C=c, seed=seed, **head_options)
     metrics = evaluate_head(head, np.asarray(X[te]), y[te], spec.class_names, spec.task) if len(te) else {}
     path = save_head(out / "head.skops", head, fs.record, extractor=fs.extractor,
                      metrics={"accuracy": metrics.get("accuracy"), "C": c}, overwrite=overwrite)
-    record = {"test": metrics, **chosen, "features": {"tta": tta, "taps": list(taps), "dim": int(X.shape[1])}}
+    record = {"test": metrics, "C": c, **chosen, "features": {"tta": tta, "taps": list(taps), "dim": int(X.shape[1])}}
     (out / "metrics.json").write_text(json.dumps(record, indent=2, default=float))
     if verbose and metrics:
         print(f"{kind} head (C={c:g}) on {len(tr)} images: test accuracy {metrics['accuracy']:.3f} ({len(te)} images)")
     return {"head": str(path), "metrics": metrics, "n_train": int(len(tr)), "n_test": int(len(te)),
-            "features_from_cache": fs.from_cache, "C": c, **{k: v for k, v in chosen.items() if k != "C"},
+            "features_from_cache": fs.from_cache, "C": c, **chosen,
             "features_images_per_s": fs.images_per_second}
 
 
