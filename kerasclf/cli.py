@@ -39,8 +39,9 @@ from kerasclf.features.artifacts import ARTIFACT_SUFFIX, LEGACY_SUFFIXES, conver
 from kerasclf.features.cluster import ClusterModel, as_spec, predict_folder, read_names, run_cluster
 from kerasclf.features.audit import FILTERS as AUDIT_FILTERS
 from kerasclf.features.audit import audit
-from kerasclf.features.commands import load_predictor
+from kerasclf.features.commands import load_predictor, run_head
 from kerasclf.features.extract import DEFAULT_CACHE, extract_features
+from kerasclf.features.heads import HEAD_KINDS
 from kerasclf.io import TASK_NAMES, ModelFacts, adopt_model, card_path, load_model, model_card, read_card
 from kerasclf.predict import format_table, predict_paths
 from kerasclf.recipes import describe
@@ -338,6 +339,25 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_head(args: argparse.Namespace) -> int:
+    """A scikit-learn head on (cached) features of a labelled folder: fit, score on the test split, save."""
+    kw = {} if args.weights == "default" else {"weights": _weights_arg(args.weights)}
+    model, build_kwargs = _feature_source(args.features, args)
+    if args.features == "MobileNet" and args.alpha is None:
+        build_kwargs = {"alpha": 0.25, **build_kwargs}  # the offline ImageNet file
+    c: Any = args.C if args.C == "auto" else [float(v) for v in args.C.split(",")]
+    out = run_head(args.data, features_model=model, kind=args.kind, out_dir=args.out, layer=_layer_arg(args.layer),
+                   image_size=_image_size(args), build_kwargs=build_kwargs, tta=not args.no_tta,
+                   taps=() if args.no_taps else "auto", C=c[0] if isinstance(c, list) and len(c) == 1 else c,
+                   ratios=tuple(float(v) for v in args.split.split(",")), seed=args.seed, overwrite=args.overwrite,
+                   verbose=1, **kw)
+    val = (out.get("val") or {}).get("accuracy")
+    print(f"{args.kind} head, C={out['C']:g}: " + (f"val accuracy {val:.4f}, " if val is not None else "")
+          + f"test accuracy {out['metrics'].get('accuracy', float('nan')):.4f} ({out['n_test']} images)")
+    print(f"wrote {out['head']}: `kerasclf predict {out['head']} FOLDER`")
+    return 0
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     """Likely label errors of a folder (or of a run's data, with its model's features): CSV, HTML, per-class share."""
     kw = {} if args.weights == "default" else {"weights": _weights_arg(args.weights)}
@@ -531,6 +551,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_facts(fe)
     _add_builder_options(fe)
     fe.set_defaults(func=cmd_features)
+
+    hd = sub.add_parser("head", parents=[common], help="feature extraction + a scikit-learn head (logistic "
+                                     "regression by default): fit on train + val, score on test, save head.skops")
+    hd.add_argument("data", help="a folder of class subfolders, or 'digits'")
+    hd.add_argument("--features", default="MobileNet", help="zoo or keras.applications name, or a model file "
+                                                             "(default: MobileNet alpha 0.25, ImageNet)")
+    hd.add_argument("--weights", default="default", help="imagenet | none | a weights file (names only; default: "
+                                                        "the builder's, ImageNet for keras.applications)")
+    hd.add_argument("--layer", default="auto", help="feature layer (as for `kerasclf features`)")
+    hd.add_argument("--kind", default="logreg", choices=HEAD_KINDS)
+    hd.add_argument("--C", default="auto", help="auto (lowest validation log-loss of 0.001..1), or one value / "
+                                               "comma-separated values to choose from")
+    hd.add_argument("--no-tta", action="store_true", help="plain features (default: averaged with the mirror image's)")
+    hd.add_argument("--no-taps", action="store_true", help="no intermediate layers (default for MobileNet: four)")
+    hd.add_argument("--split", default="0.7,0.1,0.2", help="train,val,test fractions (seeded, stratified)")
+    hd.add_argument("--seed", type=int, default=42)
+    hd.add_argument("--out", default="runs/head")
+    hd.add_argument("--overwrite", action="store_true")
+    _add_model_facts(hd)
+    _add_builder_options(hd)
+    hd.set_defaults(func=cmd_head)
 
     cl = sub.add_parser("cluster", parents=[common], help="PCA + KMeans on features; montages and a names template")
     cl.add_argument("data", help="a folder (class subfolders optional), or 'digits'")

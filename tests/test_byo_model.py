@@ -4,6 +4,7 @@ The models here are plain Keras, saved with ``model.save`` (no kerasclf metadata
 and ``.h5``; options (``--classes``, ``--task``, ``--image-size``, ``--preprocess``) or
 ``kerasclf adopt`` say what the file cannot.
 """
+import csv
 import json
 import subprocess
 import sys
@@ -354,3 +355,24 @@ def test_cluster_flowers_with_mobilenet_by_name_beats_chance(keras_home_with_mob
     summary = json.loads((out / "summary.json").read_text())
     assert sum(summary["sizes"]) == 200
     assert summary["scores"]["purity"] > 0.35, summary["scores"]  # measured 0.42 (k=5, PCA 20); chance 0.2
+
+
+def test_head_command_on_real_flowers_beats_chance_and_its_file_predicts(keras_home_with_mobilenet, assets_dir,
+                                                                          tmp_path, capsys):
+    """`kerasclf head FOLDER` (MobileNet alpha 0.25 ImageNet features, flip-averaged, four taps, C chosen on
+    validation) on 40 real photos of each flower class; the saved head predicts from the files."""
+    data = tmp_path / "flowers"
+    for cls in sorted(p.name for p in (assets_dir / "flowers").iterdir() if p.is_dir()):
+        (data / cls).mkdir(parents=True)
+        for src in sorted((assets_dir / "flowers" / cls).glob("*.jpg"))[:40]:
+            (data / cls / src.name).symlink_to(src)
+    out = tmp_path / "head"
+    assert main(["head", str(data), "--image-size", "128", "128", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["features"]["dim"] == 832 and metrics["features"]["tta"] is True
+    assert metrics["test"]["n_images"] == 40 and metrics["test"]["accuracy"] > 0.5, metrics["test"]  # chance 0.2
+    assert f"test accuracy {metrics['test']['accuracy']:.4f}" in printed and f"C={metrics['C']:g}" in printed
+    assert main(["predict", str(out / "head.skops"), str(data / "daisy"), "--out", str(tmp_path / "p.csv")]) == 0
+    rows = list(csv.DictReader((tmp_path / "p.csv").open()))
+    assert len(rows) == 40 and sum(r["class"] == "daisy" for r in rows) > 20  # mostly its training images
