@@ -12,11 +12,10 @@ from typing import Any
 import keras
 
 from kerasclf.errors import ModelError
-from kerasclf.zoo.layers import FlipLeftRight
+from kerasclf.zoo.layers import TTA_VIEWS, FlipLeftRight
 
 __all__ = ["TTA_VIEWS", "tta_model", "ensemble_model", "float32_model"]
 
-TTA_VIEWS = ("flip",)
 
 
 def _input_shape(model: Any) -> tuple[Any, ...]:

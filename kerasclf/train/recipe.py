@@ -26,8 +26,8 @@ import yaml
 from kerasclf.data import sources, splits
 from kerasclf.data.spec import DataSpec
 from kerasclf.errors import ConfigError
-from kerasclf.export.compose import TTA_VIEWS
 from kerasclf.recipes import builtin_path
+from kerasclf.zoo.layers import TTA_VIEWS
 
 __all__ = [
     "Recipe", "DataCfg", "SplitCfg", "ModelSection", "TrainCfg", "OptimizerCfg", "ScheduleCfg",

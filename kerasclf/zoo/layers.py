@@ -51,6 +51,10 @@ class Preprocess(keras.layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
+#: test-time views a model can be averaged over (``kerasclf.export.compose.tta_model``, ``train.tta``)
+TTA_VIEWS = ("flip",)
+
+
 @keras.saving.register_keras_serializable(package="kerasclf")
 class FlipLeftRight(keras.layers.Layer):
     """Mirror images left-right, always (a test-time view; ``RandomFlip`` is for training).
