@@ -352,7 +352,8 @@ def cmd_head(args: argparse.Namespace) -> int:
                    ratios=tuple(float(v) for v in args.split.split(",")), seed=args.seed, overwrite=args.overwrite,
                    verbose=1, **kw)
     val = (out.get("val") or {}).get("accuracy")
-    print(f"{args.kind} head, C={out['C']:g}: " + (f"val accuracy {val:.4f}, " if val is not None else "")
+    print(f"{args.kind} head" + (f", C={out['C']:g}" if out["C"] is not None else "") + ": "
+          + (f"val accuracy {val:.4f}, " if val is not None else "")
           + f"test accuracy {out['metrics'].get('accuracy', float('nan')):.4f} ({out['n_test']} images)")
     print(f"wrote {out['head']}: `kerasclf predict {out['head']} FOLDER`")
     return 0

@@ -87,7 +87,7 @@ def run_head(data: Any, *, features_model: Any, kind: str = "logreg", out_dir: s
             saved extractor flips too, so predictions match.
         taps: backbone layers whose pooled outputs join the features; ``"auto"``:
             :func:`~kerasclf.features.enriched.default_taps` (MobileNet's four).
-        C: the linear heads' inverse regularisation; ``"auto"`` or a list: the value of
+        C: the linear heads' inverse regularisation (``hgb`` has none); ``"auto"`` or a list: the value of
             :data:`~kerasclf.features.heads.HEAD_CS` (or the list) with the lowest validation
             log-loss of a head fitted on train (needs a validation part in ``ratios``).
         ratios: train/val/test fractions for :func:`kerasclf.data.splits.split_indices`; the head
@@ -124,24 +124,27 @@ def run_head(data: Any, *, features_model: Any, kind: str = "logreg", out_dir: s
     X, y = fs.features, fs.labels
     part = {k: (np.asarray(X[r]), y[r]) for k, r in rows_of.items()}
     chosen: dict[str, Any] = {}
-    if cs is not None:
-        c, losses = choose_c(part["train"], part["val"], kind, cs, seed=seed)
+    c: float | None
+    if kind == "hgb":  # no C to choose: gradient boosting has no such knob
+        c = None
+    elif cs is not None:
+        c, losses = choose_c(part["train"], part["val"], kind, cs, seed=seed, **head_options)
         chosen["val_log_loss"] = losses
     else:
         c = float(C)
     if len(part["val"][1]):  # the validation score of a head fitted on train alone
-        fitted = fit_head(*part["train"], kind=kind, C=c, seed=seed, **head_options)
+        fitted = fit_head(*part["train"], kind=kind, C=c or 1.0, seed=seed, **head_options)
         chosen["val"] = evaluate_head(fitted, *part["val"], spec.class_names, spec.task)
     tr = np.sort(np.r_[rows_of["train"], rows_of["val"]])
     te = rows_of["test"]
-    head = fit_head(np.asarray(X[tr]), y[tr], kind=kind, C=c, seed=seed, **head_options)
+    head = fit_head(np.asarray(X[tr]), y[tr], kind=kind, C=c or 1.0, seed=seed, **head_options)
     metrics = evaluate_head(head, np.asarray(X[te]), y[te], spec.class_names, spec.task) if len(te) else {}
     path = save_head(out / "head.skops", head, fs.record, extractor=fs.extractor,
                      metrics={"accuracy": metrics.get("accuracy"), "C": c}, overwrite=overwrite)
     record = {"test": metrics, "C": c, **chosen, "features": {"tta": tta, "taps": list(taps), "dim": int(X.shape[1])}}
     (out / "metrics.json").write_text(json.dumps(record, indent=2, default=float))
     if verbose and metrics:
-        print(f"{kind} head (C={c:g}) on {len(tr)} images: test accuracy {metrics['accuracy']:.3f} ({len(te)} images)")
+        print(f"{kind} head{f' (C={c:g})' if c is not None else ''} on {len(tr)} images: test accuracy {metrics['accuracy']:.3f} ({len(te)} images)")
     return {"head": str(path), "metrics": metrics, "n_train": int(len(tr)), "n_test": int(len(te)),
             "features_from_cache": fs.from_cache, "C": c, **chosen,
             "features_images_per_s": fs.images_per_second}

@@ -21,7 +21,7 @@ import keras
 from kerasclf.errors import ModelError
 from kerasclf.export.compose import tta_model
 from kerasclf.features.extract import DEFAULT_CACHE, FeatureSet, extract_features
-from kerasclf.io import load_any_model
+from kerasclf.io import load_any_model, load_model
 from kerasclf.zoo.cut import AUTO, feature_model, input_size
 
 __all__ = ["MOBILENET_TAPS", "default_taps", "enriched_features", "tapped_model"]
@@ -56,16 +56,18 @@ def enriched_features(spec: Any, features: Any = "MobileNet", *, build_kwargs: d
     Raises:
         ModelError: ``taps`` on a model without a zoo ``backbone``.
     """
+    if not tta and not taps:  # extract_features resolves names, files and the image size itself
+        fs = extract_features(features, spec, layer=layer, batch_size=batch_size, cache_dir=cache_dir,
+                              image_size=image_size, weights=weights, build_kwargs=build_kwargs, verbose=verbose)
+        fs.info = {**fs.info, "pooled_columns": int(fs.features.shape[1])}
+        return fs
+    if isinstance(features, (str, Path)) and Path(features).suffix in (".keras", ".h5", ".hdf5"):
+        features = load_model(features)  # its metadata may record the image size
     kwargs = dict(build_kwargs or {})
     if weights != "default":
         kwargs["weights"] = weights
     model = load_any_model(features, **kwargs)
-    size = image_size or _model_size(model) or (224, 224)  # a size-free backbone: its ImageNet size
-    if not tta and not taps:
-        fs = extract_features(model, spec, layer=layer, batch_size=batch_size, cache_dir=cache_dir,
-                              image_size=size, verbose=verbose)
-        fs.info = {**fs.info, "pooled_columns": int(fs.features.shape[1])}
-        return fs
+    size = image_size or _image_size(features, model, spec)
     pooled = feature_model(model, layer)
     cut = tapped_model(model, pooled, taps) if taps else pooled
     fs = extract_features(tta_model(cut) if tta else cut, spec, layer=None, batch_size=batch_size,
@@ -102,8 +104,14 @@ def tapped_model(model: Any, pooled: Any, taps: tuple[str, ...]) -> Any:
     return keras.Model(inputs, out, name=f"{model.name}_tapped")
 
 
-def _model_size(model: Any) -> tuple[int, int] | None:
+def _image_size(features: Any, model: Any, spec: Any) -> tuple[int, int]:
+    """As :func:`~kerasclf.features.extract.extract_features` picks it: a loaded file's recorded size,
+    the model's own input size (the arrays' size for a size-free model on arrays), else 224."""
+    meta = getattr(features, "meta", None) or {}
+    if meta.get("image_size"):
+        return int(meta["image_size"][0]), int(meta["image_size"][1])
+    native = tuple(spec.images.shape[1:3]) if getattr(spec, "images", None) is not None else None
     try:
-        return input_size(model)
+        return input_size(model, default=native) if native else input_size(model)
     except ModelError:
-        return None
+        return 224, 224  # a size-free backbone on files: its ImageNet size

@@ -122,8 +122,9 @@ def fit_head(features: np.ndarray, labels: np.ndarray, kind: str = "logreg", *, 
 
 
 def choose_c(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray], kind: str = "logreg",
-             cs: Sequence[float] = HEAD_CS, seed: int = 0) -> tuple[float, dict[str, float]]:
-    """The ``C`` of ``cs`` whose head, fitted on ``train``, has the lowest log-loss on ``val``.
+             cs: Sequence[float] = HEAD_CS, seed: int = 0, **head_options: Any) -> tuple[float, dict[str, float]]:
+    """The ``C`` of ``cs`` whose head (:func:`fit_head` with ``head_options``), fitted on ``train``,
+    has the lowest log-loss on ``val``.
 
     Returns:
         ``(C, {str(C): validation log-loss})``.
@@ -142,7 +143,8 @@ def choose_c(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.nda
         raise ConfigError("choosing C needs a validation split; give ratios with a validation part (0.7, 0.1, 0.2) "
                           "or a single C")
     k = int(max(np.max(train[1]), yv.max())) + 1
-    losses = {str(c): multiclass_log_loss(yv, head_proba(fit_head(train[0], train[1], kind, C=c, seed=seed), val[0], k))
+    losses = {str(c): multiclass_log_loss(yv, head_proba(fit_head(train[0], train[1], kind, C=c, seed=seed,
+                                                                  **head_options), val[0], k))
               for c in cs}
     best = min(cs, key=lambda c: losses[str(c)])
     return float(best), {c: round(v, 4) for c, v in losses.items()}

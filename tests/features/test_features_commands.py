@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from kerasclf.data.sources import from_folder
+from kerasclf.data.spec import DataSpec
 from kerasclf.errors import KerasclfError
 from kerasclf.features import (
     ClusterModel,
@@ -78,3 +79,20 @@ def test_run_head_with_flip_taps_and_c_chosen_on_validation_predicts_the_same_fr
     with pytest.raises(KerasclfError, match="validation split"):
         run_head(spec, features_model="MobileNet", build_kwargs={"alpha": 0.25}, weights=None, image_size=(32, 32),
                  C="auto", out_dir=tmp_path / "h2", verbose=0)
+
+
+def test_run_head_keeps_the_arrays_size_for_a_size_free_model_and_fits_hgb_without_a_c(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 30)
+    images = rng.integers(0, 60, (60, 12, 12, 3)).astype("uint8")
+    images[labels == 1, :, :, 0] = 230  # class 1 is red: learnable, and the same in a mirror image
+    spec = DataSpec.from_arrays(images, labels, ["grey", "red"])
+    inputs = keras.Input((None, None, 3))
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D(name="features")(
+        keras.layers.Conv2D(4, 3, kernel_initializer="ones")(inputs)))
+    for tta in (False, True):
+        out = run_head(spec, features_model=model, kind="hgb", tta=tta, ratios=(0.6, 0.2, 0.2),
+                       out_dir=tmp_path / f"h{tta}", verbose=0)
+        info = json.loads((tmp_path / f"h{tta}" / "head.json").read_text())
+        assert info["record"]["image_size"] == [12, 12], info["record"]  # not upsampled to 224
+        assert out["C"] is None and "val_log_loss" not in out and out["metrics"]["accuracy"] == 1.0
