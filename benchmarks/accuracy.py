@@ -383,9 +383,9 @@ def _fmt(v: Any) -> str:
     return f"{v:.3f}" if isinstance(v, float) else ("—" if v is None else str(v))
 
 
-def _value(row: dict[str, Any]) -> str:
-    """The row's score, marked where it is the flip-TTA model's (chosen on validation)."""
-    return _fmt(row["value"]) + (" (flip TTA)" if row.get("tta") else "")
+def _tta_mark(row: dict[str, Any]) -> str:
+    """`` (flip TTA)`` where the row's score is the flip-TTA model's (chosen on validation)."""
+    return " (flip TTA)" if row.get("tta") else ""
 
 
 def _rate(v: Any) -> str:
@@ -414,7 +414,7 @@ def render_table(rows: list[dict[str, Any]]) -> str:
             continue
         r = latest[name]
         met = {True: "yes", False: "**no**", None: "—"}[r.get("passed")]
-        lines.append(f"| {name} | {r['data']} | {r['model']} | {r['mode']} | {r['metric']} | {_value(r)} "
+        lines.append(f"| {name} | {r['data']} | {r['model']} | {r['mode']} | {r['metric']} | {_fmt(r['value'])}{_tta_mark(r)} "
                      f"| {r['goal']} | {met} | {r['anchor']} | {r['wall_s'] / 60:.1f} min "
                      f"| {_rate(r.get('train_images_per_s'))} |")
     if ablation:
@@ -441,8 +441,8 @@ def render_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-EXTRA_KEYS = ("val", "tta", "test_plain", "val_plain", "C", "features_images_per_s", "baseline", "at_0_5", "fe_value", "ari", "autoencoder_purity", "autoencoder_ari",
-              "epochs", "run_dir", "load", "versions")
+EXTRA_KEYS = ("val", "tta", "test_plain", "val_plain", "C", "features_images_per_s", "baseline", "at_0_5",
+              "fe_value", "ari", "autoencoder_purity", "autoencoder_ari", "epochs", "run_dir", "load", "versions")
 
 
 README = ROOT / "README.md"
@@ -453,7 +453,7 @@ def update_readme(rows: list[dict[str, Any]]) -> None:
     the latest row of each headline experiment."""
     latest = {r["experiment"]: r for r in rows}
     lines = ["| experiment | model | mode | test | goal |", "|---|---|---|---|---|"]
-    lines += [f"| {r['experiment']} | {r['model']} | {r['mode']} | {_fmt(r['value'])} {r['metric']}{' (flip TTA)' if r.get('tta') else ''} | {r['goal']} |"
+    lines += [f"| {r['experiment']} | {r['model']} | {r['mode']} | {_fmt(r['value'])} {r['metric']}{_tta_mark(r)} | {r['goal']} |"
               for r in (latest[e.name] for e in EXPERIMENTS if e.headline and e.name in latest)]
     text = README.read_text()
     begin, end = "<!-- results:begin -->\n", "<!-- results:end -->"

@@ -340,15 +340,20 @@ def test_gradcam_on_the_sequential_wrapped_nested_backbone(keras_home_with_mobil
     assert (heat.reshape(6, -1).std(axis=1) > 0).all()  # a map of the predicted class, not a constant
 
 
+def _flowers_sample(assets_dir: Path, data: Path, per_class: int = 40) -> Path:
+    """``data``: the first ``per_class`` real photos of each flower class, linked from the assets."""
+    for cls in sorted(p.name for p in (assets_dir / "flowers").iterdir() if p.is_dir()):
+        (data / cls).mkdir(parents=True)
+        for src in sorted((assets_dir / "flowers" / cls).glob("*.jpg"))[:per_class]:
+            (data / cls / src.name).symlink_to(src)
+    return data
+
+
 def test_cluster_flowers_with_mobilenet_by_name_beats_chance(keras_home_with_mobilenet, assets_dir, tmp_path, capsys):
     """The seed's "pretrained features -> PCA -> KMeans" offline: `--features MobileNet --alpha 0.25
     --weights imagenet` on 40 real photos of each of the 5 flower classes; purity well above chance
     (0.2 here: equal classes; 0.24 on the whole folder)."""
-    data = tmp_path / "flowers"
-    for cls in sorted(p.name for p in (assets_dir / "flowers").iterdir() if p.is_dir()):
-        (data / cls).mkdir(parents=True)
-        for src in sorted((assets_dir / "flowers" / cls).glob("*.jpg"))[:40]:
-            (data / cls / src.name).symlink_to(src)
+    data = _flowers_sample(assets_dir, tmp_path / "flowers")
     out = tmp_path / "clusters"
     assert main(["cluster", str(data), "--features", "MobileNet", "--alpha", "0.25", "--weights", "imagenet",
                  "--image-size", "128", "128", "--k", "5", "--pca", "20", "--out", str(out)]) == 0
@@ -361,11 +366,7 @@ def test_head_command_on_real_flowers_beats_chance_and_its_file_predicts(keras_h
                                                                           tmp_path, capsys):
     """`kerasclf head FOLDER` (MobileNet alpha 0.25 ImageNet features, flip-averaged, four taps, C chosen on
     validation) on 40 real photos of each flower class; the saved head predicts from the files."""
-    data = tmp_path / "flowers"
-    for cls in sorted(p.name for p in (assets_dir / "flowers").iterdir() if p.is_dir()):
-        (data / cls).mkdir(parents=True)
-        for src in sorted((assets_dir / "flowers" / cls).glob("*.jpg"))[:40]:
-            (data / cls / src.name).symlink_to(src)
+    data = _flowers_sample(assets_dir, tmp_path / "flowers")
     out = tmp_path / "head"
     assert main(["head", str(data), "--image-size", "128", "128", "--out", str(out)]) == 0
     printed = capsys.readouterr().out

@@ -18,11 +18,11 @@ from typing import Any
 
 import keras
 
-from kerasclf.errors import ModelError
+from kerasclf.errors import DataError, ModelError
 from kerasclf.export.compose import tta_model
-from kerasclf.features.extract import DEFAULT_CACHE, FeatureSet, extract_features
+from kerasclf.features.extract import DEFAULT_CACHE, FeatureSet, extract_features, resolve_image_size
 from kerasclf.io import load_any_model, load_model
-from kerasclf.zoo.cut import AUTO, feature_model, input_size
+from kerasclf.zoo.cut import AUTO, feature_model
 
 __all__ = ["MOBILENET_TAPS", "default_taps", "enriched_features", "tapped_model"]
 
@@ -67,7 +67,10 @@ def enriched_features(spec: Any, features: Any = "MobileNet", *, build_kwargs: d
     if weights != "default":
         kwargs["weights"] = weights
     model = load_any_model(features, **kwargs)
-    size = image_size or _image_size(features, model, spec)
+    try:
+        size = resolve_image_size(features, model, spec, image_size)
+    except DataError:
+        size = (224, 224)  # a size-free backbone on files: its ImageNet size
     pooled = feature_model(model, layer)
     cut = tapped_model(model, pooled, taps) if taps else pooled
     fs = extract_features(tta_model(cut) if tta else cut, spec, layer=None, batch_size=batch_size,
@@ -102,16 +105,3 @@ def tapped_model(model: Any, pooled: Any, taps: tuple[str, ...]) -> Any:
     pools = [keras.layers.GlobalAveragePooling2D(name=f"tap_pool_{t}")(o) for t, o in zip(taps, tapped)]
     out = keras.layers.Concatenate(name="tapped_features")(pools + [x])
     return keras.Model(inputs, out, name=f"{model.name}_tapped")
-
-
-def _image_size(features: Any, model: Any, spec: Any) -> tuple[int, int]:
-    """As :func:`~kerasclf.features.extract.extract_features` picks it: a loaded file's recorded size,
-    the model's own input size (the arrays' size for a size-free model on arrays), else 224."""
-    meta = getattr(features, "meta", None) or {}
-    if meta.get("image_size"):
-        return int(meta["image_size"][0]), int(meta["image_size"][1])
-    native = tuple(spec.images.shape[1:3]) if getattr(spec, "images", None) is not None else None
-    try:
-        return input_size(model, default=native) if native else input_size(model)
-    except ModelError:
-        return 224, 224  # a size-free backbone on files: its ImageNet size

@@ -143,8 +143,16 @@ def _model_identity(model_or_name: Any, model: Any) -> str:
     return f"memory:{model.name}"
 
 
-def _resolve_image_size(model: Any, spec: Any, image_size: tuple[int, int] | None,
-                        identity: str) -> tuple[int, int] | None:
+def resolve_image_size(model_or_name: Any, model: Any, spec: Any,
+                       image_size: tuple[int, int] | None = None) -> tuple[int, int]:
+    """The size images are read at: ``image_size``, else a loaded file's recorded size, else the
+    model's own input size (the arrays' size for a size-free model on in-memory images).
+
+    Raises:
+        DataError: none of those is known (a size-free model on image files).
+    """
+    if image_size is None and isinstance(model_or_name, LoadedModel) and model_or_name.meta.get("image_size"):
+        image_size = tuple(model_or_name.meta["image_size"])  # recorded, or given as --image-size
     if image_size is not None:
         return int(image_size[0]), int(image_size[1])
     if spec.images is not None:
@@ -152,8 +160,8 @@ def _resolve_image_size(model: Any, spec: Any, image_size: tuple[int, int] | Non
     try:
         return input_size(model)
     except ModelError:
-        raise DataError(f"cannot tell which image size '{identity}' wants; pass image_size=(H, W) "
-                        f"(--image-size H W)") from None
+        raise DataError(f"cannot tell which image size '{_model_identity(model_or_name, model)}' wants; "
+                        f"pass image_size=(H, W) (--image-size H W)") from None
 
 
 def extract_features(model_or_name: Any, spec: Any, *, index: np.ndarray | None = None,
@@ -197,12 +205,10 @@ def extract_features(model_or_name: Any, spec: Any, *, index: np.ndarray | None 
         model_or_name = load_model(model_or_name)  # its metadata may record the image size
     model = load_any_model(model_or_name, **kwargs)
     identity = _model_identity(model_or_name, model)
-    if image_size is None and isinstance(model_or_name, LoadedModel) and model_or_name.meta.get("image_size"):
-        image_size = tuple(model_or_name.meta["image_size"])  # recorded, or given as --image-size
     if layer == AUTO:
         layer = feature_layer_for(model)
     fmodel = feature_model(model, layer)
-    size = _resolve_image_size(model, spec, image_size, identity)
+    size = resolve_image_size(model_or_name, model, spec, image_size)
     _, channels = fixed_input(model)
     channels = channels or 3
     idx = np.arange(len(spec)) if index is None else np.asarray(index, dtype=int)
