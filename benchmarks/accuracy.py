@@ -31,6 +31,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kerasclf.zoo.efficientnet_lite import LITE_STAGE_ENDS
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "accuracy.json"
 QUICK_RESULTS = ROOT / "benchmarks" / "results" / "accuracy_quick.json"
@@ -139,20 +141,22 @@ def folder_run(asset: str, *, fine_tune: bool) -> Callable[[Ctx], dict[str, Any]
     return run
 
 
-def head_run(asset: str, *, tta: bool = True, taps: Any = "auto", C: Any = "auto",
-             variant: str | None = None) -> Callable[[Ctx], dict[str, Any]]:
+def head_run(asset: str, *, tta: bool = True, taps: Any = "auto", C: Any = "auto", variant: str | None = None,
+             features: str = "MobileNet", size: int = 224) -> Callable[[Ctx], dict[str, Any]]:
     """Feature extraction with a scikit-learn head (kerasclf.features.run_head) on the template's
     split: by default MobileNet alpha 0.25 features averaged with the mirror image's, with its four
     tapped layers, a logistic regression whose C has the lowest validation log-loss, refitted on
-    train + val. ``variant`` marks an ablation row."""
+    train + val. ``features`` / ``size``: another backbone (by name) at another image size;
+    ``variant`` marks an ablation row."""
     def run(ctx: Ctx) -> dict[str, Any]:
         from kerasclf.data import sources, splits
         from kerasclf.features import run_head
         spec = sources.from_folder(ctx.assets / asset)
         if ctx.quick:
             spec = spec.subset(splits.sample_indices(spec, 120))
-        out = run_head(spec, features_model="MobileNet", build_kwargs={"alpha": 0.25}, weights="imagenet",
-                       image_size=(224, 224), tta=tta, taps=taps, C=C, ratios=(0.7, 0.1, 0.2), seed=42,
+        build_kwargs = {"alpha": 0.25} if features == "MobileNet" else {}
+        out = run_head(spec, features_model=features, build_kwargs=build_kwargs, weights="imagenet",
+                       image_size=(size, size), tta=tta, taps=taps, C=C, ratios=(0.7, 0.1, 0.2), seed=42,
                        out_dir=ctx.runs / ctx.name, cache_dir=ctx.runs / "_cache", overwrite=True,
                        verbose=ctx.verbose)
         row = {"value": out["metrics"]["accuracy"], "val": out["val"]["accuracy"], "C": out["C"],
@@ -327,13 +331,31 @@ FE_ABLATION: dict[str, tuple[str, dict[str, Any]]] = {
     "fe_flip_taps": ("+ pooled outputs of four inner layers (catsdogs_fe / flowers_fe)",
                      {"tta": True, "taps": "auto", "C": "auto"}),
 }
+# EfficientNet-Lite instead of MobileNet alpha 0.25: which variant, image size and taps the head uses
+_LITE_TAPS = {name: ends[2:6] for name, ends in LITE_STAGE_ENDS.items()}  # the ends of stages 3-6
+FE_ABLATION.update({
+    "fe_lite0_plain": ("EfficientNet-Lite0 @224, C by validation, no flip, no taps",
+                       {"features": "efficientnet_lite0", "tta": False, "taps": (), "C": "auto"}),
+    "fe_lite0_flip": ("EfficientNet-Lite0 @224, flip-averaged, no taps",
+                      {"features": "efficientnet_lite0", "tta": True, "taps": (), "C": "auto"}),
+    "fe_lite0_flip_taps": ("EfficientNet-Lite0 @224, flip-averaged + the ends of stages 3-6",
+                           {"features": "efficientnet_lite0", "tta": True, "taps": _LITE_TAPS["efficientnet_lite0"],
+                            "C": "auto"}),
+    "fe_lite0_260_flip": ("EfficientNet-Lite0 @260, flip-averaged, no taps",
+                          {"features": "efficientnet_lite0", "size": 260, "tta": True, "taps": (), "C": "auto"}),
+    "fe_lite2_flip": ("EfficientNet-Lite2 @260, flip-averaged, no taps",
+                      {"features": "efficientnet_lite2", "size": 260, "tta": True, "taps": (), "C": "auto"}),
+    "fe_lite2_flip_taps": ("EfficientNet-Lite2 @260, flip-averaged + the ends of stages 3-6",
+                           {"features": "efficientnet_lite2", "size": 260, "tta": True,
+                            "taps": _LITE_TAPS["efficientnet_lite2"], "C": "auto"}),
+})
 
 ABLATIONS: list[Experiment] = [
     *[Experiment(f"ablation_{variant}_{asset}", ABLATION_DATA[asset], "MobileNet α0.25 ImageNet", "ablation",
                  "accuracy", "—", what, ablation_run(asset, variant, sets), needs=(asset,))
       for asset in ABLATION_DATA for variant, (what, sets) in ABLATION.items()],
-    *[Experiment(f"ablation_{variant}_{asset}", ABLATION_DATA[asset], "MobileNet α0.25 ImageNet", "ablation",
-                 "accuracy", "—", what, head_run(asset, variant=variant, **opts), needs=(asset,))
+    *[Experiment(f"ablation_{variant}_{asset}", ABLATION_DATA[asset], opts.get("features", "MobileNet α0.25") + " ImageNet",
+                 "ablation", "accuracy", "—", what, head_run(asset, variant=variant, **opts), needs=(asset,))
       for asset in ABLATION_DATA for variant, (what, opts) in FE_ABLATION.items()],
 ]
 
