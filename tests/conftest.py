@@ -1,10 +1,13 @@
 """Shared fixtures: the real assets folder and a Keras cache seeded with the offline weights."""
 import os
+import tempfile
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before anything imports TensorFlow
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Keras's cache (converted EfficientNet-Lite weights land in its models/) is the session's own, never ~/.keras
+os.environ["KERAS_HOME"] = tempfile.mkdtemp(prefix="kerasclf-tests-keras-home-")
 
 import keras.src.backend.config as kcfg  # noqa: E402  (after the variables above)
 

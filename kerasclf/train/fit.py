@@ -42,6 +42,7 @@ from kerasclf.errors import ConfigError, RunExistsError
 from kerasclf.export.compose import tta_model
 from kerasclf.io import model_card, save_model, write_card
 from kerasclf.train.autoencoder import as_reconstruction, plot_reconstructions, reconstruction_error
+from kerasclf.train.budget import EpochClock, RunBudget, finish_reserve
 from kerasclf.train.cached import FEATURES, can_cache, cached_features, feature_dataset, head_model
 from kerasclf.train.callbacks import make_callbacks, monitor_mode
 from kerasclf.train.distribute import (
@@ -56,7 +57,7 @@ from kerasclf.train.distribute import (
 from kerasclf.train.finetune import open_groups, unfreeze_groups
 from kerasclf.train.lr_find import lr_find, plot_lr_find
 from kerasclf.train.optim import lr_factors, make_optimizer, with_lr_factors
-from kerasclf.train.recipe import OptimizerCfg, Recipe, TrainCfg
+from kerasclf.train.recipe import OptimizerCfg, Recipe, ScheduleCfg, TrainCfg
 from kerasclf.train.resume import backup_epoch, best_so_far, check_same_recipe
 from kerasclf.train.speed import apply_speed_settings
 from kerasclf.zoo import ModelCfg, build, get_cfg
@@ -296,9 +297,11 @@ _ITERATORS_PER_EPOCH = 2
 
 
 def _fit_stage_one(model: keras.Model, data: RunData, *, cfg_t: TrainCfg, run_dir: Path, steps: int,
-                   resume: bool, speed: dict[str, Any], **kw: Any) -> tuple[int, float | None]:
+                   resume: bool, speed: dict[str, Any], budget: RunBudget | None = None,
+                   **kw: Any) -> tuple[int, float | None]:
     """Stage 1 (or the only stage); a resumed run whose stage 1 finished loads its weights instead.
-    ``speed``: the run's :func:`~kerasclf.train.speed.apply_speed_settings` (the cached head compiles with it)."""
+    ``speed``: the run's :func:`~kerasclf.train.speed.apply_speed_settings` (the cached head compiles with it).
+    ``budget``: stop when the next epoch would not fit (:class:`~kerasclf.train.budget.EpochClock`)."""
     marker = run_dir / "checkpoints" / "stage1.json"
     if resume and marker.is_file():
         done = json.loads(marker.read_text())
@@ -307,11 +310,18 @@ def _fit_stage_one(model: keras.Model, data: RunData, *, cfg_t: TrainCfg, run_di
         return int(done["epochs"]), done.get("best")
     views = _cache_views(cfg_t, model, data, kw["strategy"])
     fit_model, fit_data, fit_cfg, head = model, data, cfg_t, None
+    clock = EpochClock(budget, _reserve_fn(data, cfg_t, budget))
     if views:  # the backbone is frozen: train the head on cached pooled features (train/cached.py)
         head = head_model(model)
+        t0 = time.perf_counter()
         fit_model, fit_data = head, _cached_data(model, data, views, cfg_t, run_dir, resume)
+        if budget is not None:  # the caching read every training view and the val split once
+            n_read = len(data.parts["train"]) * views + len(data.parts.get("val", []))
+            clock.measured_val(len(data.parts.get("val", [])) * (time.perf_counter() - t0) / max(n_read, 1))
+            clock.reserve_fn = None  # the cached head's validation says nothing about reading images
         fit_cfg = dataclasses.replace(cfg_t, steps_per_epoch=steps)
         kw["compile_fn"] = _head_compile(head, data, cfg_t, speed)
+    kw["callbacks"] = [*(kw.get("callbacks") or []), clock]
     lr = _resolve_lr(cfg_t.optimizer.learning_rate, fit_model, fit_data, cfg_t, cfg_t.optimizer, run_dir,
                      "stage1", resume, kw["compile_fn"], kw["verbose"])
 
@@ -444,9 +454,12 @@ def _check_fine_tune(recipe: Recipe, model_cfg: ModelCfg) -> None:
 
 
 def _fit_fine_tune(model: keras.Model, data: RunData, recipe: Recipe, model_cfg: ModelCfg, *, epochs_done: int,
-                   best: float | None, replicas: int, steps: int, resume: bool, **kw: Any) -> None:
+                   best: float | None, replicas: int, steps: int, resume: bool, budget: RunBudget | None = None,
+                   **kw: Any) -> None:
     """Stage 2: unfreeze (part of) the backbone in layer groups (train/finetune.py) and continue at the
-    fine-tuning LR: one LR factor per group (``lr_decay``), the groups opened one per epoch (``gradual``)."""
+    fine-tuning LR: one LR factor per group (``lr_decay``), the groups opened one per epoch (``gradual``).
+    With a ``budget``, the first epoch runs at the full LR and is timed, and the last part of the plan
+    gets the epochs that fit (:mod:`kerasclf.train.budget`)."""
     ft, cfg_t, run_dir = recipe.train.fine_tune, recipe.train, kw["run_dir"]
     _check_fine_tune(recipe, model_cfg)
     groups = unfreeze_groups(model, ft)
@@ -457,8 +470,12 @@ def _fit_fine_tune(model: keras.Model, data: RunData, recipe: Recipe, model_cfg:
     if ft.gradual:  # one more group per epoch, then the rest of the epochs with all of them
         n = min(len(groups), ft.epochs)
         plan = [(k, 1) for k in range(1, n)] + [(len(groups), ft.epochs - (n - 1))]
+    elif budget is not None and ft.epochs > 1:  # the first epoch is timed; the rest fit the budget
+        plan = [(len(groups), 1), (len(groups), ft.epochs - 1)]
     else:
         plan = [(len(groups), ft.epochs)]
+    clock = EpochClock(budget, _reserve_fn(data, cfg_t, budget))
+    kw["callbacks"] = [*(kw.get("callbacks") or []), clock]
     for i, (n_open, epochs) in enumerate(plan, start=1):
         tag = 2 if len(plan) == 1 else f"2.{i}"
         marker = run_dir / "checkpoints" / f"stage{tag}.json"
@@ -469,21 +486,68 @@ def _fit_fine_tune(model: keras.Model, data: RunData, recipe: Recipe, model_cfg:
             continue
         if ft.gradual:
             open_groups(model, groups, n_open)
+        last = i == len(plan) and len(plan) > 1
+        if budget is not None and last:
+            epochs = _budget_epochs(budget, clock, run_dir, most=epochs, resume=resume, verbose=kw["verbose"])
+            if epochs == 0:
+                break
+        timed = budget is not None and not ft.gradual and len(plan) > 1 and i == 1
+        stage_schedule = ScheduleCfg(name="none") if timed else schedule  # the timed epoch: the full LR
 
-        def optimizer(epochs: int = epochs) -> Any:
-            opt = make_optimizer(cfg_t.optimizer, schedule, steps_per_epoch=steps, epochs=epochs, learning_rate=lr)
+        def optimizer(epochs: int = epochs, stage_schedule: ScheduleCfg = stage_schedule) -> Any:
+            opt = make_optimizer(cfg_t.optimizer, stage_schedule, steps_per_epoch=steps, epochs=epochs,
+                                 learning_rate=lr)
             return with_lr_factors(opt, factors) if factors else opt
 
-        stage = _Stage(tag, epochs_done, epochs, optimizer, schedule_active=ft.schedule != "none", best=best)
+        stage = _Stage(tag, epochs_done, epochs, optimizer, schedule_active=stage_schedule.name != "none", best=best)
         epochs_done, best = fit_stage(model, data, stage, resume=resume, **kw)
         if len(plan) > 1:
             model.save_weights(run_dir / "checkpoints" / f"stage{tag}.weights.h5")
             marker.write_text(json.dumps({"epochs": epochs_done, "best": best, "passes": data.passes}))
+        if clock.stopped and not (budget is not None and i < len(plan)):  # the budget decides the last part
+            break
+
+
+def _reserve_fn(data: RunData, cfg_t: TrainCfg, budget: RunBudget | None) -> Callable[[float], None] | None:
+    """With a budget: a function that sets the budget's reserve from a measured validation time."""
+    if budget is None:
+        return None
+    n_val = len(data.parts.get("val", []))
+
+    def update(val_s: float) -> None:
+        budget.reserve_s = finish_reserve(val_s, n_val, n_train=len(data.parts["train"]),
+                                          n_test=len(data.parts.get("test", [])), tta_views=len(cfg_t.tta),
+                                          ood=cfg_t.ood)
+    return update
+
+
+def _budget_epochs(budget: RunBudget, clock: EpochClock, run_dir: Path, *, most: int, resume: bool,
+                   verbose: int) -> int:
+    """The epochs of the budget-sized part of fine-tuning, decided once from the timed epoch (a resumed
+    run reads the decision back from ``checkpoints/budget.json``) and printed."""
+    saved = run_dir / "checkpoints" / "budget.json"
+    if resume and saved.is_file():
+        return int(json.loads(saved.read_text())["epochs"])
+    timed = clock.last()
+    if timed is None:
+        return most
+    n = budget.epochs_that_fit(timed, left_s=budget.left_s(), reserve_s=budget.reserve_s, most=most)
+    decision = {"event": "fine_tune_epochs", "epochs": n, "of_most": most, "timed_epoch_s": round(timed.total_s, 1),
+                "left_s": round(budget.left_s(), 1), "reserve_s": round(budget.reserve_s, 1)}
+    budget.record(**decision)
+    saved.write_text(json.dumps(decision))
+    if verbose:
+        print(f"budget {budget.minutes:g} min: a fine-tuning epoch takes {timed.total_s:.0f} s, "
+              f"{budget.left_s() / 60:.1f} min are left ({budget.reserve_s:.0f} s kept for scoring and saving): "
+              f"{1 + n} fine-tuning epochs in all (at most {1 + most})", flush=True)
+    return n
 
 
 def finish_run(model: keras.Model, data: RunData, recipe: Recipe, run_dir: Path, *, history: dict[str, list[float]],
-               train_time: float, speed: dict[str, Any], autoencoder: bool, evaluate_test: bool) -> "RunResult":
-    """Load the best weights, save the model with its metadata, score val (and test), write figures."""
+               train_time: float, speed: dict[str, Any], autoencoder: bool, evaluate_test: bool,
+               extra: dict[str, Any] | None = None) -> "RunResult":
+    """Load the best weights, save the model with its metadata, score val (and test), write figures;
+    ``extra`` joins ``metrics.json`` (the budget's decisions)."""
     best_path = run_dir / "checkpoints" / "best.keras"
     if best_path.is_file():
         model.load_weights(best_path)  # the weights only; no second model is deserialised
@@ -531,6 +595,7 @@ def finish_run(model: keras.Model, data: RunData, recipe: Recipe, run_dir: Path,
     if ood is not None:
         ood.save(ood_path(model_path))
         metrics["ood"] = ood.card()
+    metrics.update(extra or {})
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
     write_card(model_path, model_card(model_path, meta, **({"ood": ood.card()} if ood else {})))  # classes, input, metrics, split hash, OOD flag
     return RunResult(run_dir=run_dir, model_path=model_path, metrics=metrics, history=history, model=model)
@@ -589,6 +654,7 @@ def _train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fa
         evaluate_test: score the test split too; ``compare`` turns this off so that only the
             model chosen on validation ever sees the test set.
     """
+    started = time.perf_counter()
     cfg_t = recipe.train
     verbose = cfg_t.verbose if verbose is None else verbose
     strategy = make_strategy(cfg_t.strategy)  # first: MultiWorkerMirroredStrategy precedes other TF work
@@ -635,14 +701,16 @@ def _train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fa
     steps = cfg_t.steps_per_epoch or int(np.ceil(len(data.parts["train"]) / batch_size))
     fit_kw = dict(cfg_t=cfg_t, run_dir=run_dir, compile_fn=compile_fn, strategy=strategy, history=history,
                   verbose=verbose, callbacks=callbacks, class_weight=_class_weight(cfg_t, data, autoencoder))
+    budget = RunBudget(cfg_t.budget_minutes, start=started) if cfg_t.budget_minutes else None
     t0 = time.perf_counter()
-    epochs_done, best = _fit_stage_one(model, data, steps=steps, resume=resume, speed=speed, **fit_kw)
+    epochs_done, best = _fit_stage_one(model, data, steps=steps, resume=resume, speed=speed, budget=budget, **fit_kw)
     if cfg_t.fine_tune is not None and cfg_t.fine_tune.epochs > 0:
         _fit_fine_tune(model, data, recipe, model_cfg, epochs_done=epochs_done, best=best, replicas=replicas,
-                       steps=steps, resume=resume, **fit_kw)
+                       steps=steps, resume=resume, budget=budget, **fit_kw)
     speed = {**speed, "strategy": cfg_t.strategy, "replicas": replicas, "global_batch_size": batch_size}
     return finish_run(model, data, recipe, run_dir, history=history, train_time=time.perf_counter() - t0,
-                      speed=speed, autoencoder=autoencoder, evaluate_test=evaluate_test)
+                      speed=speed, autoencoder=autoencoder, evaluate_test=evaluate_test,
+                      extra={"budget": budget.report()} if budget is not None else None)
 
 
 def lr_find_recipe(recipe: Recipe, *, stage: int = 1, out: str | Path = "lr_find.png",
