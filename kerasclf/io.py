@@ -29,6 +29,7 @@ import tensorflow as tf
 
 from kerasclf import __version__
 from kerasclf.errors import ConfigError, ModelError
+from kerasclf.security import check_model
 from kerasclf.zoo import build, input_size
 from kerasclf.zoo.adapt import adapt, has_input_preprocessing, output_activation
 from kerasclf.zoo.cut import fixed_input
@@ -208,8 +209,11 @@ class LoadedModel:
 
 
 def load_model(path: str | Path, *, num_classes: int | None = None, compile: bool = False,
-               facts: ModelFacts | None = None) -> LoadedModel:
+               facts: ModelFacts | None = None, trust: bool | None = None) -> LoadedModel:
     """Reload a ``.keras`` / ``.h5`` file or an export folder, saved by :func:`save_model` or by anyone.
+
+    The file passes the security gate first (:func:`kerasclf.security.check_model`): one that would
+    do more than compute its outputs is refused before Keras or TensorFlow opens it.
 
     Args:
         path: the saved model.
@@ -218,6 +222,11 @@ def load_model(path: str | Path, *, num_classes: int | None = None, compile: boo
         compile: also restore the optimizer and loss (``.keras``/``.h5`` only).
         facts: what the file cannot say (class names, task, image size, preprocessing), see
             :class:`ModelFacts`; a model without kerasclf metadata is resolved with them.
+        trust: run a file the gate refuses, after a one-line warning (``None``: as an enclosing
+            :func:`kerasclf.security.trusted` block says; default refuse). Keras ``safe_mode`` stays on.
+
+    Raises:
+        UnsafeModelError: the gate refused the file (it names the op, layer or path).
 
     Example:
         >>> m = load_model("notebook.h5", facts=ModelFacts.from_options(classes="cat,dog",  # doctest: +SKIP
@@ -229,6 +238,7 @@ def load_model(path: str | Path, *, num_classes: int | None = None, compile: boo
     if not path.exists():
         raise ModelError(f"model {path} not found; check the path (a run writes runs/<name>/model.keras)")
     fmt = model_format(path)
+    check_model(path, trust=trust)
     meta = read_meta(path)
     try:
         if fmt == "export":
