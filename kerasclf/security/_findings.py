@@ -25,10 +25,15 @@ class Finding:
 
     what: str
     where: str = ""
-    does: str = "do more than pure tensor math (not on kerasclf's allowlist)"
+    does: str = "do more than pure tensor math: not on kerasclf's allowlist"
+
+    @property
+    def place(self) -> str:
+        """What and where, without what it would do: ``"op ReadFile in function serve"``."""
+        return f"{self.what}{f' in {self.where}' if self.where else ''}"
 
     def __str__(self) -> str:
-        return f"{self.what}{f' in {self.where}' if self.where else ''} ({self.does})"
+        return f"{self.place} ({self.does})"
 
 
 @dataclass
@@ -63,7 +68,7 @@ def op_does(op: str) -> str:
     for pattern, does in _DOES_PATTERNS:
         if pattern.search(op):
             return does
-    return "do more than pure tensor math (not on kerasclf's allowlist)"
+    return "do more than pure tensor math: not on kerasclf's allowlist"
 
 
 #: the ``does`` of a finding for a file outside the model's folder

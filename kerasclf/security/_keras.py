@@ -46,7 +46,7 @@ def _entry_problem(info: zipfile.ZipInfo) -> str | None:
     if name.startswith(("/", "\\")) or PureWindowsPath(name).drive:
         return "an absolute path"
     if ".." in name.replace("\\", "/").split("/"):
-        return "climbs out with '..'"
+        return "a path climbing out with '..'"
     if "\\" in name:
         return "a Windows path"
     if stat.S_ISLNK(info.external_attr >> 16):
@@ -66,7 +66,7 @@ def scan_keras_zip(path: Path) -> Scan:
             for info in infos:
                 why = _entry_problem(info)
                 if why:
-                    scan.findings.append(Finding(f"zip entry '{info.filename}'", "", f"be unpacked although it is {why}"))
+                    scan.findings.append(Finding(f"zip entry '{info.filename}'", "", f"smuggle a file into the archive: {why}"))
             for twice in sorted({n for n in names if names.count(n) > 1}):
                 scan.findings.append(Finding(f"zip entry '{twice}' given twice", "",
                                              "show a checker one file and Keras another"))
@@ -117,7 +117,9 @@ def _object_findings(obj: dict[str, Any]) -> list[Finding]:
     if cls in KERAS_REFUSED_CLASSES:
         return [Finding(f"{'layer ' if cls != '__lambda__' else ''}{cls}{name}", "the model config",
                         KERAS_REFUSED_CLASSES[cls])]
-    if cls == "Lambda" and (config.get("function_type") == "lambda" or isinstance(config.get("function"), (list, str))):
+    fn = config.get("function")
+    if cls == "Lambda" and (config.get("function_type") == "lambda" or isinstance(fn, (list, str))
+                            or (isinstance(fn, dict) and fn.get("class_name") == "__lambda__")):
         return [Finding(f"layer Lambda{name}", "the model config", "run Python bytecode stored in the file")]
     if cls in KERAS_VOCABULARY_CLASSES and isinstance(config.get("vocabulary"), str):
         return [Finding(f"layer {cls}{name} with vocabulary '{config['vocabulary'][:80]}'", "the model config",
@@ -137,10 +139,11 @@ def scan_config(config: Any, findings: list[Finding]) -> str:
     while todo:
         item = todo.pop()
         if isinstance(item, dict):
-            if "class_name" in item:
-                classes += 1
-                findings.extend(_object_findings(item))
-            todo.extend(item.values())
+            found = _object_findings(item) if "class_name" in item else []
+            classes += "class_name" in item
+            findings.extend(found)
+            if not found:  # a refused object's inside (a Lambda's bytecode) is not listed again
+                todo.extend(item.values())
         elif isinstance(item, list):
             todo.extend(item)
     return f"a model config of {classes} Keras objects"

@@ -83,13 +83,13 @@ KERAS_FUNCTION_MODULES = frozenset({"builtins", "keras.activations", "keras.loss
                                     "keras.src.activations.activations", "keras.src.losses.losses",
                                     "keras.src.metrics", "keras.src.ops"})
 
-#: Keras classes that do more than compute: what each would do
+#: Keras classes that do more than compute, and what each would do
 KERAS_REFUSED_CLASSES = {
-    "TFSMLayer": "loads the SavedModel its 'filepath' names",
-    "TorchModuleWrapper": "unpickles a PyTorch module (runs any code it holds)",
-    "JaxLayer": "calls a Python function",
-    "FlaxLayer": "calls a Python function",
-    "__lambda__": "runs Python bytecode stored in the file",
+    "TFSMLayer": "load the SavedModel its 'filepath' names",
+    "TorchModuleWrapper": "unpickle a PyTorch module, running any code it holds",
+    "JaxLayer": "call a Python function",
+    "FlaxLayer": "call a Python function",
+    "__lambda__": "run Python bytecode stored in the file",
 }
 
 #: lookup layers whose ``vocabulary`` may be a path: a string there is a file they read

@@ -67,9 +67,9 @@ class ScanReport:
         """Whether the file holds nothing beyond computing its outputs."""
         return not self.findings
 
-    def brief(self, limit: int = 3) -> str:
-        """The first ``limit`` findings in one line (``+N more`` for the rest)."""
-        shown = "; ".join(str(f) for f in self.findings[:limit])
+    def brief(self, limit: int = 3, *, does: bool = True) -> str:
+        """The first ``limit`` findings in one line (``+N more`` for the rest); ``does=False``: where only."""
+        shown = "; ".join(str(f) if does else f.place for f in self.findings[:limit])
         more = len(self.findings) - limit
         return shown + (f" (+{more} more)" if more > 0 else "")
 
@@ -158,7 +158,7 @@ def check_model(path: str | Path, *, trust: bool | None = None) -> ScanReport:
         raise UnsafeModelError(
             f"{path}: refused: this {label} does more than compute its outputs: {report.brief()}; "
             f"`kerasclf scan {path}` lists everything; pass --trust (trust=True) only if you trust its author")
-    print(f"warning: --trust: running {path} although it would {report.allows()} "
-          f"({report.brief(2)}); Keras safe_mode stays on", file=sys.stderr)
+    print(f"warning: --trust: running {path}, allowing it to {report.allows()} ({report.brief(3, does=False)}); "
+          f"Keras safe_mode stays on", file=sys.stderr)
     return report
 
