@@ -15,7 +15,7 @@ Example:
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -50,28 +50,31 @@ def op_names(path: Path) -> set[str]:
         >>> "Conv2D" in op_names(Path("runs/demo/model.savedmodel"))   # doctest: +SKIP
         True
     """
+    return _op_types(parse(path))
+
+
+def _op_types(saved: Any) -> set[str]:
     found: set[str] = set()
-    for mg in parse(path).meta_graphs:
+    for mg in saved.meta_graphs:
         found.update(n.op for n in mg.graph_def.node)
         found.update(n.op for f in mg.graph_def.library.function for n in f.node_def)
     return found
 
 
-def _called(node: Any) -> Iterator[str]:
+def _called(node: Any) -> list[str]:
     """The names of the functions a node's attributes call (``f``, ``then_branch``, ``body`` ...)."""
-    def walk(attr: Any) -> Iterator[str]:
-        kind = attr.WhichOneof("value")
-        if kind == "func":
-            yield attr.func.name
-            for inner in attr.func.attr.values():
-                yield from walk(inner)
-        elif kind == "list":
+    names: list[str] = []
+    todo = [a for a in node.attr.values() if a.WhichOneof("value") in ("func", "list")]
+    while todo:
+        attr = todo.pop()
+        if attr.WhichOneof("value") == "func":
+            names.append(attr.func.name)
+            todo.extend(attr.func.attr.values())
+        elif attr.WhichOneof("value") == "list":
             for fn in attr.list.func:
-                yield fn.name
-                for inner in fn.attr.values():
-                    yield from walk(inner)
-    for attr in node.attr.values():
-        yield from walk(attr)
+                names.append(fn.name)
+                todo.extend(fn.attr.values())
+    return names
 
 
 def _reach(roots: Iterable[str], calls: dict[str, set[str]]) -> set[str]:
@@ -121,12 +124,12 @@ def _path_problem(ref: str, args: set[str], nodes: dict[str, Any], depth: int = 
     return None
 
 
-def _scan_nodes(nodes: Iterable[Any], allowed: frozenset[str] | set[str], where: str, library: set[str],
-                findings: list[Finding]) -> None:
-    for node in nodes:
+def _scan_nodes(nodes: list[tuple[Any, list[str]]], allowed: frozenset[str] | set[str], where: str,
+                library: dict[str, Any], findings: list[Finding]) -> None:
+    for node, called in nodes:
         if node.op not in allowed:
             findings.append(Finding(f"op {node.op}", where, op_does(node.op)))
-        for fn in _called(node):
+        for fn in called:
             if fn not in library:
                 findings.append(Finding(f"op {node.op} calling '{fn}'", where,
                                         "call something that is not one of the file's own functions"))
@@ -136,20 +139,22 @@ def _scan_meta_graph(mg: Any, findings: list[Finding]) -> int:
     """Check one MetaGraph; returns the number of functions it holds."""
     graph = mg.graph_def
     lib = {f.signature.name: f for f in graph.library.function}
-    calls = {name: {c for n in f.node_def for c in _called(n)} for name, f in lib.items()}
+    graph_nodes = [(n, _called(n)) for n in graph.node]
+    fn_nodes = {name: [(n, _called(n)) for n in f.node_def] for name, f in lib.items()}
+    calls = {name: {c for _, called in nodes for c in called} for name, nodes in fn_nodes.items()}
     saver_nodes = {t.split(":")[0].lstrip("^") for t in (mg.saver_def.save_tensor_name, mg.saver_def.restore_op_name) if t}
-    saver_roots = {c for n in graph.node if n.name in saver_nodes for c in _called(n)}
+    saver_roots = {c for n, called in graph_nodes if n.name in saver_nodes for c in called}
     saver = _reach(saver_roots, calls)
-    other_roots = ({c for n in graph.node if n.name not in saver_nodes for c in _called(n)}
+    other_roots = ({c for n, called in graph_nodes if n.name not in saver_nodes for c in called}
                    | _object_graph_functions(mg) | (set(lib) - saver))
     saver_only = saver - _reach(other_roots, calls)
-    _scan_nodes(graph.node, TF_GRAPH_OPS, "the graph", set(lib), findings)
+    _scan_nodes(graph_nodes, TF_GRAPH_OPS, "the graph", lib, findings)
     for name, fdef in lib.items():
         where = f"function {name}"
         if name not in saver_only:
-            _scan_nodes(fdef.node_def, TF_FUNCTION_OPS, where, set(lib), findings)
+            _scan_nodes(fn_nodes[name], TF_FUNCTION_OPS, where, lib, findings)
             continue
-        _scan_nodes(fdef.node_def, TF_SAVER_OPS, where, set(lib), findings)
+        _scan_nodes(fn_nodes[name], TF_SAVER_OPS, where, lib, findings)
         args = {a.name for a in fdef.signature.input_arg}
         nodes = {n.name: n for n in fdef.node_def}
         for node in fdef.node_def:
@@ -166,17 +171,15 @@ def scan_savedmodel(path: Path) -> Scan:
     saved = parse(path)
     scan = Scan()
     n_functions = 0
-    ops: set[str] = set()
     for mg in saved.meta_graphs:
         n_functions += _scan_meta_graph(mg, scan.findings)
-        ops.update(n.op for n in mg.graph_def.node)
-        ops.update(n.op for f in mg.graph_def.library.function for n in f.node_def)
         for asset in mg.asset_file_def:
             why = outside_folder(path / "assets", asset.filename)
             if why:
                 scan.findings.append(Finding(f"asset file '{asset.filename}'", "", OUTSIDE.format(why=why)))
             else:
                 scan.files.append(f"assets/{asset.filename}")
+    ops = _op_types(saved)
     scan.contents = (f"{len(saved.meta_graphs)} MetaGraph(s), {n_functions} functions, {len(ops)} op types: "
                      f"{', '.join(sorted(ops))}")
     return scan
