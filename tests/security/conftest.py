@@ -36,6 +36,8 @@ class Hostile:
     secret: Path
     images: Path
     files: dict[str, Path] = field(default_factory=dict)
+    #: twins of the hostile runtime artefacts without the hostile part (they pass and run)
+    clean: dict[str, Path] = field(default_factory=dict)
     #: the secret's bytes, and how its first two look as probabilities in an output
     secret_bytes: bytes = SECRET
     secret_probs: tuple[str, ...] = SECRET_PROBS
@@ -131,24 +133,33 @@ _IR = """<?xml version="1.0"?>
       <output><port id="0" precision="FP32" names="images"><dim>-1</dim><dim>8</dim><dim>8</dim><dim>3</dim></port></output>
     </layer>
     <layer id="1" name="axes" type="Const" version="opset1">
-      <data element_type="i64" shape="3" offset="8" size="24" />
-      <output><port id="0" precision="I64"><dim>3</dim></port></output>
+      <data element_type="i64" shape="2" offset="8" size="16" />
+      <output><port id="0" precision="I64"><dim>2</dim></port></output>
     </layer>
     <layer id="2" name="mean" type="ReduceMean" version="opset1">
       <data keep_dims="false" />
-      <input><port id="0" precision="FP32"><dim>-1</dim><dim>8</dim><dim>8</dim><dim>3</dim></port><port id="1" precision="I64"><dim>3</dim></port></input>
-      <output><port id="2" precision="FP32"><dim>-1</dim></port></output>
+      <input><port id="0" precision="FP32"><dim>-1</dim><dim>8</dim><dim>8</dim><dim>3</dim></port><port id="1" precision="I64"><dim>2</dim></port></input>
+      <output><port id="2" precision="FP32"><dim>-1</dim><dim>3</dim></port></output>
     </layer>
-    <layer id="3" name="bias" type="Const" version="opset1">
+    <layer id="3" name="zeros" type="Const" version="opset1">
+      <data element_type="f32" shape="3,2" offset="24" size="24" />
+      <output><port id="0" precision="FP32"><dim>3</dim><dim>2</dim></port></output>
+    </layer>
+    <layer id="4" name="zero" type="MatMul" version="opset1">
+      <data transpose_a="false" transpose_b="false" />
+      <input><port id="0" precision="FP32"><dim>-1</dim><dim>3</dim></port><port id="1" precision="FP32"><dim>3</dim><dim>2</dim></port></input>
+      <output><port id="2" precision="FP32"><dim>-1</dim><dim>2</dim></port></output>
+    </layer>
+    <layer id="5" name="bias" type="Const" version="opset1">
       <data element_type="f32" shape="2" offset="0" size="8" />
       <output><port id="0" precision="FP32"><dim>2</dim></port></output>
     </layer>
-    <layer id="4" name="probs" type="{kind}" version="{opset}">
+    <layer id="6" name="probs" type="{kind}" version="{opset}">
       <data auto_broadcast="numpy" />
-      <input><port id="0" precision="FP32"><dim>-1</dim><dim>1</dim></port><port id="1" precision="FP32"><dim>2</dim></port></input>
-      <output><port id="2" precision="FP32"><dim>-1</dim><dim>2</dim></port></output>
+      <input><port id="0" precision="FP32"><dim>-1</dim><dim>2</dim></port><port id="1" precision="FP32"><dim>2</dim></port></input>
+      <output><port id="2" precision="FP32" names="probs"><dim>-1</dim><dim>2</dim></port></output>
     </layer>
-    <layer id="5" name="out" type="Result" version="opset1">
+    <layer id="7" name="out" type="Result" version="opset1">
       <input><port id="0" precision="FP32"><dim>-1</dim><dim>2</dim></port></input>
     </layer>
   </layers>
@@ -157,10 +168,16 @@ _IR = """<?xml version="1.0"?>
     <edge from-layer="1" from-port="0" to-layer="2" to-port="1" />
     <edge from-layer="2" from-port="2" to-layer="4" to-port="0" />
     <edge from-layer="3" from-port="0" to-layer="4" to-port="1" />
-    <edge from-layer="4" from-port="2" to-layer="5" to-port="0" />
+    <edge from-layer="4" from-port="2" to-layer="6" to-port="0" />
+    <edge from-layer="5" from-port="0" to-layer="6" to-port="1" />
+    <edge from-layer="6" from-port="2" to-layer="7" to-port="0" />
   </edges>
 </net>
 """
+
+
+#: the IR's .bin: the bias (2 x f32), the reduced axes (1, 2 as i64), a 3 x 2 f32 zero matrix
+_IR_WEIGHTS = np.zeros(2, np.float32).tobytes() + np.array([1, 2], np.int64).tobytes() + np.zeros(6, np.float32).tobytes()
 
 
 def _openvino(folder: Path, *, bin_target: Path | None = None, opset: str = "opset1") -> Path:
@@ -172,7 +189,7 @@ def _openvino(folder: Path, *, bin_target: Path | None = None, opset: str = "ops
     if bin_target is not None:
         weights.symlink_to(bin_target)
     else:
-        weights.write_bytes(np.zeros(2, np.float32).tobytes() + np.array([1, 2, 3], np.int64).tobytes())
+        weights.write_bytes(_IR_WEIGHTS)
     _card(xml)
     return xml
 
@@ -237,10 +254,14 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Hostile:
         (link / "weights.bin").symlink_to(secret)
         f["onnx_link"] = _onnx_with_external(link, "weights.bin")
         f["onnx_domain"] = _onnx_with_external(root / "onnx_domain", "", domain="com.evil")
+        (root / "onnx_inside").mkdir()
+        (root / "onnx_inside" / "weights.bin").write_bytes(np.zeros(2, np.float32).tobytes())
+        h.clean["onnx_inside"] = _onnx_with_external(root / "onnx_inside", "weights.bin")
     f["litert_flex"] = _litert(root / "flex.tflite", secret, flex=True)
     f["litert_custom"] = _litert(root / "custom.tflite", secret, flex=False)
     f["openvino_link"] = _openvino(root / "ov_link", bin_target=secret)
     f["openvino_extension"] = _openvino(root / "ov_ext", opset="evil_extension")
+    h.clean["openvino"] = _openvino(root / "ov_clean")
     assert not h.canaries(), "building the files ran a hostile op"
     return h
 

@@ -4,6 +4,9 @@ output. With --trust the same file runs (after a one-line warning) and does what
 which shows the canaries and the secret are real."""
 from __future__ import annotations
 
+import csv
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -123,3 +126,18 @@ def test_trust_is_per_call_or_per_block_and_off_by_default(hostile, capsys):
                 load_model(path)
     assert load_model(path, trust=True).num_outputs == 1  # zipfile skips the stray entry; one sigmoid unit
     assert capsys.readouterr().err.count("warning: --trust") == 1
+
+
+@pytest.mark.parametrize("name", ["onnx_inside", "openvino"])
+def test_the_clean_twins_of_the_hostile_artefacts_pass_and_predict(hostile, name, tmp_path):
+    """Without the hostile part (external data inside its folder, the .bin beside the .xml) the same
+    hand-written artefacts pass the gate and run: the refusals above are for what is hostile."""
+    if name not in hostile.clean:
+        pytest.skip("the onnx package is not installed (pip install 'kerasclf[export]')")
+    runtime = "onnxruntime" if name.startswith("onnx") else "openvino"
+    if importlib.util.find_spec(runtime) is None:
+        pytest.skip(f"{runtime} is not installed (pip install 'kerasclf[export]')")
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(hostile.clean[name]), str(hostile.images), "--runtime", runtime, "--out", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 6 and {r["top_k"] for r in rows} == {"a:0.0000|b:0.0000"}  # its zero bias
