@@ -11,6 +11,8 @@ Example:
     >>> scan_model("runs/demo/model.keras").ok                  # doctest: +SKIP
     True
 """
+from kerasclf.security._savedmodel import savedmodel_op_types
 from kerasclf.security.gate import Finding, ScanReport, check_model, gate_format, is_trusted, scan_model, trusted
 
-__all__ = ["Finding", "ScanReport", "check_model", "scan_model", "trusted", "is_trusted", "gate_format"]
+__all__ = ["Finding", "ScanReport", "check_model", "scan_model", "trusted", "is_trusted", "gate_format",
+           "savedmodel_op_types"]

@@ -27,7 +27,7 @@ from kerasclf.errors import ModelError
 from kerasclf.security._findings import OUTSIDE, Finding, Scan, op_does, outside_folder
 from kerasclf.security.allowlist import TF_FUNCTION_OPS, TF_GRAPH_OPS, TF_SAVER_OPS, TF_SAVER_PATH_OPS
 
-__all__ = ["scan_savedmodel", "op_names", "parse"]
+__all__ = ["scan_savedmodel", "savedmodel_op_types", "parse"]
 
 #: checkpoint ops and the inputs that are paths (input index -> name)
 _PATH_INPUTS = {"SaveV2": (0,), "RestoreV2": (0,), "MergeV2Checkpoints": (0, 1)}
@@ -43,11 +43,11 @@ def parse(path: Path) -> Any:
                          f"saved_model.pb") from None
 
 
-def op_names(path: Path) -> set[str]:
+def savedmodel_op_types(path: Path) -> set[str]:
     """Every op type in the SavedModel at ``path`` (graph and functions).
 
     Example:
-        >>> "Conv2D" in op_names(Path("runs/demo/model.savedmodel"))   # doctest: +SKIP
+        >>> "Conv2D" in savedmodel_op_types(Path("runs/demo/model.savedmodel"))   # doctest: +SKIP
         True
     """
     return _op_types(parse(path))

@@ -3,7 +3,7 @@
 A model file passes when everything in it is on these lists; anything else is refused (or run
 with a warning under ``--trust``). The TensorFlow lists were built from the ops in kerasclf's own
 SavedModel exports of every zoo family and of the ``keras.applications`` backbones it wraps
-(``python -m kerasclf.security.collect`` prints that op set and flags any op not listed here),
+(``python -m kerasclf.export.graph_ops`` prints that op set and flags any op not listed here),
 then reviewed by hand and widened with pure tensor ops of the same kinds (elementwise math,
 reductions, convolutions, pooling, resizing, shape and indexing, control flow). Nothing here
 reads or writes a file, opens a socket, starts a process, runs Python, prints, reads a queue or

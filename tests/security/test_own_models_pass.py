@@ -14,7 +14,7 @@ from kerasclf.export.convert import INT8_METHODS, convert
 from kerasclf.io import load_model, save_model
 from kerasclf.security import check_model
 from kerasclf.security.allowlist import TF_GRAPH_OPS, TF_SAVER_OPS
-from kerasclf.security.collect import collect_export_ops
+from kerasclf.export.graph_ops import collect_export_ops
 from kerasclf.testing import tiny_cnn, tiny_resnet, tiny_transfer
 from kerasclf.zoo import build, get_cfg, list_models
 
@@ -90,7 +90,7 @@ def test_tta_and_ensembles_pass_as_keras_and_savedmodel(kind, tmp_path):
 
 @pytest.mark.slow
 def test_every_zoo_family_and_backbone_kind_exports_only_allowed_ops():
-    """The allowlist's source (python -m kerasclf.security.collect): each family's and each kind of
+    """The allowlist's source (python -m kerasclf.export.graph_ops): each family's and each kind of
     keras.applications backbone's SavedModel holds only listed ops."""
     names = list_models() + ["ResNet50V2", "InceptionV3", "Xception", "MobileNetV2", "MobileNetV3Small",
                              "DenseNet121", "NASNetMobile", "EfficientNetV2B0", "ConvNeXtTiny"]

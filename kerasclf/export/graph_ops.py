@@ -1,11 +1,12 @@
-"""``python -m kerasclf.security.collect [NAME ...]``: the TensorFlow ops in kerasclf's SavedModel
-export of each zoo model, and any that :mod:`kerasclf.security.allowlist` does not list (exit 1).
+"""``python -m kerasclf.export.graph_ops [NAME ...]``: the TensorFlow ops in kerasclf's SavedModel
+export of each zoo model, and any that the model gate's allowlist
+(:mod:`kerasclf.security.allowlist`) does not list (exit 1).
 
 This is how the TensorFlow allowlist was built and how it is checked when a zoo family is added.
 
 Example:
-    $ python -m kerasclf.security.collect                      # every registered zoo family
-    $ python -m kerasclf.security.collect ConvNeXtTiny DenseNet121 --size 32
+    $ python -m kerasclf.export.graph_ops                      # every registered zoo family
+    $ python -m kerasclf.export.graph_ops ConvNeXtTiny DenseNet121 --size 32
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pathlib import Path
 import keras
 
 from kerasclf.io import save_model
-from kerasclf.security._savedmodel import op_names
+from kerasclf.security import savedmodel_op_types
 from kerasclf.security.allowlist import TF_GRAPH_OPS, TF_SAVER_OPS
 from kerasclf.zoo import build, get_cfg, list_models
 
@@ -42,14 +43,14 @@ def collect_export_ops(names: Sequence[str] = (), *, size: int = 32) -> dict[str
             side = max(size, 75) if name in _MIN_75 else size
             kw = {"weights": None} if get_cfg(name).pretrained else {}
             model = build(name, num_classes=3, input_shape=(side, side, 3), **kw)
-            out[name] = op_names(save_model(model, Path(tmp) / name, overwrite=True))
+            out[name] = savedmodel_op_types(save_model(model, Path(tmp) / name, overwrite=True))
             keras.backend.clear_session()
     return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Print each export's op types and the ones not on the allowlist; exit 1 if there are any."""
-    parser = argparse.ArgumentParser(prog="python -m kerasclf.security.collect", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m kerasclf.export.graph_ops", description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="zoo or keras.applications names (default: every zoo family)")
     parser.add_argument("--size", type=int, default=32, help="input side in pixels (default 32)")
     args = parser.parse_args(argv)
