@@ -34,7 +34,7 @@ def collect_export_ops(names: Sequence[str] = (), *, size: int = 32) -> dict[str
 
     Example:
         >>> ops = collect_export_ops(["simple_cnn"])                 # doctest: +SKIP
-        >>> sorted(ops["simple_cnn"] - TF_GRAPH_OPS - TF_SAVER_OPS)
+        >>> sorted(ops["simple_cnn"] - TF_GRAPH_OPS - TF_SAVER_OPS)     # doctest: +SKIP
         []
     """
     out: dict[str, set[str]] = {}
