@@ -462,6 +462,13 @@ def _fit_fine_tune(model: keras.Model, data: RunData, recipe: Recipe, model_cfg:
     gets the epochs that fit (:mod:`kerasclf.train.budget`)."""
     ft, cfg_t, run_dir = recipe.train.fine_tune, recipe.train, kw["run_dir"]
     _check_fine_tune(recipe, model_cfg)
+    if budget is not None and not resume and not budget.epoch_fits(len(data.parts["train"])):
+        budget.record(event="fine_tune_skipped", left_s=round(budget.left_s(), 1), reserve_s=round(budget.reserve_s, 1))
+        if kw["verbose"]:
+            print(f"budget {budget.minutes:g} min: {max(budget.left_s(), 0) / 60:.1f} min are left, too few for one "
+                  f"fine-tuning epoch ({budget.reserve_s:.0f} s kept for scoring and saving); no fine-tuning. "
+                  f"Raise train.budget_minutes to fine-tune", flush=True)
+        return
     groups = unfreeze_groups(model, ft)
     factors = lr_factors(groups, ft.lr_decay) if ft.lr_decay < 1 else {}
     lr = _resolve_lr(ft.learning_rate, model, data, cfg_t, cfg_t.optimizer, run_dir, "stage2", resume,
@@ -515,6 +522,7 @@ def _reserve_fn(data: RunData, cfg_t: TrainCfg, budget: RunBudget | None) -> Cal
     n_val = len(data.parts.get("val", []))
 
     def update(val_s: float) -> None:
+        budget.image_s = val_s / max(n_val, 1)
         budget.reserve_s = finish_reserve(val_s, n_val, n_train=len(data.parts["train"]),
                                           n_test=len(data.parts.get("test", [])), tta_views=len(cfg_t.tta),
                                           ood=cfg_t.ood)
