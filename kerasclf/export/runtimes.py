@@ -203,11 +203,12 @@ def open_model(path: str | Path, runtime: str = "auto", *, threads: int | None =
     if not path.exists():
         raise ModelError(f"model {path} not found; check the path (`kerasclf export` writes it beside the model)")
     fmt = artefact_format(path)
-    chosen = pick_runtime(path, fmt, runtime)
-    if chosen == "keras":
+    if fmt in ("keras", "savedmodel"):
+        pick_runtime(path, fmt, runtime)  # Keras reads them: another --runtime is refused by name
         return load_model(path, facts=facts)
     if facts is not None and facts.given:
         raise ModelError(f"{path}: its model card gives class names, task and input; drop {', '.join(facts.given)}")
-    card = read_card(path)
+    card = read_card(path)  # first: an artefact without its card cannot be used whatever is installed
+    chosen = pick_runtime(path, fmt, runtime)
     return ExportedModel(path=path, format=fmt, model=open_session(path, chosen, threads=threads),
                          meta=card, runtime=chosen)

@@ -32,6 +32,8 @@ from kerasclf.testing import (
 from kerasclf.train import load_recipe, train
 from kerasclf.zoo import build
 
+pytestmark = pytest.mark.extras  # the [export] extra's runtimes; tests/test_extras_optional.py reruns these without it
+
 NEEDS = {"onnx": "onnxruntime", "litert": "ai_edge_litert", "openvino": "openvino", "savedmodel": "keras"}
 
 
