@@ -45,7 +45,7 @@ from kerasclf.features.heads import HEAD_KINDS
 from kerasclf.io import TASK_NAMES, ModelFacts, adopt_model, card_path, load_model, model_card, read_card
 from kerasclf.predict import format_table, predict_paths
 from kerasclf.recipes import describe
-from kerasclf.train import load_recipe, lr_find_recipe, train
+from kerasclf.train import load_recipe, lr_find_path, lr_find_recipe, train
 from kerasclf.zoo import build, get_cfg, list_models
 from kerasclf.zoo.layers import PREPROCESS_MODES
 
@@ -84,10 +84,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe, list(args.set or []))
-    result = lr_find_recipe(recipe, stage=args.stage, out=args.out)
+    out = Path(args.out) if args.out else lr_find_path(recipe, args.stage)
+    result = lr_find_recipe(recipe, stage=args.stage, out=out, overwrite=args.overwrite)
     chosen = recipe.train.lr_find.suggestion
     print(f"lr-find (stage {args.stage}): valley {result.suggestions['valley']:.2e}  "
-          f"steepest {result.suggestions['steepest']:.2e}  ({len(result.lrs)} steps; plot: {args.out})")
+          f"steepest {result.suggestions['steepest']:.2e}  ({len(result.lrs)} steps; plot: {out})")
     print(f"use it: --set train.{'optimizer' if args.stage == 1 else 'fine_tune'}.learning_rate="
           f"{result.suggestions[chosen]:.2e}  (or learning_rate: find in the recipe)")
     return 0
@@ -461,7 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
     lf.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe key (repeatable)")
     lf.add_argument("--stage", type=int, choices=(1, 2), default=1,
                     help="1: the first stage (frozen backbone); 2: fine-tuning as train.fine_tune unfreezes")
-    lf.add_argument("--out", default="lr_find.png", help="where the plot goes (default lr_find.png)")
+    lf.add_argument("--out", default=None, help="where the plot goes (default <output_dir>/<name>/lr_find/lr_find.png, "
+                                                "lr_find_stage2.png for --stage 2); the sweep goes beside it as .json")
+    lf.add_argument("--overwrite", action="store_true", help="replace a plot (and its .json) already there")
     lf.set_defaults(func=cmd_lr_find)
 
     z = sub.add_parser("zoo", parents=[common], help="list the models: name, family, params, default input size")

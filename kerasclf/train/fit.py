@@ -63,7 +63,7 @@ from kerasclf.zoo import ModelCfg, build, get_cfg
 from kerasclf.zoo.cut import feature_model
 
 __all__ = ["train", "RunResult", "RunData", "prepare_run_dir", "prepare_data", "build_model", "fit_stage",
-           "finish_run", "lr_find_recipe", "compile_for_task", "predict_dataset"]
+           "finish_run", "lr_find_recipe", "lr_find_path", "compile_for_task", "predict_dataset", "LR_FIND_DIR"]
 
 
 @dataclass
@@ -77,10 +77,15 @@ class RunResult:
     model: Any = None
 
 
+#: the subfolder of a run folder where ``kerasclf lr-find`` writes (a run folder holding only it is not a run yet)
+LR_FIND_DIR = "lr_find"
+
+
 def prepare_run_dir(recipe: Recipe, *, overwrite: bool = False, resume: bool = False) -> Path:
-    """Create ``output_dir/name``; refuse to touch an existing one without overwrite/resume."""
+    """Create ``output_dir/name``; refuse to touch an existing one without overwrite/resume. A folder
+    holding nothing but ``kerasclf lr-find``'s :data:`LR_FIND_DIR` is trained into, that kept."""
     run_dir = Path(recipe.output_dir) / recipe.name
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.exists() and any(p.name != LR_FIND_DIR for p in run_dir.iterdir()):
         if resume:
             return run_dir
         if not overwrite:
@@ -645,16 +650,35 @@ def _train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fa
                       speed=speed, autoencoder=autoencoder, evaluate_test=evaluate_test)
 
 
-def lr_find_recipe(recipe: Recipe, *, stage: int = 1, out: str | Path = "lr_find.png",
+def lr_find_path(recipe: Recipe, stage: int = 1) -> Path:
+    """Where ``kerasclf lr-find`` puts its plot by default: ``<output_dir>/<name>/lr_find/lr_find[_stage2].png``,
+    beside what the run of that recipe writes (its ``.json`` sweep goes next to it).
+
+    Example:
+        >>> lr_find_path(Recipe.from_dict({"name": "demo", "output_dir": "runs"}), stage=2).as_posix()
+        'runs/demo/lr_find/lr_find_stage2.png'
+    """
+    return Path(recipe.output_dir) / recipe.name / LR_FIND_DIR / ("lr_find.png" if stage == 1 else "lr_find_stage2.png")
+
+
+def lr_find_recipe(recipe: Recipe, *, stage: int = 1, out: str | Path | None = None, overwrite: bool = False,
                    spec: DataSpec | None = None) -> Any:
     """``kerasclf lr-find``: the LR finder on the recipe's data and model, for stage 1 (on cached features
     when the backbone is frozen) or stage 2 (the backbone unfrozen as ``train.fine_tune`` says); writes
-    the plot to ``out`` and returns the :class:`~kerasclf.train.lr_find.LRFindResult`. Nothing is trained.
+    the plot to ``out`` (default :func:`lr_find_path`) and the sweep beside it (``.json``), and returns
+    the :class:`~kerasclf.train.lr_find.LRFindResult`. Nothing is trained.
+
+    Raises:
+        ConfigError: the plot or its sweep exists and ``overwrite`` is false (checked before the sweep).
 
     Example:
         >>> r = lr_find_recipe(load_recipe("demo"), out="/tmp/lr_find.png")   # doctest: +SKIP
         >>> r.suggestion("valley")
     """
+    out = Path(out) if out is not None else lr_find_path(recipe, stage)
+    taken = [p for p in (out, out.with_suffix(".json")) if p.exists()]
+    if taken and not overwrite:
+        raise ConfigError(f"lr-find: {taken[0]} already exists; pass --overwrite to replace it or --out elsewhere")
     cfg_t = recipe.train
     model_cfg = get_cfg(recipe.model.name)
     if model_cfg.family == "autoencoder":
@@ -675,7 +699,10 @@ def lr_find_recipe(recipe: Recipe, *, stage: int = 1, out: str | Path = "lr_find
             sweep_data = _cached_data(model, data, 1, cfg_t, Path(tmp), False)
         result = lr_find(sweep_model, sweep_data.datasets["train"], _head_compile(sweep_model, data, cfg_t, speed),
                          cfg_t.lr_find, optimizer=lambda sweep: make_optimizer(cfg_t.optimizer, learning_rate=sweep))
+    out.parent.mkdir(parents=True, exist_ok=True)
     plot_lr_find(result, out, chosen=cfg_t.lr_find.suggestion)
+    out.with_suffix(".json").write_text(json.dumps({"stage": stage, "suggestion": cfg_t.lr_find.suggestion,
+                                                    "steps_run": result.steps_run, **result.to_dict()}))
     return result
 
 

@@ -14,7 +14,9 @@ from kerasclf.train import fit as fit_module
 from kerasclf.train.cached import can_cache, head_model
 from kerasclf.train.callbacks import TensorBoardLogger
 from kerasclf.train.finetune import open_groups, unfreeze_groups
-from kerasclf.train.fit import _class_weight, lr_find_recipe, train
+from kerasclf.cli import main
+from kerasclf.train import load_recipe
+from kerasclf.train.fit import _class_weight, lr_find_recipe, prepare_run_dir, train
 from kerasclf.train.lr_find import lr_find
 from kerasclf.train.optim import OneCycle, with_lr_factors
 from kerasclf.train.recipe import FineTuneCfg, LRFindCfg, Recipe
@@ -253,3 +255,26 @@ def test_lr_find_recipe_applies_the_runs_speed_settings(tmp_path, monkeypatch):
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert seen == [(3, False, "float32")] and (tmp_path / "lr.png").is_file()
+
+
+def test_lr_find_command_writes_into_the_run_folder_and_never_overwrites(tmp_path, monkeypatch, capsys):
+    """`kerasclf lr-find RECIPE --set output_dir=D` wrote lr_find.png into the current folder (and replaced
+    one there); now the plot and its sweep go to D/<name>/lr_find/, kept unless --overwrite, and a
+    later `train` of that recipe goes into the same run folder."""
+    monkeypatch.chdir(tmp_path)
+    runs = tmp_path / "D"
+    args = ["lr-find", "demo", "--set", f"output_dir={runs}", "--set", "train.lr_find.steps=20",
+            "--set", "train.lr_find.end=1.0"]
+    assert main(args) == 0
+    plot = runs / "demo" / "lr_find" / "lr_find.png"
+    sweep = json.loads(plot.with_suffix(".json").read_text())
+    printed = capsys.readouterr().out
+    assert f"valley {sweep['suggestions']['valley']:.2e}" in printed and str(plot) in printed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["D"]  # nothing in the current folder
+    assert len(sweep["lrs"]) == len(sweep["smoothed"]) >= 5 and sweep["stage"] == 1
+    before = plot.read_bytes()
+    assert main(args) == 2  # the plot is there: refused, before any sweep, the file untouched
+    assert "--overwrite" in capsys.readouterr().err and plot.read_bytes() == before
+    assert main([*args, "--overwrite"]) == 0
+    run_dir = prepare_run_dir(load_recipe("demo", [f"output_dir={runs}"]))  # the run trains into it
+    assert run_dir == runs / "demo" and plot.is_file()
