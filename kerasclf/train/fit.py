@@ -551,7 +551,7 @@ def _score_tta(model: keras.Model, data: RunData, views: list[str], scored: tupl
         if data.datasets[name] is not None:
             y, p = predict_dataset(tmodel, data.for_metrics(name))
             out[f"{name}_tta"] = classification_metrics(y, p, data.spec.task, data.spec.class_names)
-    path = save_model(tmodel, run_dir / "model.tta.keras", meta=meta, overwrite=True)
+    path = save_model(tmodel, run_dir / "model.tta.keras", meta={**meta, "tta_of": "model.keras"}, overwrite=True)
     val, val_tta = (metrics.get("val") or {}).get("accuracy"), (out.get("val_tta") or {}).get("accuracy")
     out["tta"] = {"views": list(views), "model": path.name, "val_plain": val, "val_tta": val_tta,
                   "chosen": val is not None and val_tta is not None and val_tta > val}
