@@ -32,6 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerasclf._progress import fit_verbose
 from kerasclf.analysis.metrics import classification_metrics, probs_to_pred
 from kerasclf.analysis.ood import fit_split_detector, ood_path
 from kerasclf.analysis.plots import plot_confusion, plot_history
@@ -589,13 +590,14 @@ def _train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fa
         spec: data to use instead of the recipe's ``data`` source (Python API).
         overwrite: replace an existing run folder of the same name.
         resume: continue an interrupted run in the existing folder (BackupAndRestore).
-        verbose: Keras progress-bar verbosity (default: the recipe's ``train.verbose``).
+        verbose: Keras's verbosity (default: the recipe's ``train.verbose``): 0 silent, 2 one line per
+            epoch, 1 a progress bar when stdout is a terminal (else one line per epoch).
         callbacks: extra Keras callbacks, added to both stages.
         evaluate_test: score the test split too; ``compare`` turns this off so that only the
             model chosen on validation ever sees the test set.
     """
     cfg_t = recipe.train
-    verbose = cfg_t.verbose if verbose is None else verbose
+    verbose = fit_verbose(cfg_t.verbose if verbose is None else verbose)  # a bar on a terminal, else a line per epoch
     strategy = make_strategy(cfg_t.strategy)  # first: MultiWorkerMirroredStrategy precedes other TF work
     model_cfg = get_cfg(recipe.model.name)  # fail fast on an unknown model, before touching disk
     _check_fine_tune(recipe, model_cfg)

@@ -196,7 +196,7 @@ class TrainCfg:
     jit_compile: Any = "auto"
     steps_per_execution: Any = "auto"
     strategy: str = "auto"
-    verbose: int = 1
+    verbose: int = 1  # Keras: 0 silent, 2 a line per epoch, 1 a bar on a terminal (a line per epoch in a log file)
 
     def __post_init__(self) -> None:
         """Refuse values of the training-loop keys that would otherwise be ignored or fail late."""
