@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import tensorflow as tf
-
 __all__ = ["derive_seed"]
 
 
-def derive_seed(seed: Any, *path: Any) -> tf.Tensor:
-    """An int64 ``[2]`` seed from ``seed`` (an int or an int64 ``[2]`` seed) and ``path`` (ints or int
-    scalars), each step hashed through a stateless Philox draw."""
+def derive_seed(seed: Any, *path: Any) -> Any:
+    """An int64 ``[2]`` seed tensor from ``seed`` (an int or an int64 ``[2]`` seed) and ``path`` (ints or
+    int scalars), each step hashed through a stateless Philox draw."""
+    import tensorflow as tf  # the tf.data pipeline's: optional when Keras runs on JAX
+
     key = tf.cast(tf.reshape(seed, [-1]), tf.int64)
     key = tf.concat([key, tf.zeros([2], tf.int64)], 0)[:2]
     for step in path:

@@ -76,6 +76,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from kerasclf.data._seeds import derive_seed
 from kerasclf.errors import ConfigError, UnknownNameError
 
 __all__ = ["AugmentPolicy", "RandomAffine", "get_policy", "list_policies", "augment_in_model", "keyed_randomness",
@@ -223,8 +224,6 @@ class _KeyedSeed(keras.random.SeedGenerator):
         self._key, self._draws = key, itertools.count()
 
     def next(self, ordered: bool = True) -> Any:
-        from kerasclf.data._seeds import derive_seed  # TensorFlow: the tf.data pipeline's
-
         return derive_seed(self._key, next(self._draws))
 
 
@@ -403,8 +402,6 @@ class AugmentPolicy:
         advance from call to call.
         """
         import tensorflow as tf  # TensorFlow is optional when Keras runs on JAX
-
-        from kerasclf.data._seeds import derive_seed
 
         images = tf.cast(images, tf.float32)
         labels = tf.convert_to_tensor(labels)

@@ -15,6 +15,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from kerasclf.data._seeds import derive_seed
+from kerasclf.data.pipeline import Passes
 from kerasclf.zoo.cut import feature_model
 
 __all__ = ["FEATURES", "head_model", "can_cache", "cached_features", "feature_passes"]
@@ -88,9 +90,6 @@ def feature_passes(x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bo
     view ``e % V`` in an order fixed by ``(seed, e)`` when ``shuffle`` (so a resumed run sees the same
     batches), else in stored order."""
     import tensorflow as tf  # tf.data: TensorFlow only (cached stages run on TensorFlow)
-
-    from kerasclf.data._seeds import derive_seed
-    from kerasclf.data.pipeline import Passes
 
     views, n = x.shape[0], x.shape[1]
     fx, fy = tf.constant(x), tf.constant(y)

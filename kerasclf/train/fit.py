@@ -38,8 +38,8 @@ from kerasclf.analysis.metrics import classification_metrics, probs_to_pred
 from kerasclf.analysis.ood import fit_split_detector, ood_path
 from kerasclf.analysis.plots import plot_confusion, plot_history
 from kerasclf.data import pipeline, splits
-from kerasclf.data.pipeline import Passes
 from kerasclf.data.augment import get_policy
+from kerasclf.data.pipeline import Passes
 from kerasclf.data.spec import DataSpec
 from kerasclf.errors import ConfigError, RunExistsError
 from kerasclf.export.compose import tta_model
@@ -189,7 +189,7 @@ class RunData:
 
     def for_metrics(self, name: str) -> Any:
         """The split ``name`` with integer / 0-1 labels (what the metrics module reads)."""
-        return self.make(name, training=False, plain=True) if self.one_hot else self.datasets[name]
+        return self.make(name, plain=True) if self.one_hot else self.datasets[name]
 
 
 def prepare_data(recipe: Recipe, spec: DataSpec, run_dir: Path, model_cfg: ModelCfg, *, batch_size: int,
@@ -219,8 +219,8 @@ def prepare_data(recipe: Recipe, spec: DataSpec, run_dir: Path, model_cfg: Model
             d = shard_by_data(d)
         return d
 
-    def make(name: str, training: bool = False, *, plain: bool = False) -> Any:
-        """A validation / test split (``training`` is kept for callers: training reads ``passes``)."""
+    def make(name: str, *, plain: bool = False) -> Any:
+        """A validation / test split (the training split is read as ``passes``)."""
         if name not in parts or len(parts[name]) == 0:
             return None
         d = pipeline.make_dataset(spec, parts[name], image_size=size, channels=channels, batch_size=batch_size,
