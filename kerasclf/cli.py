@@ -43,10 +43,20 @@ from kerasclf.features.commands import load_predictor, run_head
 from kerasclf.features.enriched import DEFAULT_FEATURES, TAPS, known_taps
 from kerasclf.features.extract import DEFAULT_CACHE, extract_features
 from kerasclf.features.heads import HEAD_KINDS
-from kerasclf.io import TASK_NAMES, ModelFacts, adopt_model, card_path, load_model, model_card, read_card
+from kerasclf.io import (
+    TASK_NAMES,
+    ModelFacts,
+    adopt_model,
+    card_path,
+    chosen_model,
+    is_run_folder,
+    load_model,
+    model_card,
+    read_card,
+)
 from kerasclf.predict import format_table, predict_paths
 from kerasclf.recipes import describe
-from kerasclf.train import load_recipe, lr_find_recipe, train
+from kerasclf.train import load_recipe, lr_find_path, lr_find_recipe, train
 from kerasclf.zoo import build, get_cfg, list_models
 from kerasclf.zoo.layers import PREPROCESS_MODES
 
@@ -85,10 +95,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe, list(args.set or []))
-    result = lr_find_recipe(recipe, stage=args.stage, out=args.out)
+    out = Path(args.out) if args.out else lr_find_path(recipe, args.stage)
+    result = lr_find_recipe(recipe, stage=args.stage, out=out, overwrite=args.overwrite)
     chosen = recipe.train.lr_find.suggestion
     print(f"lr-find (stage {args.stage}): valley {result.suggestions['valley']:.2e}  "
-          f"steepest {result.suggestions['steepest']:.2e}  ({len(result.lrs)} steps; plot: {args.out})")
+          f"steepest {result.suggestions['steepest']:.2e}  ({len(result.lrs)} steps; plot: {out})")
     print(f"use it: --set train.{'optimizer' if args.stage == 1 else 'fine_tune'}.learning_rate="
           f"{result.suggestions[chosen]:.2e}  (or learning_rate: find in the recipe)")
     return 0
@@ -154,12 +165,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
             return 0
         rows = predictor.predict_paths(args.paths, top_k=args.top_k, batch_size=args.batch_size, out_csv=args.out)
     else:
+        _say_which_model(Path(args.model))
         rows = predict_paths(args.model, args.paths, top_k=args.top_k, batch_size=args.batch_size,
                              out_csv=args.out, runtime=args.runtime, facts=_model_facts(args))
     print(format_table(rows, limit=None if args.all else 50))
     if args.out:
         print(f"\nwrote {len(rows)} rows to {args.out}")
     return 0
+
+
+def _say_which_model(path: Path) -> None:
+    """Name the model a prediction uses: a run folder's choice on validation (its model card says which),
+    or the file given, with a note when its run chose another one."""
+    run = path if path.is_dir() else path.parent
+    if not (is_run_folder(run) and (run / "model.keras").is_file()):
+        return
+    chosen, why = chosen_model(run)
+    if path.is_dir():
+        print(f"model: {chosen} ({why})")
+    elif path.resolve() != chosen.resolve() and path.suffix == ".keras":
+        print(f"model: {path} as asked; note: its run chose {chosen.name} ({why}); "
+              f"`kerasclf predict {run} ...` uses that")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -476,7 +502,9 @@ def build_parser() -> argparse.ArgumentParser:
     lf.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe key (repeatable)")
     lf.add_argument("--stage", type=int, choices=(1, 2), default=1,
                     help="1: the first stage (frozen backbone); 2: fine-tuning as train.fine_tune unfreezes")
-    lf.add_argument("--out", default="lr_find.png", help="where the plot goes (default lr_find.png)")
+    lf.add_argument("--out", default=None, help="where the plot goes (default <output_dir>/<name>/lr_find/lr_find.png, "
+                                                "lr_find_stage2.png for --stage 2); the sweep goes beside it as .json")
+    lf.add_argument("--overwrite", action="store_true", help="replace a plot (and its .json) already there")
     lf.set_defaults(func=cmd_lr_find)
 
     z = sub.add_parser("zoo", parents=[common], help="list the models: name, family, params, default input size")
@@ -488,7 +516,8 @@ def build_parser() -> argparse.ArgumentParser:
     rc.set_defaults(func=cmd_recipes)
 
     pr = sub.add_parser("predict", parents=[common], help="classify image files or folders with a saved model")
-    pr.add_argument("model", help="a .keras / .h5 file, an export folder, or a head/clusters .skops")
+    pr.add_argument("model", help="a run folder (the model it chose on validation), a .keras / .h5 file, an export "
+                                   "folder, or a head/clusters .skops")
     pr.add_argument("paths", nargs="+", help="image files and/or folders")
     pr.add_argument("--top-k", type=int, default=3)
     pr.add_argument("--batch-size", type=int, default=32)

@@ -34,6 +34,8 @@ from kerasclf.train import load_recipe, train
 from kerasclf.zoo import build, image_stem
 from kerasclf.zoo.efficientnet_lite import efficientnet_lite_backbone, load_lite_imagenet
 
+pytestmark = pytest.mark.extras  # the [export] extra's runtimes; tests/test_extras_optional.py reruns these without it
+
 NEEDS = {"onnx": "onnxruntime", "litert": "ai_edge_litert", "openvino": "openvino", "savedmodel": "keras"}
 
 
