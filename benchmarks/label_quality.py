@@ -4,16 +4,18 @@
 
 Label audit: 5% of the labels of ``cats_vs_dogs`` and ``flowers`` are flipped (seeded) in a label
 list — the image files are only read — and the audit's code (:mod:`kerasclf.features.audit`:
-cached MobileNet alpha 0.25 features, flip-averaged or not, k-fold logistic regression, cleanlab)
-must find the flipped files. Printed and saved: precision/recall of the flagged set for each
-cleanlab filter, and the precision/recall curve along the audit's ranking, for the issue's
-baseline (5-fold LR, C=1, plain features, ``find_label_issues`` defaults), the first audit
-(flip-averaged pooled features, C by out-of-fold log-loss) and the audit's default (the same
-plus the pooled outputs of ``MOBILENET_TAPS``; the mean of an LR on all and one on the pooled).
+cached features of ``--features`` (default: the audit's own, EfficientNet-Lite0), plain or
+flip-averaged, k-fold logistic regression, cleanlab) must find the flipped files. Printed and saved:
+precision/recall of the flagged set for each cleanlab filter, and the precision/recall curve along
+the audit's ranking, for the issue's baseline (5-fold LR, C=1, plain features,
+``find_label_issues`` defaults), plain features with C by out-of-fold log-loss, flip-averaged
+pooled features, and flip-averaged pooled features plus the extractor's taps (the mean of an LR on
+all and one on the pooled). The row the audit uses by default is marked.
 
-OOD: a flowers run (``--run``, else trained here: MobileNet alpha 0.25 ImageNet frozen + head, 3
-epochs) scores flowers test images against cats-vs-dogs and CIFAR-10 images with each score of
-:mod:`kerasclf.analysis.ood`; the threshold is fitted on the run's validation split.
+OOD: a flowers run (``--run``, e.g. the flowers_ft run of benchmarks/accuracy.py; else trained here:
+EfficientNet-Lite0 ImageNet frozen + head, 3 epochs) scores flowers test images against
+cats-vs-dogs and CIFAR-10 images with each score of :mod:`kerasclf.analysis.ood`; the threshold is
+fitted on the run's validation split.
 
 Writes ``benchmarks/results/label_quality.json``. Needs the assets folder (README there).
 """
@@ -38,10 +40,11 @@ from kerasclf.data.sources import from_folder
 from kerasclf.data.spec import DataSpec
 from kerasclf.data.splits import read_manifest
 from kerasclf.features.audit import FILTERS, audit_probabilities, out_of_fold_probabilities
-from kerasclf.features.enriched import MOBILENET_TAPS, enriched_features
+from kerasclf.features.enriched import DEFAULT_FEATURES, default_taps, default_tta, enriched_features, known_taps
 from kerasclf.io import load_model
 from kerasclf.testing import MOBILENET_025_FILE, seed_keras_home
 from kerasclf.train import load_recipe, train
+from _provenance import add_allow_dirty, commit_or_exit  #  (benchmarks/: one rule for every recorded result)
 
 ROOT = Path(__file__).resolve().parents[1]
 RECALLS = (0.5, 0.6, 0.7, 0.8, 0.9)
@@ -85,29 +88,34 @@ def flagged(is_issue: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
             "recall": round(tp / int(truth.sum()), 3)}
 
 
-def label_audit(assets: Path, name: str, image_size: int, seed: int) -> dict[str, Any]:
+def label_audit(assets: Path, name: str, image_size: int, seed: int, features: str = DEFAULT_FEATURES) -> dict[str, Any]:
     spec = from_folder(assets / name)
     k = len(spec.class_names)
-    out: dict[str, Any] = {"images": len(spec), "classes": k, "image_size": image_size}
+    default = (default_tta(features), bool(default_taps(features)))  # what `kerasclf audit` uses
+    out: dict[str, Any] = {"images": len(spec), "classes": k, "image_size": image_size, "features": features}
+    build_kwargs = {"alpha": 0.25} if features == "MobileNet" else {}
     for tta in (False, True):
         t0 = time.perf_counter()
-        taps = MOBILENET_TAPS if tta else ()
-        fs = enriched_features(spec, "MobileNet", build_kwargs={"alpha": 0.25}, weights="imagenet", tta=tta,
-                            taps=taps, image_size=(image_size, image_size), verbose=0)  # the default feature cache
+        taps = known_taps(features) if tta else ()
+        fs = enriched_features(spec, features, build_kwargs=build_kwargs, weights="imagenet", tta=tta,
+                               taps=taps, image_size=(image_size, image_size), verbose=0)  # the default feature cache
         secs = time.perf_counter() - t0
         x, clean = np.asarray(fs.features), np.asarray(fs.labels, int)
         pooled = int(fs.info["pooled_columns"])
         noisy, truth = flip_labels(clean, k, 0.05, seed)
         variants = {}
+        mark = {True: " [audit default]", False: ""}
         if not tta:
             probs = baseline_probabilities(x, noisy)
             variants["baseline (C=1, plain features)"] = (probs, {"C": 1.0})
-            variants["audit (plain features, tuned C)"] = out_of_fold_probabilities(x, noisy, folds=5)
+            variants["plain features, tuned C" + mark[default == (False, False)]] = out_of_fold_probabilities(
+                x, noisy, folds=5)
         else:  # the pooled features are the last columns of the tapped ones
-            variants["first audit (flip-averaged pooled features, tuned C)"] = out_of_fold_probabilities(
-                x[:, -pooled:], noisy, folds=5)
-            variants["audit default (flip-averaged, pooled + taps, mean of two LRs)"] = out_of_fold_probabilities(
-                x, noisy, folds=5, last=pooled)
+            variants["flip-averaged pooled features, tuned C" + mark[default == (True, False)]] = \
+                out_of_fold_probabilities(x[:, -pooled:], noisy, folds=5)
+            if taps:
+                variants["flip-averaged, pooled + taps, mean of two LRs" + mark[default == (True, True)]] = \
+                    out_of_fold_probabilities(x, noisy, folds=5, last=pooled)
         for label, (probs, info) in variants.items():
             row: dict[str, Any] = {"features_s": round(secs, 1), "from_cache": fs.from_cache,
                                    "oof_accuracy_vs_given": round(float(np.mean(probs.argmax(1) == noisy)), 4),
@@ -122,10 +130,10 @@ def label_audit(assets: Path, name: str, image_size: int, seed: int) -> dict[str
 
 
 FLOWERS_RECIPE = {
-    "name": "flowers_mobilenet025_ood", "description": "flowers, MobileNet alpha 0.25 (ImageNet, frozen) + head",
+    "name": "flowers_lite0_ood", "description": "flowers, EfficientNet-Lite0 (ImageNet, frozen) + head",
     "data": {"source": "folder", "image_size": [224, 224], "batch_size": 64, "augment": "light",
              "split": {"train": 0.7, "val": 0.1, "test": 0.2, "seed": 42}},
-    "model": {"name": "backbone_head", "backbone": "MobileNet", "alpha": 0.25, "weights": "imagenet"},
+    "model": {"name": "efficientnet_lite0", "weights": "imagenet"},
     "train": {"epochs": 3, "optimizer": {"name": "adam", "learning_rate": 0.001}},
 }
 
@@ -203,19 +211,22 @@ def print_tables(results: dict[str, Any]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--assets", default=str(ROOT.parent / "shared" / "assets"))
-    ap.add_argument("--image-size", type=int, default=224, help="decode size (the audit's default: 224, MobileNet's)")
+    ap.add_argument("--image-size", type=int, default=224, help="decode size (the audit's default: 224, Lite0's)")
+    ap.add_argument("--features", default=DEFAULT_FEATURES, help="the extractor (default: the audit's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--datasets", nargs="+", default=["cats_vs_dogs", "flowers"])
     ap.add_argument("--run", help="a flowers run folder for the OOD part (default: trained here)")
     ap.add_argument("--no-ood", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "label_quality.json"))
+    add_allow_dirty(ap)
     args = ap.parse_args()
+    commit = commit_or_exit(ap, args.allow_dirty)
     assets = Path(args.assets)
     seed_keras_home(Path(tempfile.mkdtemp(prefix="kerasclf_keras_home_")), [assets / "keras" / "models" / MOBILENET_025_FILE])
     results: dict[str, Any] = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, shared and loaded",
-                               "label_audit": {}}
+                               "label_audit": {}, "commit": commit}
     for name in args.datasets:
-        results["label_audit"][name] = label_audit(assets, name, args.image_size, args.seed)
+        results["label_audit"][name] = label_audit(assets, name, args.image_size, args.seed, args.features)
     if not args.no_ood:
         results["ood"] = ood_benchmark(assets, args.run, ROOT / "benchmarks" / ".runs")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

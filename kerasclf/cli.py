@@ -41,13 +41,24 @@ from kerasclf.features.cluster import ClusterModel, as_spec, predict_folder, rea
 from kerasclf.features.audit import FILTERS as AUDIT_FILTERS
 from kerasclf.features.audit import audit
 from kerasclf.features.commands import load_predictor, run_head
+from kerasclf.features.enriched import DEFAULT_FEATURES, TAPS, known_taps
 from kerasclf.features.extract import DEFAULT_CACHE, extract_features
 from kerasclf.features.heads import HEAD_KINDS
-from kerasclf.io import TASK_NAMES, ModelFacts, adopt_model, card_path, load_model, model_card, read_card
+from kerasclf.io import (
+    TASK_NAMES,
+    ModelFacts,
+    adopt_model,
+    card_path,
+    chosen_model,
+    is_run_folder,
+    load_model,
+    model_card,
+    read_card,
+)
 from kerasclf.predict import format_table, predict_paths
 from kerasclf.recipes import describe
 from kerasclf.security import check_model, scan_model, trusted
-from kerasclf.train import load_recipe, lr_find_recipe, train
+from kerasclf.train import load_recipe, lr_find_path, lr_find_recipe, train
 from kerasclf.zoo import build, get_cfg, list_models
 from kerasclf.zoo.layers import PREPROCESS_MODES
 
@@ -86,10 +97,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe, list(args.set or []))
-    result = lr_find_recipe(recipe, stage=args.stage, out=args.out)
+    out = Path(args.out) if args.out else lr_find_path(recipe, args.stage)
+    result = lr_find_recipe(recipe, stage=args.stage, out=out, overwrite=args.overwrite)
     chosen = recipe.train.lr_find.suggestion
     print(f"lr-find (stage {args.stage}): valley {result.suggestions['valley']:.2e}  "
-          f"steepest {result.suggestions['steepest']:.2e}  ({len(result.lrs)} steps; plot: {args.out})")
+          f"steepest {result.suggestions['steepest']:.2e}  ({len(result.lrs)} steps; plot: {out})")
     print(f"use it: --set train.{'optimizer' if args.stage == 1 else 'fine_tune'}.learning_rate="
           f"{result.suggestions[chosen]:.2e}  (or learning_rate: find in the recipe)")
     return 0
@@ -155,12 +167,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
             return 0
         rows = predictor.predict_paths(args.paths, top_k=args.top_k, batch_size=args.batch_size, out_csv=args.out)
     else:
+        _say_which_model(Path(args.model))
         rows = predict_paths(args.model, args.paths, top_k=args.top_k, batch_size=args.batch_size,
                              out_csv=args.out, runtime=args.runtime, facts=_model_facts(args))
     print(format_table(rows, limit=None if args.all else 50))
     if args.out:
         print(f"\nwrote {len(rows)} rows to {args.out}")
     return 0
+
+
+def _say_which_model(path: Path) -> None:
+    """Name the model a prediction uses: a run folder's choice on validation (its model card says which),
+    or the file given, with a note when its run chose another one."""
+    run = path if path.is_dir() else path.parent
+    if not (is_run_folder(run) and (run / "model.keras").is_file()):
+        return
+    chosen, why = chosen_model(run)
+    if path.is_dir():
+        print(f"model: {chosen} ({why})")
+    elif path.resolve() != chosen.resolve() and path.suffix == ".keras":
+        print(f"model: {path} as asked; note: its run chose {chosen.name} ({why}); "
+              f"`kerasclf predict {run} ...` uses that")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -350,6 +377,19 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     return 0
 
 
+def _taps_arg(wanted: bool | None, features: str, layer: str | None) -> tuple[str, ...] | str:
+    """``--taps`` / ``--no-taps`` / neither (``"auto"``: what measured best for the extractor)."""
+    if wanted is None:
+        return "auto"
+    if not wanted:
+        return ()
+    taps = known_taps(features, layer)
+    if not taps:
+        raise ConfigError(f"--taps: kerasclf knows no intermediate layers to tap for '{features}' at layer "
+                          f"{layer or 'output'}; taps exist for {', '.join(TAPS)} at their pooled features")
+    return taps
+
+
 def cmd_head(args: argparse.Namespace) -> int:
     """A scikit-learn head on (cached) features of a labelled folder: fit, score on the test split, save."""
     kw = {} if args.weights == "default" else {"weights": _weights_arg(args.weights)}
@@ -358,8 +398,9 @@ def cmd_head(args: argparse.Namespace) -> int:
         build_kwargs = {"alpha": 0.25, **build_kwargs}  # the offline ImageNet file
     c: Any = args.C if args.C == "auto" else [float(v) for v in args.C.split(",")]
     out = run_head(args.data, features_model=model, kind=args.kind, out_dir=args.out, layer=_layer_arg(args.layer),
-                   image_size=_image_size(args), build_kwargs=build_kwargs, tta=not args.no_tta,
-                   taps=() if args.no_taps else "auto", C=c[0] if isinstance(c, list) and len(c) == 1 else c,
+                   image_size=_image_size(args), build_kwargs=build_kwargs, tta="auto" if args.tta is None else args.tta,
+                   taps=_taps_arg(args.taps, args.features, _layer_arg(args.layer)),
+                   C=c[0] if isinstance(c, list) and len(c) == 1 else c,
                    ratios=tuple(float(v) for v in args.split.split(",")), seed=args.seed, overwrite=args.overwrite,
                    verbose=1, **kw)
     val = (out.get("val") or {}).get("accuracy")
@@ -387,12 +428,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
     else:
         if not args.data:
             raise DataError("give the DATA folder to audit (class subfolders), or --run RUN_DIR")
-        features, build_kwargs = _feature_source(args.features or "MobileNet", args)
+        features, build_kwargs = _feature_source(args.features or DEFAULT_FEATURES, args)
         build_kwargs = build_kwargs or None  # None: audit()'s default extractor options
         data = args.data
         out = Path(args.out) if args.out else Path(f"{Path(args.data).resolve().name}_audit")
     result = audit(data, features=features, build_kwargs=build_kwargs, layer=_layer_arg(args.layer),
-                   image_size=_image_size(args), tta=not args.no_tta, folds=args.folds, filter_by=args.filter_by,
+                   image_size=_image_size(args), tta=args.tta, folds=args.folds, filter_by=args.filter_by,
                    out_dir=out, cache_dir=args.cache_dir or DEFAULT_CACHE, gallery=args.gallery,
                    batch_size=args.batch_size, overwrite=args.overwrite, **kw)
     for r in result.issues[:args.show]:
@@ -493,7 +534,9 @@ def build_parser() -> argparse.ArgumentParser:
     lf.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe key (repeatable)")
     lf.add_argument("--stage", type=int, choices=(1, 2), default=1,
                     help="1: the first stage (frozen backbone); 2: fine-tuning as train.fine_tune unfreezes")
-    lf.add_argument("--out", default="lr_find.png", help="where the plot goes (default lr_find.png)")
+    lf.add_argument("--out", default=None, help="where the plot goes (default <output_dir>/<name>/lr_find/lr_find.png, "
+                                                "lr_find_stage2.png for --stage 2); the sweep goes beside it as .json")
+    lf.add_argument("--overwrite", action="store_true", help="replace a plot (and its .json) already there")
     lf.set_defaults(func=cmd_lr_find)
 
     z = sub.add_parser("zoo", parents=[common], help="list the models: name, family, params, default input size")
@@ -505,7 +548,8 @@ def build_parser() -> argparse.ArgumentParser:
     rc.set_defaults(func=cmd_recipes)
 
     pr = sub.add_parser("predict", parents=[common], help="classify image files or folders with a saved model")
-    pr.add_argument("model", help="a .keras / .h5 file, an export folder, or a head/clusters .skops")
+    pr.add_argument("model", help="a run folder (the model it chose on validation), a .keras / .h5 file, an export "
+                                   "folder, or a head/clusters .skops")
     pr.add_argument("paths", nargs="+", help="image files and/or folders")
     pr.add_argument("--top-k", type=int, default=3)
     pr.add_argument("--batch-size", type=int, default=32)
@@ -594,16 +638,20 @@ def build_parser() -> argparse.ArgumentParser:
     hd = sub.add_parser("head", parents=[common], help="feature extraction + a scikit-learn head (logistic "
                                      "regression by default): fit on train + val, score on test, save head.skops")
     hd.add_argument("data", help="a folder of class subfolders, or 'digits'")
-    hd.add_argument("--features", default="MobileNet", help="zoo or keras.applications name, or a model file "
-                                                             "(default: MobileNet alpha 0.25, ImageNet)")
+    hd.add_argument("--features", default=DEFAULT_FEATURES, help="zoo or keras.applications name, or a model file "
+                                                                  "(default: efficientnet_lite0, ImageNet)")
     hd.add_argument("--weights", default="default", help="imagenet | none | a weights file (names only; default: "
                                                         "the builder's, ImageNet for keras.applications)")
     hd.add_argument("--layer", default="auto", help="feature layer (as for `kerasclf features`)")
     hd.add_argument("--kind", default="logreg", choices=HEAD_KINDS)
     hd.add_argument("--C", default="auto", help="auto (lowest validation log-loss of 0.001..1), or one value / "
                                                "comma-separated values to choose from")
-    hd.add_argument("--no-tta", action="store_true", help="plain features (default: averaged with the mirror image's)")
-    hd.add_argument("--no-taps", action="store_true", help="no intermediate layers (default for MobileNet: four)")
+    hd.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                    help="features averaged with the mirror image's (default: what measured best for the extractor: "
+                         "off for efficientnet_lite0, on for MobileNet and models from files)")
+    hd.add_argument("--taps", action=argparse.BooleanOptionalAction, default=None,
+                    help="add pooled intermediate layers (MobileNet's four, EfficientNet-Lite's stage ends; "
+                         "default: on for MobileNet, off for efficientnet_lite0)")
     hd.add_argument("--split", default="0.7,0.1,0.2", help="train,val,test fractions (seeded, stratified)")
     hd.add_argument("--seed", type=int, default=42)
     hd.add_argument("--out", default="runs/head")
@@ -615,7 +663,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     cl = sub.add_parser("cluster", parents=[common], help="PCA + KMeans on features; montages and a names template")
     cl.add_argument("data", help="a folder (class subfolders optional), or 'digits'")
-    cl.add_argument("--features", default="resnet50_features", help="zoo name or model file")
+    cl.add_argument("--features", default=DEFAULT_FEATURES, help="zoo name or model file (default: efficientnet_lite0, "
+                                                                  "ImageNet)")
     cl.add_argument("--weights", default="default", help="imagenet | none | a weights file")
     cl.add_argument("--layer", default="auto", help="feature layer (default: the zoo model's, else \"features\", else "
                                                     "the input of a last Dense layer, else the output); output: the "
@@ -645,14 +694,15 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--run", help="a run folder: audit its data with its model's features; writes <run>/audit "
                                   "(kerasclf analyze then shows it)")
     au.add_argument("--features", help="feature extractor: zoo or keras.applications name, or a .keras model "
-                                       "(default: MobileNet alpha 0.25, ImageNet)")
+                                       "(default: efficientnet_lite0, ImageNet)")
     au.add_argument("--weights", default="default", help="imagenet | none | a weights file (a model by name)")
     au.add_argument("--layer", default="auto", help="feature layer (default: the model's features, else the "
                                                     "output); output: the model's output is the feature vector")
     au.add_argument("--folds", type=int, default=5, help="k of the k-fold logistic regression")
     au.add_argument("--filter-by", default="prune_by_noise_rate", choices=AUDIT_FILTERS,
                     help="cleanlab's find_label_issues filter")
-    au.add_argument("--no-tta", action="store_true", help="plain features (default: averaged with the mirror image)")
+    au.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                    help="features averaged with the mirror image's (default: what measured best for the extractor)")
     au.add_argument("--out", help="output folder (default: <data name>_audit, or <run>/audit)")
     au.add_argument("--overwrite", action="store_true", help="replace the files of an earlier audit in --out")
     au.add_argument("--gallery", type=int, default=40, help="images in the HTML gallery")

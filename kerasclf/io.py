@@ -36,7 +36,8 @@ from kerasclf.zoo.cut import fixed_input
 from kerasclf.zoo.layers import PREPROCESS_MODES, Preprocess
 
 __all__ = ["save_model", "load_model", "LoadedModel", "read_meta", "model_format", "serving_function",
-           "model_card", "write_card", "read_card", "card_path", "ModelFacts", "adopt_model"]
+           "model_card", "write_card", "read_card", "card_path", "ModelFacts", "adopt_model", "chosen_model",
+           "is_run_folder"]
 
 META_NAME = "kerasclf.json"
 H5_ATTR = "kerasclf_meta"
@@ -349,14 +350,54 @@ def model_card(model_path: str | Path, meta: dict[str, Any] | None = None, **ext
         card["data"] = {"split_manifest": str(run / "split.csv"), "split_sha256": _sha256(run / "split.csv")}
     if (run / "metrics.json").is_file():
         metrics = json.loads((run / "metrics.json").read_text())
-        card["metrics"] = {k: {m: v for m, v in metrics[k].items() if isinstance(v, (int, float))}
-                           for k in ("val", "test") if isinstance(metrics.get(k), dict)}
+        tta = metrics.get("tta") or {}
+        scored = "{}_tta" if tta.get("model") == model_path.name else "{}"  # the run's TTA model: its own scores
+        card["metrics"] = {k: {m: v for m, v in metrics[scored.format(k)].items() if isinstance(v, (int, float))}
+                           for k in ("val", "test") if isinstance(metrics.get(scored.format(k)), dict)}
+        if tta:
+            card["chosen_model"] = _run_choice(tta)
     if (run / "recipe.yaml").is_file():
         card["recipe"] = (run / "recipe.yaml").read_text()
     card["versions"] = {"kerasclf": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
                         "python": platform.python_version()}
     card.update(extra)
     return card
+
+
+def _run_choice(tta: dict[str, Any]) -> dict[str, Any]:
+    """Which of a run's models it chose on validation (``metrics.json``'s ``tta``), and why."""
+    views = "+".join(tta.get("views") or [])
+    plain, with_tta = tta.get("val_plain"), tta.get("val_tta")
+    scores = (f"validation accuracy {with_tta:.4f} with {views} TTA, {plain:.4f} without"
+              if plain is not None and with_tta is not None else "no validation score to compare")
+    if tta.get("chosen"):
+        return {"file": tta["model"], "why": f"{views} TTA won on validation ({scores})"}
+    return {"file": "model.keras", "why": f"{views} TTA did not beat the plain model ({scores})"}
+
+
+def is_run_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a run folder (it holds ``recipe.yaml`` and ``split.csv``)."""
+    return (Path(path) / "recipe.yaml").is_file() and (Path(path) / "split.csv").is_file()
+
+
+def chosen_model(run_dir: str | Path) -> tuple[Path, str]:
+    """The model a run folder chose on validation, as its model card says, and why: ``model.tta.keras``
+    when flip TTA won (``train.tta``), else ``model.keras``.
+
+    Example:
+        >>> path, why = chosen_model("runs/demo")                         # doctest: +SKIP
+        >>> path.name, why
+        ('model.keras', 'the run trained one model')
+    """
+    plain = Path(run_dir) / "model.keras"
+    if not plain.is_file():
+        raise ModelError(f"{run_dir} has no model.keras; give a run folder written by `kerasclf train` or a model file")
+    card = read_card(plain) if card_path(plain).is_file() else model_card(plain)
+    choice = card.get("chosen_model") or {"file": plain.name, "why": "the run trained one model"}
+    path = plain.with_name(choice["file"])
+    if not path.is_file():
+        raise ModelError(f"{path} is missing: the run chose it ({choice['why']}); train the run again")
+    return path, choice["why"]
 
 
 def write_card(artefact: str | Path, card: dict[str, Any]) -> Path:
@@ -403,6 +444,8 @@ def _card_markdown(card: dict[str, Any]) -> str:
     for split, m in (card.get("metrics") or {}).items():
         if "accuracy" in m:
             lines.append(f"- {split} accuracy: {m['accuracy']:.4f}")
+    if "chosen_model" in card:
+        lines.append(f"- the run predicts with {card['chosen_model']['file']}: {card['chosen_model']['why']}")
     if "data" in card:
         lines.append(f"- split manifest sha256: {card['data']['split_sha256'][:16]}...")
     if "ood" in card:

@@ -6,8 +6,6 @@ and ``.h5``; options (``--classes``, ``--task``, ``--image-size``, ``--preproces
 """
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
@@ -21,8 +19,9 @@ from kerasclf.cli import main
 from kerasclf.data.pipeline import file_batches
 from kerasclf.data.sources import from_folder
 from kerasclf.features.extract import extract_features
-from kerasclf.io import ModelFacts, load_model, read_card
+from kerasclf.io import ModelFacts, load_model, read_card, save_model
 from kerasclf.predict import predict_paths
+from kerasclf.testing import run_python, tiny_cnn
 
 SIZE = 32
 
@@ -138,7 +137,7 @@ def test_predictions_equal_model_predict_after_reload_in_a_fresh_process(byo):
     two loaded cores, mostly importing TensorFlow)."""
     code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import test_byo_model as t; "
             f"from pathlib import Path; print(json.dumps(t.parity(Path(sys.argv[1]))))")
-    proc = subprocess.run([sys.executable, "-c", code, str(byo)], capture_output=True, text=True, timeout=600)
+    proc = run_python(code, str(byo), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     diffs = json.loads(proc.stdout.strip().splitlines()[-1])
     assert len(diffs) == 6 * 2 + 4, diffs
@@ -362,18 +361,25 @@ def test_cluster_flowers_with_mobilenet_by_name_beats_chance(keras_home_with_mob
     assert summary["scores"]["purity"] > 0.35, summary["scores"]  # measured 0.42 (k=5, PCA 20); chance 0.2
 
 
-def test_head_command_on_real_flowers_beats_chance_and_its_file_predicts(keras_home_with_mobilenet, assets_dir,
-                                                                          tmp_path, capsys):
-    """`kerasclf head FOLDER` (MobileNet alpha 0.25 ImageNet features, flip-averaged, four taps, C chosen on
-    validation) on 40 real photos of each flower class; the saved head predicts from the files."""
+def test_head_command_on_real_flowers_beats_chance_and_its_file_predicts(assets_dir, tmp_path, capsys):
+    """`kerasclf head FOLDER` (its defaults: EfficientNet-Lite0 ImageNet features from the installed wheel,
+    plain, C chosen on validation) on 40 real photos of each flower class; the saved head predicts from
+    the files; --tta --taps add the mirror image and Lite0's four stage ends."""
     data = _flowers_sample(assets_dir, tmp_path / "flowers")
     out = tmp_path / "head"
     assert main(["head", str(data), "--image-size", "128", "128", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["features"]["dim"] == 832 and metrics["features"]["tta"] is True
+    assert metrics["features"] == {"tta": False, "taps": [], "dim": 1280}
     assert metrics["test"]["n_images"] == 40 and metrics["test"]["accuracy"] > 0.5, metrics["test"]  # chance 0.2
     assert f"test accuracy {metrics['test']['accuracy']:.4f}" in printed and f"C={metrics['C']:g}" in printed
     assert main(["predict", str(out / "head.skops"), str(data / "daisy"), "--out", str(tmp_path / "p.csv")]) == 0
     rows = list(csv.DictReader((tmp_path / "p.csv").open()))
     assert len(rows) == 40 and sum(r["class"] == "daisy" for r in rows) > 20  # mostly its training images
+    assert main(["head", str(data), "--image-size", "128", "128", "--tta", "--taps", "--out", str(tmp_path / "h2")]) == 0
+    enriched = json.loads((tmp_path / "h2" / "metrics.json").read_text())["features"]
+    assert enriched["tta"] is True and enriched["dim"] == 1280 + 40 + 80 + 112 + 192, enriched
+    save_model(tiny_cnn(5), tmp_path / "mine.keras", meta={"class_names": list("abcde")})
+    assert main(["head", str(data), "--features", str(tmp_path / "mine.keras"), "--taps", "--out",
+                 str(tmp_path / "h3")]) == 2
+    assert "--taps: kerasclf knows no intermediate layers" in capsys.readouterr().err

@@ -22,7 +22,7 @@ import numpy as np
 
 from kerasclf.errors import ModelError
 from kerasclf.formats import EXTRA_HINT, FORMATS, artefact_format, require
-from kerasclf.io import LoadedModel, ModelFacts, load_model, read_card
+from kerasclf.io import LoadedModel, ModelFacts, chosen_model, is_run_folder, load_model, read_card
 from kerasclf.security import check_model
 
 __all__ = ["FORMATS", "RUNTIMES", "EXTRA_HINT", "artefact_format", "runtimes_for", "installed", "require",
@@ -166,7 +166,8 @@ def open_model(path: str | Path, runtime: str = "auto", *, threads: int | None =
                facts: ModelFacts | None = None, trust: bool | None = None) -> LoadedModel:
     """Any saved or exported model, ready to ``predict`` raw 0..255 RGB batches.
 
-    ``.keras`` / ``.h5`` / SavedModel folders load through :func:`kerasclf.io.load_model`;
+    ``.keras`` / ``.h5`` / SavedModel folders load through :func:`kerasclf.io.load_model`; a run folder
+    opens the model it chose on validation (:func:`kerasclf.io.chosen_model`);
     ``.onnx`` / ``.tflite`` / ``.xml`` open in ``runtime`` (``auto``: the fastest installed).
     ``facts`` (class names, task, ... of a model kerasclf did not save) apply to Keras models only:
     an artefact's model card says them. Every file passes the security gate first (``trust``: see
@@ -179,12 +180,15 @@ def open_model(path: str | Path, runtime: str = "auto", *, threads: int | None =
     path = Path(path)
     if not path.exists():
         raise ModelError(f"model {path} not found; check the path (`kerasclf export` writes it beside the model)")
+    if path.is_dir() and is_run_folder(path):
+        path = chosen_model(path)[0]
     fmt = artefact_format(path)
-    chosen = pick_runtime(path, fmt, runtime)
-    if chosen == "keras":
+    if fmt in ("keras", "savedmodel"):
+        pick_runtime(path, fmt, runtime)  # Keras reads them: another --runtime is refused by name
         return load_model(path, facts=facts, trust=trust)
     if facts is not None and facts.given:
         raise ModelError(f"{path}: its model card gives class names, task and input; drop {', '.join(facts.given)}")
-    card = read_card(path)
+    card = read_card(path)  # first: an artefact without its card cannot be used whatever is installed
+    chosen = pick_runtime(path, fmt, runtime)
     return ExportedModel(path=path, format=fmt, model=open_session(path, chosen, threads=threads, trust=trust),
                          meta=card, runtime=chosen)

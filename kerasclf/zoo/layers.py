@@ -18,7 +18,7 @@ from kerasclf.errors import ConfigError
 
 __all__ = ["Preprocess", "PREPROCESS_MODES", "image_stem", "FlipLeftRight"]
 
-PREPROCESS_MODES = ("scale01", "caffe", "tf", "torch", "none")
+PREPROCESS_MODES = ("scale01", "caffe", "tf", "torch", "lite", "none")
 
 
 @keras.saving.register_keras_serializable(package="kerasclf")
@@ -26,8 +26,8 @@ class Preprocess(keras.layers.Layer):
     """Raw RGB 0..255 → what a network expects, with keras.applications' own definitions.
 
     Modes: ``scale01`` (x/255), ``tf`` (x/127.5 − 1), ``caffe`` (RGB→BGR minus the ImageNet
-    mean), ``torch`` ((x/255 − mean)/std), ``none`` (identity, for backbones that preprocess
-    themselves such as EfficientNet). Written with ``keras.ops``, so it runs on every backend.
+    mean), ``torch`` ((x/255 − mean)/std), ``lite`` ((x − 127)/128, EfficientNet-Lite's), ``none``
+    (identity, for backbones that preprocess themselves such as EfficientNet). Written with ``keras.ops``, so it runs on every backend.
     """
 
     def __init__(self, mode: str = "scale01", **kwargs: Any):
@@ -42,6 +42,8 @@ class Preprocess(keras.layers.Layer):
             return x
         if self.mode == "scale01":
             return x / 255.0
+        if self.mode == "lite":
+            return (x - 127.0) / 128.0
         return imagenet_utils.preprocess_input(x, data_format="channels_last", mode=self.mode)
 
     def compute_output_shape(self, input_shape: Any) -> Any:

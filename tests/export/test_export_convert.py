@@ -7,6 +7,7 @@ import json
 import keras
 import numpy as np
 import pytest
+from PIL import Image
 
 from kerasclf.cli import main
 from kerasclf.evaluate import labelled_images
@@ -30,7 +31,10 @@ from kerasclf.testing import (
     write_image_folder,
 )
 from kerasclf.train import load_recipe, train
-from kerasclf.zoo import build
+from kerasclf.zoo import build, image_stem
+from kerasclf.zoo.efficientnet_lite import efficientnet_lite_backbone, load_lite_imagenet
+
+pytestmark = pytest.mark.extras  # the [export] extra's runtimes; tests/test_extras_optional.py reruns these without it
 
 NEEDS = {"onnx": "onnxruntime", "litert": "ai_edge_litert", "openvino": "openvino", "savedmodel": "keras"}
 
@@ -220,13 +224,16 @@ def test_export_from_a_run_checks_on_its_split_and_int8_on_unseen_test(tmp_path,
 
 
 @pytest.mark.parametrize("family,fmt", [("resnet", "onnx"), ("resnet", "litert"), ("resnet", "openvino"),
-                                        ("transfer", "onnx"), ("cnn", "litert")])
+                                        ("transfer", "onnx"), ("cnn", "litert"), ("lite0", "onnx"),
+                                        ("lite0", "litert"), ("lite0", "openvino")])
 def test_each_zoo_family_exports_within_the_limits(family, fmt, tmp_path):
-    """The custom ResidualUnit, a nested keras.applications backbone and the CNN all convert and agree."""
+    """The custom ResidualUnit, a nested keras.applications backbone, EfficientNet-Lite0 with its ImageNet
+    weights (ReLU6, 'same' padding) and the CNN all convert and agree."""
     _need(NEEDS[fmt])
 
     model = {"resnet": lambda: tiny_resnet(3), "transfer": lambda: tiny_transfer(3),
-             "cnn": lambda: build("simple_cnn", num_classes=3)}[family]()
+             "cnn": lambda: build("simple_cnn", num_classes=3),
+             "lite0": lambda: build("efficientnet_lite0", num_classes=3, input_shape=(64, 64, 3))}[family]()
     size = list(model.inputs[0].shape[1:3]) if model.inputs[0].shape[1] else [32, 32]
     path = save_model(model, tmp_path / "m.keras", meta={"class_names": list("abc"), "image_size": size})
     x = np.random.RandomState(0).uniform(0, 255, (24, *size, 3)).astype("float32")
@@ -277,6 +284,23 @@ def test_int8_auto_keeps_the_first_method_that_passes_and_rejects_the_others(tra
 
 
 @pytest.mark.slow  # NNCF's import and statistics: ~40 s on the loaded 2-core box
+@pytest.mark.assets
+def test_int8_litert_of_efficientnet_lite0_keeps_its_imagenet_predictions(tmp_path, assets_dir):
+    """EfficientNet-Lite was designed for int8: the quantized ImageNet Lite0 (its 1,000-class head)
+    keeps its top-1 class on real photos it was not calibrated on."""
+    _need("ai_edge_litert")
+    inputs, x = image_stem((128, 128, 3), "lite")
+    net = efficientnet_lite_backbone("efficientnet_lite0", input_shape=(128, 128, 3), include_top=True)
+    model = keras.Model(inputs, load_lite_imagenet(net, "efficientnet_lite0")(x), name="lite0_imagenet")
+    path = save_model(model, tmp_path / "lite0.keras", meta={"class_names": [str(i) for i in range(1000)],
+                                                               "image_size": [128, 128]})
+    flowers = sorted((assets_dir / "flowers").rglob("*.jpg"))
+    calib, check = (np.stack([np.asarray(Image.open(f).convert("RGB").resize((128, 128)), "float32") for f in part])
+                    for part in (flowers[::100][:24], flowers[50::100][:24]))
+    result = export_model(path, "litert", int8=True, calibration=(calib, None), check=(check, None))
+    assert result.parity["top1_agreement"] >= 0.9, result.parity
+
+
 def test_openvino_int8_with_nncf_is_judged_by_accuracy(trained, tmp_path):
     _need("openvino")
     _need("nncf")
