@@ -361,6 +361,7 @@ def test_cluster_flowers_with_mobilenet_by_name_beats_chance(keras_home_with_mob
     assert summary["scores"]["purity"] > 0.35, summary["scores"]  # measured 0.42 (k=5, PCA 20); chance 0.2
 
 
+@pytest.mark.slow  # over 30 s in the 3-worker suite on 2 cores; `pytest -m slow` runs it
 def test_head_command_on_real_flowers_beats_chance_and_its_file_predicts(assets_dir, tmp_path, capsys):
     """`kerasclf head FOLDER` (its defaults: EfficientNet-Lite0 ImageNet features from the installed wheel,
     plain, C chosen on validation) on 40 real photos of each flower class; the saved head predicts from

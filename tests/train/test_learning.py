@@ -53,6 +53,7 @@ def test_multilabel_task_learns_each_attribute(tmp_path):
     assert test["accuracy"] >= 0.9 > majority + 0.2, test  # mean per-attribute accuracy
 
 
+@pytest.mark.slow  # over 30 s in the 3-worker suite on 2 cores; `pytest -m slow` runs it
 def test_autoencoder_reconstructs_better_than_the_mean_image(tmp_path):
     images, _ = square_images(n_per_class=40, size=24, classes=3, seed=5)
     spec = DataSpec.from_arrays(images, np.zeros(len(images), int), ["photo"], task="autoencoder")
