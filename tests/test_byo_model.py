@@ -308,6 +308,7 @@ def cats_dogs(assets_dir, tmp_path):
     return data
 
 
+@pytest.mark.slow  # over 30 s in the 3-worker suite on 2 cores; `pytest -m slow` runs it
 def test_analyze_with_class_folders(keras_home_with_mobilenet, cats_dogs, tmp_path, capsys):
     """The issue's second failure: analyze refused cat/ and dog/ ("it knows: 0"); now the error names
     --classes, and with it the report is written with metrics of the model's own predictions."""

@@ -144,6 +144,7 @@ print(json.dumps({"base_mb": base, "peak_mb": peak_mb(), **got}))
 """
 
 
+@pytest.mark.slow  # over 30 s in the 3-worker suite on 2 cores; `pytest -m slow` runs it
 def test_every_command_skips_hostile_images_with_bounded_memory(folders, tmp_path):
     good, hostile = folders
     model = tmp_path / "m.keras"

@@ -225,8 +225,8 @@ def test_export_from_a_run_checks_on_its_split_and_int8_on_unseen_test(tmp_path,
 
 
 @pytest.mark.parametrize("family,fmt", [("resnet", "onnx"), ("resnet", "litert"), ("resnet", "openvino"),
-                                        ("transfer", "onnx"), ("cnn", "litert"), ("lite0", "onnx"),
-                                        ("lite0", "litert"),
+                                        ("transfer", "onnx"), ("cnn", "litert"), ("lite0", "litert"),
+                                        pytest.param("lite0", "onnx", marks=pytest.mark.slow),
                                         pytest.param("lite0", "openvino", marks=pytest.mark.slow)])
 def test_each_zoo_family_exports_within_the_limits(family, fmt, tmp_path):
     """The custom ResidualUnit, a nested keras.applications backbone, EfficientNet-Lite0 with its ImageNet

@@ -142,6 +142,7 @@ FRESH = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # over 30 s in the 3-worker suite on 2 cores; `pytest -m slow` runs it
 def test_clustering_reloaded_in_a_fresh_process_gives_same_assignments(flat_features, digits_spec, tmp_path):
     model, fs = flat_features
     cm = fit_clusters(fs.features, pca=30, k=10, seed=0, record=fs.record)

@@ -52,6 +52,7 @@ def test_a_budget_too_short_for_more_runs_only_the_timed_epoch(tmp_path, folder,
     assert json.loads((result.run_dir / "checkpoints" / "budget.json").read_text())["epochs"] == 0
 
 
+@pytest.mark.slow  # over 30 s in the 3-worker suite on 2 cores; `pytest -m slow` runs it
 def test_a_generous_budget_runs_every_epoch(tmp_path, folder):
     result = train(_recipe(tmp_path, folder, budget=100.0))
     assert _epochs(result.run_dir) == [0, 1, 2, 3, 4, 5]  # 2 + 1 timed + 3 that fit
