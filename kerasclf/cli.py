@@ -77,10 +77,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides.append(f"name={args.name}")
     if args.output_dir:
         overrides.append(f"output_dir={args.output_dir}")
-    recipe = load_recipe(args.recipe, overrides)
+    recipe = load_recipe(args.recipe, overrides + _decisions_override(args))
     result = train(recipe, overwrite=args.overwrite, resume=args.resume, verbose=args.verbose)
     _print_run(result)
     return 0
+
+
+def _decisions_override(args: argparse.Namespace) -> list[str]:
+    """``--decisions PATH`` as the recipe override ``data.decisions=PATH`` (quoted: any path is a YAML string)."""
+    return [f"data.decisions={json.dumps(str(args.decisions))}"] if args.decisions else []
+
+
+def _add_decisions(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--decisions", metavar="DECISIONS_CSV",
+                        help=f"a review's decisions.csv (`kerasclf review`): relabel and exclude images before "
+                             f"{what}; the image files stay as they are (recipe key data.decisions)")
 
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
@@ -212,12 +223,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    report = run_check(args.data, out_json=args.json)
+    report = run_check(args.data, out_json=args.json, decisions=args.decisions)
     return 1 if args.strict and report.bad_files else 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    board = compare(args.recipe, overrides=args.set, output_dir=args.output_dir, overwrite=args.overwrite,
+    board = compare(args.recipe, overrides=list(args.set or []) + _decisions_override(args),
+                    output_dir=args.output_dir, overwrite=args.overwrite,
                     tta=args.tta, ensemble=args.ensemble, verbose=args.verbose or 0)
     print(board.table())
     print(f"\ncandidates on validation (gain vs the best single model, {board.best}):")
@@ -386,7 +398,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
                                           ("--build-arg", args.build_arg)) if given] + list(_model_facts(args).given)
         if ignored:
             raise ConfigError(f"--run audits the run's own data with its own model; drop {', '.join(ignored)}")
-        data, features, build_kwargs = load_recipe(run / "recipe.yaml").data.load_spec(), load_model(run / "model.keras"), {}
+        data = load_recipe(run / "recipe.yaml", _decisions_override(args)).data.load_spec()
+        features, build_kwargs = load_model(run / "model.keras"), {}
         out = Path(args.out) if args.out else run / "audit"
     else:
         if not args.data:
@@ -398,7 +411,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     result = audit(data, features=features, build_kwargs=build_kwargs, layer=_layer_arg(args.layer),
                    image_size=_image_size(args), tta=args.tta, folds=args.folds, filter_by=args.filter_by,
                    out_dir=out, cache_dir=args.cache_dir or DEFAULT_CACHE, gallery=args.gallery,
-                   batch_size=args.batch_size, overwrite=args.overwrite, **kw)
+                   batch_size=args.batch_size, overwrite=args.overwrite,
+                   decisions=None if args.run else args.decisions, **kw)
     for r in result.issues[:args.show]:
         print(f"{r['rank']:>4}  {r['file']}  {r['given_label']} -> {r['suggested_label']}  (score {r['score']:.3f})")
     if len(result.issues) > args.show:
@@ -468,6 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--output-dir", help="parent folder of the run folder (default: runs)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     t.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    _add_decisions(t, "the split")
     verbosity(t)
     t.set_defaults(func=cmd_train)
 
@@ -541,6 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--overwrite", action="store_true")
     cp.add_argument("--tta", action="store_true", default=None, help="add each model with flip TTA to the candidates")
     cp.add_argument("--ensemble", type=int, default=None, help="add the mean of the top-k models (any kind) to the candidates")
+    _add_decisions(cp, "the split")
     verbosity(cp)
     cp.set_defaults(func=cmd_compare)
 
@@ -639,6 +655,7 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--show", type=int, default=20, help="issues printed")
     au.add_argument("--batch-size", type=int, default=64)
     au.add_argument("--cache-dir", default=None, help="feature cache folder (default ~/.cache/kerasclf/features)")
+    _add_decisions(au, "the audit (with --run: instead of the recipe's data.decisions)")
     _add_model_facts(au)
     _add_builder_options(au)
     au.set_defaults(func=cmd_audit)
@@ -653,6 +670,7 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("data")
     ck.add_argument("--json", help="write the report as JSON here")
     ck.add_argument("--strict", action="store_true", help="exit 1 when bad files are found")
+    _add_decisions(ck, "the check (excluded files are not checked; conflicts use the new labels)")
     ck.set_defaults(func=cmd_check)
     return p
 
