@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import webbrowser
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ from kerasclf.features.heads import HEAD_KINDS
 from kerasclf.io import TASK_NAMES, ModelFacts, adopt_model, card_path, load_model, model_card, read_card
 from kerasclf.predict import format_table, predict_paths
 from kerasclf.recipes import describe
+from kerasclf.review import open_review
 from kerasclf.train import load_recipe, lr_find_recipe, train
 from kerasclf.zoo import build, get_cfg, list_models
 from kerasclf.zoo.layers import PREPROCESS_MODES
@@ -426,6 +428,34 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_review(args: argparse.Namespace) -> int:
+    """Write the review page of the sources; serve it on 127.0.0.1 until it is finished or closed."""
+    splits = tuple(s.strip() for s in args.splits.split(",") if s.strip())
+    review = open_review(args.sources, out=args.out, overwrite=args.overwrite, top_losses=args.top_losses,
+                         splits=splits)
+    items = review.found.items
+    reasons = {r: sum(r in it.reasons for it in items) for r in dict.fromkeys(r for it in items for r in it.reasons)}
+    page = review.write_page()
+    earlier = len(review.decisions())
+    print(f"review: {len(items)} images (" + (", ".join(f"{n} {r}" for r, n in reasons.items()) or "nothing found")
+          + f"); page {page}" + (f"; {earlier} earlier decisions in {review.decisions_path}" if earlier else ""))
+    if args.no_serve:
+        print(f"open {page} in a browser: decisions stay in the page; its d key downloads them as decisions.csv")
+        return 0
+    server = review.server(port=args.port)
+    print(f"review page: {server.url}\n(127.0.0.1 only; stops when you press q on the page, close it, or Ctrl-C "
+          f"here; each decision is appended to {review.decisions_path} at once)", flush=True)
+    if not args.no_browser:
+        webbrowser.open(server.url)
+    try:
+        server.serve()
+    except KeyboardInterrupt:
+        print("\nstopped (Ctrl-C)")
+    print(f"{server.written} decisions written to {review.decisions_path} (nothing in the data folder was changed); "
+          f"apply them: kerasclf train RECIPE --decisions {review.decisions_path}")
+    return 0
+
+
 def cmd_adopt(args: argparse.Namespace) -> int:
     """Save a model kerasclf did not train once with its facts inside; later commands need no options."""
     out = adopt_model(args.model, args.out, _model_facts(args), overwrite=args.overwrite)
@@ -665,6 +695,21 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--trust", action="store_true",
                     help="required: loading a joblib file runs any code it holds; give it only for your own file")
     ca.set_defaults(func=cmd_convert_artifact)
+
+    rv = sub.add_parser("review", parents=[common], help="look at what kerasclf found (label issues, conflicts, "
+                        "duplicates, OOD, top losses) in a browser; decisions go to decisions.csv, files stay as they are")
+    rv.add_argument("sources", nargs="+", help="run folders, audit folders (`kerasclf audit`) and check reports "
+                                               "(`kerasclf check DATA --json FILE`) of one data set")
+    rv.add_argument("--out", help="the review folder (default: RUN/review, else <first source>_review); "
+                                  "decisions.csv goes here")
+    rv.add_argument("--overwrite", action="store_true",
+                    help="review other sources in a folder that holds a review (its decisions.csv is kept)")
+    rv.add_argument("--top-losses", type=int, default=50, help="a run's misclassified images with the highest loss shown")
+    rv.add_argument("--splits", default="train,val,test", help="the run splits its model scores (OOD, top losses)")
+    rv.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    rv.add_argument("--no-browser", action="store_true", help="print the address instead of opening a browser")
+    rv.add_argument("--no-serve", action="store_true", help="only write review.html (decisions are downloaded from it)")
+    rv.set_defaults(func=cmd_review)
 
     ck = sub.add_parser("check", parents=[common], help="health check of an image folder (bad files, duplicates, balance)")
     ck.add_argument("data")

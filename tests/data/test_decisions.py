@@ -172,3 +172,15 @@ def test_a_run_applies_its_decisions_records_them_and_refuses_to_resume_on_other
     append_decisions(log, [{"path": spec.paths[3], "action": "relabel", "new_label": "class2"}])
     with pytest.raises(DataError, match="was labelled 'class0' and is 'class2' now"):
         train(recipe, resume=True)
+
+
+def test_train_and_compare_take_decisions_and_name_the_bad_row(tmp_path, capsys):
+    log = tmp_path / "d.csv"  # the digits are in-memory images: their ids are "#<index>"
+    append_decisions(log, [{"path": "#3", "action": "relabel", "new_label": "7"},
+                           {"path": "#99999", "action": "exclude"}])
+    assert main(["train", "demo", "--decisions", str(log), "--output-dir", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "d.csv row 3: #99999 is not in the data" in err
+    assert not (tmp_path / "runs").exists()  # refused before a run folder is made
+    assert main(["compare", "compare_digits", "--decisions", str(log), "--output-dir", str(tmp_path / "cmp")]) == 2
+    assert "d.csv row 3" in capsys.readouterr().err
