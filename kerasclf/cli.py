@@ -13,6 +13,7 @@ Example:
     $ kerasclf predict runs/demo/model.keras new_images/ --out predictions.csv
     $ kerasclf export runs/demo/model.keras --format onnx
     $ kerasclf predict runs/demo/model.onnx new_images/ --runtime onnxruntime
+    $ kerasclf scan shared/model.onnx shared/model.savedmodel
 """
 from __future__ import annotations
 
@@ -44,11 +45,22 @@ from kerasclf.features.commands import load_predictor, run_head
 from kerasclf.features.enriched import DEFAULT_FEATURES, TAPS, known_taps
 from kerasclf.features.extract import DEFAULT_CACHE, extract_features
 from kerasclf.features.heads import HEAD_KINDS
-from kerasclf.io import TASK_NAMES, ModelFacts, adopt_model, card_path, load_model, model_card, read_card
+from kerasclf.io import (
+    TASK_NAMES,
+    ModelFacts,
+    adopt_model,
+    card_path,
+    chosen_model,
+    is_run_folder,
+    load_model,
+    model_card,
+    read_card,
+)
 from kerasclf.predict import format_table, predict_paths
 from kerasclf.recipes import describe
 from kerasclf.review import open_review
-from kerasclf.train import load_recipe, lr_find_recipe, train
+from kerasclf.security import check_model, scan_model, trusted
+from kerasclf.train import load_recipe, lr_find_path, lr_find_recipe, train
 from kerasclf.zoo import build, get_cfg, list_models
 from kerasclf.zoo.layers import PREPROCESS_MODES
 
@@ -98,10 +110,11 @@ def _add_decisions(parser: argparse.ArgumentParser, what: str) -> None:
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe, list(args.set or []))
-    result = lr_find_recipe(recipe, stage=args.stage, out=args.out)
+    out = Path(args.out) if args.out else lr_find_path(recipe, args.stage)
+    result = lr_find_recipe(recipe, stage=args.stage, out=out, overwrite=args.overwrite)
     chosen = recipe.train.lr_find.suggestion
     print(f"lr-find (stage {args.stage}): valley {result.suggestions['valley']:.2e}  "
-          f"steepest {result.suggestions['steepest']:.2e}  ({len(result.lrs)} steps; plot: {args.out})")
+          f"steepest {result.suggestions['steepest']:.2e}  ({len(result.lrs)} steps; plot: {out})")
     print(f"use it: --set train.{'optimizer' if args.stage == 1 else 'fine_tune'}.learning_rate="
           f"{result.suggestions[chosen]:.2e}  (or learning_rate: find in the recipe)")
     return 0
@@ -167,12 +180,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
             return 0
         rows = predictor.predict_paths(args.paths, top_k=args.top_k, batch_size=args.batch_size, out_csv=args.out)
     else:
+        _say_which_model(Path(args.model))
         rows = predict_paths(args.model, args.paths, top_k=args.top_k, batch_size=args.batch_size,
                              out_csv=args.out, runtime=args.runtime, facts=_model_facts(args))
     print(format_table(rows, limit=None if args.all else 50))
     if args.out:
         print(f"\nwrote {len(rows)} rows to {args.out}")
     return 0
+
+
+def _say_which_model(path: Path) -> None:
+    """Name the model a prediction uses: a run folder's choice on validation (its model card says which),
+    or the file given, with a note when its run chose another one."""
+    run = path if path.is_dir() else path.parent
+    if not (is_run_folder(run) and (run / "model.keras").is_file()):
+        return
+    chosen, why = chosen_model(run)
+    if path.is_dir():
+        print(f"model: {chosen} ({why})")
+    elif path.resolve() != chosen.resolve() and path.suffix == ".keras":
+        print(f"model: {path} as asked; note: its run chose {chosen.name} ({why}); "
+              f"`kerasclf predict {run} ...` uses that")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -205,6 +233,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     """Print the model card of an artefact (a .keras file gets one built from its metadata and run folder)."""
     path = Path(args.model)
+    check_model(path)  # the gate, as for every command that opens a model file (--trust)
     has_card = card_path(path).is_file()
     card = read_card(path) if has_card or artefact_format(path) not in ("keras", "savedmodel") else model_card(path)
     if args.json:
@@ -276,6 +305,14 @@ def _add_model_facts(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--preprocess", choices=PREPROCESS_MODES,
                    help="what the model expects, when preprocessing is not inside it: scale01 (x/255), tf "
                         "(-1..1), caffe (BGR minus ImageNet mean), torch (ImageNet mean/std), none (raw 0..255)")
+
+
+def _add_trust(parser: argparse.ArgumentParser) -> None:
+    """``--trust``: run a model file the security gate refuses (read by :func:`main`)."""
+    parser.add_argument("--trust", action="store_true",
+                        help="run a model file the security gate refuses (ops or layers beyond tensor math, files "
+                             "outside its folder, custom ops), after a one-line warning; only for a file whose "
+                             "author you trust (`kerasclf scan FILE` shows what it holds); Keras safe_mode stays on")
 
 
 def _model_facts(args: argparse.Namespace) -> ModelFacts:
@@ -469,6 +506,27 @@ def cmd_adopt(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scan(args: argparse.Namespace) -> int:
+    """What each model file is and what it would do beyond computing outputs; exit 1 if any is refused."""
+    refused = unreadable = 0
+    for name in args.files:
+        try:
+            report = scan_model(name)
+        except KerasclfError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            unreadable += 1
+            continue
+        verdict = "ok" if report.ok else f"REFUSED ({len(report.findings)} finding(s); --trust runs it anyway)"
+        print(f"{name}: {report.format}: {verdict}")
+        print(f"  holds: {report.contents}")
+        if report.files:
+            print(f"  reads: {', '.join(report.files)}")
+        for finding in report.findings:
+            print(f"  would {finding.does}: {finding.what}{f' in {finding.where}' if finding.where else ''}")
+        refused += not report.ok
+    return 2 if unreadable else (1 if refused else 0)
+
+
 def cmd_convert_artifact(args: argparse.Namespace) -> int:
     out = convert_artifact(args.path, trust=args.trust)
     print(f"wrote {out} (loads without running code); {args.path} is left as it was")
@@ -521,7 +579,9 @@ def build_parser() -> argparse.ArgumentParser:
     lf.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe key (repeatable)")
     lf.add_argument("--stage", type=int, choices=(1, 2), default=1,
                     help="1: the first stage (frozen backbone); 2: fine-tuning as train.fine_tune unfreezes")
-    lf.add_argument("--out", default="lr_find.png", help="where the plot goes (default lr_find.png)")
+    lf.add_argument("--out", default=None, help="where the plot goes (default <output_dir>/<name>/lr_find/lr_find.png, "
+                                                "lr_find_stage2.png for --stage 2); the sweep goes beside it as .json")
+    lf.add_argument("--overwrite", action="store_true", help="replace a plot (and its .json) already there")
     lf.set_defaults(func=cmd_lr_find)
 
     z = sub.add_parser("zoo", parents=[common], help="list the models: name, family, params, default input size")
@@ -533,7 +593,8 @@ def build_parser() -> argparse.ArgumentParser:
     rc.set_defaults(func=cmd_recipes)
 
     pr = sub.add_parser("predict", parents=[common], help="classify image files or folders with a saved model")
-    pr.add_argument("model", help="a .keras / .h5 file, an export folder, or a head/clusters .skops")
+    pr.add_argument("model", help="a run folder (the model it chose on validation), a .keras / .h5 file, an export "
+                                   "folder, or a head/clusters .skops")
     pr.add_argument("paths", nargs="+", help="image files and/or folders")
     pr.add_argument("--top-k", type=int, default=3)
     pr.add_argument("--batch-size", type=int, default=32)
@@ -543,6 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--runtime", default="auto", choices=("auto", *RUNTIMES),
                     help="what runs an exported artefact (auto: the fastest installed for its format)")
     _add_model_facts(pr)
+    _add_trust(pr)
     pr.set_defaults(func=cmd_predict)
 
     ex = sub.add_parser("export", parents=[common], help="export a saved model to ONNX / LiteRT / OpenVINO / SavedModel, verified")
@@ -564,11 +626,13 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--max-images", type=int, default=256, help="images used for the check")
     ex.add_argument("--overwrite", action="store_true", help="replace an existing artefact")
     _add_model_facts(ex)
+    _add_trust(ex)
     ex.set_defaults(func=cmd_export)
 
     inf = sub.add_parser("info", parents=[common], help="print the model card of a saved or exported model")
     inf.add_argument("model")
     inf.add_argument("--json", action="store_true", help="the full card as JSON")
+    _add_trust(inf)
     inf.set_defaults(func=cmd_info)
 
     ev = sub.add_parser("evaluate", parents=[common], help="accuracy of a saved model on a folder of class subfolders")
@@ -577,6 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=int, default=32)
     ev.add_argument("--json", help="write all metrics as JSON here")
     _add_model_facts(ev)
+    _add_trust(ev)
     ev.set_defaults(func=cmd_evaluate)
 
     cp = sub.add_parser("compare", parents=[common], help="train several models on one split; leaderboard + report")
@@ -599,6 +664,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="comma-separated attribution methods, or none")
     an.add_argument("--gallery", type=int, default=10, help="images per gallery")
     _add_model_facts(an)
+    _add_trust(an)
     an.set_defaults(func=cmd_analyze)
 
     fe = sub.add_parser("features", parents=[common], help="extract (and cache) pooled features of a model on a dataset")
@@ -611,6 +677,7 @@ def build_parser() -> argparse.ArgumentParser:
     fe.add_argument("--batch-size", type=int, default=64)
     fe.add_argument("--cache-dir", default=None, help="feature cache folder (default ~/.cache/kerasclf/features)")
     _add_model_facts(fe)
+    _add_trust(fe)
     _add_builder_options(fe)
     fe.set_defaults(func=cmd_features)
 
@@ -636,6 +703,7 @@ def build_parser() -> argparse.ArgumentParser:
     hd.add_argument("--out", default="runs/head")
     hd.add_argument("--overwrite", action="store_true")
     _add_model_facts(hd)
+    _add_trust(hd)
     _add_builder_options(hd)
     hd.set_defaults(func=cmd_head)
 
@@ -653,6 +721,7 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--out", default="runs/clusters")
     cl.add_argument("--overwrite", action="store_true")
     _add_model_facts(cl)
+    _add_trust(cl)
     _add_builder_options(cl)
     cl.set_defaults(func=cmd_cluster)
 
@@ -662,6 +731,7 @@ def build_parser() -> argparse.ArgumentParser:
     ad.add_argument("--out", required=True, help="the adopted model (.keras or .h5)")
     ad.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     _add_model_facts(ad)
+    _add_trust(ad)
     ad.set_defaults(func=cmd_adopt)
 
     au = sub.add_parser("audit", parents=[common], help="find likely mislabelled images: out-of-fold probabilities + cleanlab; "
@@ -687,6 +757,7 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--cache-dir", default=None, help="feature cache folder (default ~/.cache/kerasclf/features)")
     _add_decisions(au, "the audit (with --run: instead of the recipe's data.decisions)")
     _add_model_facts(au)
+    _add_trust(au)
     _add_builder_options(au)
     au.set_defaults(func=cmd_audit)
 
@@ -711,6 +782,11 @@ def build_parser() -> argparse.ArgumentParser:
     rv.add_argument("--no-serve", action="store_true", help="only write review.html (decisions are downloaded from it)")
     rv.set_defaults(func=cmd_review)
 
+    sc = sub.add_parser("scan", parents=[common], help="what model files hold beyond tensor math (ops, layers, files "
+                                     "they read); exit 0 clean, 1 refused: the check every command runs")
+    sc.add_argument("files", nargs="+", help="SavedModel folders, .keras / .h5, .onnx, .tflite, OpenVINO .xml")
+    sc.set_defaults(func=cmd_scan)
+
     ck = sub.add_parser("check", parents=[common], help="health check of an image folder (bad files, duplicates, balance)")
     ck.add_argument("data")
     ck.add_argument("--json", help="write the report as JSON here")
@@ -725,7 +801,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     set_quiet(args.quiet)
     try:
-        return int(args.func(args) or 0)
+        with trusted(getattr(args, "trust", False)):  # --trust: refused model files run, each with a warning
+            return int(args.func(args) or 0)
     except KerasclfError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -26,7 +26,7 @@ from kerasclf.data import sources, splits
 from kerasclf.data.pipeline import spec_batches, split_arrays
 from kerasclf.data.spec import DataSpec
 from kerasclf.errors import DataError, ModelError
-from kerasclf.io import LoadedModel, ModelFacts, load_model, read_meta
+from kerasclf.io import LoadedModel, ModelFacts, is_run_folder, load_model, read_meta
 from kerasclf.train.recipe import load_recipe
 from kerasclf.zoo import get_cfg, is_registered
 
@@ -100,11 +100,6 @@ def run_parts(run_dir: Path) -> tuple[Any, DataSpec, dict[str, np.ndarray]]:
     recipe = load_recipe(run_dir / "recipe.yaml")
     spec = recipe.data.load_spec()
     return recipe, spec, splits.read_manifest(run_dir / "split.csv", spec)
-
-
-def is_run_folder(path: str | Path) -> bool:
-    """Whether ``path`` is a run folder (it holds ``recipe.yaml`` and ``split.csv``)."""
-    return (Path(path) / "recipe.yaml").is_file() and (Path(path) / "split.csv").is_file()
 
 
 def run_split(run_dir: str | Path, split: str = "val", *, image_size: tuple[int, int],

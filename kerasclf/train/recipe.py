@@ -203,7 +203,7 @@ class TrainCfg:
     jit_compile: Any = "auto"
     steps_per_execution: Any = "auto"
     strategy: str = "auto"
-    verbose: int = 1
+    verbose: int = 1  # Keras: 0 silent, 2 a line per epoch, 1 a bar on a terminal (a line per epoch in a log file)
     # minutes for the whole run: the fine-tuning stage times its first epoch and runs as many as fit
     # (at most fine_tune.epochs), and every stage stops when its next epoch would not fit (train/budget.py)
     budget_minutes: float | None = None

@@ -1,6 +1,7 @@
 """What ``--resume`` needs beyond Keras's BackupAndRestore: the recipe and the labels (review
-decisions included) must be the ones the run started with, the best monitored value so far comes back from ``history.csv``, and the training
-data is fast-forwarded so resumed epochs see the batches an uninterrupted run would have seen.
+decisions included) must be the ones the run started with, and the best monitored value so far
+comes back from ``history.csv``. The training data needs nothing: epoch ``e`` reads pass ``e``,
+keyed by its number (:func:`kerasclf.data.pipeline.make_passes`).
 
 Example:
     >>> check_same_recipe(Path("runs/demo"), "name: demo\\n")      # doctest: +SKIP
