@@ -142,8 +142,8 @@ def test_a_run_gives_its_top_losses_and_ood_flags_and_its_review_folder_rules(tm
         misfiled[str(root / dst_cls / f"misfiled_{src.name}")] = src_cls
     recipe = Recipe.from_dict({"name": "r", "output_dir": str(tmp_path / "runs"),
                                "data": {"source": "folder", "path": str(root), "image_size": [24, 24], "batch_size": 8},
-                               "model": {"name": "simple_cnn"}, "train": {"epochs": 2, "verbose": 0}})
-    run = train(recipe).run_dir
+                               "model": {"name": "simple_cnn"}, "train": {"epochs": 8, "verbose": 0, "seed": 1}})
+    run = train(recipe).run_dir  # 8 epochs: enough for the squares, so a misfiled photo's loss stands out
     found = from_run(run, top_losses=5)
     losses = {it.path: it for it in found.items if "top loss" in it.reasons}
     spec = from_folder(root)  # recomputed apart: the model's loss on each image against its folder label
