@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import webbrowser
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,7 @@ from kerasclf.io import (
 )
 from kerasclf.predict import format_table, predict_paths
 from kerasclf.recipes import describe
+from kerasclf.review import open_review
 from kerasclf.security import check_model, scan_model, trusted
 from kerasclf.train import load_recipe, lr_find_path, lr_find_recipe, train
 from kerasclf.zoo import build, get_cfg, list_models
@@ -89,10 +91,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides.append(f"name={args.name}")
     if args.output_dir:
         overrides.append(f"output_dir={args.output_dir}")
-    recipe = load_recipe(args.recipe, overrides)
+    recipe = load_recipe(args.recipe, overrides + _decisions_override(args))
     result = train(recipe, overwrite=args.overwrite, resume=args.resume, verbose=args.verbose)
     _print_run(result)
     return 0
+
+
+def _decisions_override(args: argparse.Namespace) -> list[str]:
+    """``--decisions PATH`` as the recipe override ``data.decisions=PATH`` (quoted: any path is a YAML string)."""
+    return [f"data.decisions={json.dumps(str(args.decisions))}"] if args.decisions else []
+
+
+def _add_decisions(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--decisions", metavar="DECISIONS_CSV",
+                        help=f"a review's decisions.csv (`kerasclf review`): relabel and exclude images before "
+                             f"{what}; the image files stay as they are (recipe key data.decisions)")
 
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
@@ -241,12 +254,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    report = run_check(args.data, out_json=args.json)
+    report = run_check(args.data, out_json=args.json, decisions=args.decisions)
     return 1 if args.strict and report.bad_files else 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    board = compare(args.recipe, overrides=args.set, output_dir=args.output_dir, overwrite=args.overwrite,
+    board = compare(args.recipe, overrides=list(args.set or []) + _decisions_override(args),
+                    output_dir=args.output_dir, overwrite=args.overwrite,
                     tta=args.tta, ensemble=args.ensemble, verbose=args.verbose or 0)
     print(board.table())
     print(f"\ncandidates on validation (gain vs the best single model, {board.best}):")
@@ -423,7 +437,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
                                           ("--build-arg", args.build_arg)) if given] + list(_model_facts(args).given)
         if ignored:
             raise ConfigError(f"--run audits the run's own data with its own model; drop {', '.join(ignored)}")
-        data, features, build_kwargs = load_recipe(run / "recipe.yaml").data.load_spec(), load_model(run / "model.keras"), {}
+        data = load_recipe(run / "recipe.yaml", _decisions_override(args)).data.load_spec()
+        features, build_kwargs = load_model(run / "model.keras"), {}
         out = Path(args.out) if args.out else run / "audit"
     else:
         if not args.data:
@@ -435,7 +450,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     result = audit(data, features=features, build_kwargs=build_kwargs, layer=_layer_arg(args.layer),
                    image_size=_image_size(args), tta=args.tta, folds=args.folds, filter_by=args.filter_by,
                    out_dir=out, cache_dir=args.cache_dir or DEFAULT_CACHE, gallery=args.gallery,
-                   batch_size=args.batch_size, overwrite=args.overwrite, **kw)
+                   batch_size=args.batch_size, overwrite=args.overwrite,
+                   decisions=None if args.run else args.decisions, **kw)
     for r in result.issues[:args.show]:
         print(f"{r['rank']:>4}  {r['file']}  {r['given_label']} -> {r['suggested_label']}  (score {r['score']:.3f})")
     if len(result.issues) > args.show:
@@ -446,6 +462,34 @@ def cmd_audit(args: argparse.Namespace) -> int:
         print(f"skipped {len(result.skipped)} unreadable file(s), listed in {result.files['skipped']} "
               f"(e.g. {result.skipped[0][0]}: {result.skipped[0][1]})")
     print(f"wrote {result.files['csv']} and {result.files['html']} (nothing was moved or changed)")
+    return 0
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    """Write the review page of the sources; serve it on 127.0.0.1 until it is finished or closed."""
+    splits = tuple(s.strip() for s in args.splits.split(",") if s.strip())
+    review = open_review(args.sources, out=args.out, overwrite=args.overwrite, top_losses=args.top_losses,
+                         splits=splits)
+    items = review.found.items
+    reasons = {r: sum(r in it.reasons for it in items) for r in dict.fromkeys(r for it in items for r in it.reasons)}
+    page = review.write_page()
+    earlier = len(review.decisions())
+    print(f"review: {len(items)} images (" + (", ".join(f"{n} {r}" for r, n in reasons.items()) or "nothing found")
+          + f"); page {page}" + (f"; {earlier} earlier decisions in {review.decisions_path}" if earlier else ""))
+    if args.no_serve:
+        print(f"open {page} in a browser: decisions stay in the page; its d key downloads them as decisions.csv")
+        return 0
+    server = review.server(port=args.port)
+    print(f"review page: {server.url}\n(127.0.0.1 only; stops when you press q on the page, close it, or Ctrl-C "
+          f"here; each decision is appended to {review.decisions_path} at once)", flush=True)
+    if not args.no_browser:
+        webbrowser.open(server.url)
+    try:
+        server.serve()
+    except KeyboardInterrupt:
+        print("\nstopped (Ctrl-C)")
+    print(f"{server.written} decisions written to {review.decisions_path} (nothing in the data folder was changed); "
+          f"apply them: kerasclf train RECIPE --decisions {review.decisions_path}")
     return 0
 
 
@@ -526,6 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--output-dir", help="parent folder of the run folder (default: runs)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     t.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    _add_decisions(t, "the split")
     verbosity(t)
     t.set_defaults(func=cmd_train)
 
@@ -606,6 +651,7 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--overwrite", action="store_true")
     cp.add_argument("--tta", action="store_true", default=None, help="add each model with flip TTA to the candidates")
     cp.add_argument("--ensemble", type=int, default=None, help="add the mean of the top-k models (any kind) to the candidates")
+    _add_decisions(cp, "the split")
     verbosity(cp)
     cp.set_defaults(func=cmd_compare)
 
@@ -709,6 +755,7 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--show", type=int, default=20, help="issues printed")
     au.add_argument("--batch-size", type=int, default=64)
     au.add_argument("--cache-dir", default=None, help="feature cache folder (default ~/.cache/kerasclf/features)")
+    _add_decisions(au, "the audit (with --run: instead of the recipe's data.decisions)")
     _add_model_facts(au)
     _add_trust(au)
     _add_builder_options(au)
@@ -720,6 +767,21 @@ def build_parser() -> argparse.ArgumentParser:
                     help="required: loading a joblib file runs any code it holds; give it only for your own file")
     ca.set_defaults(func=cmd_convert_artifact)
 
+    rv = sub.add_parser("review", parents=[common], help="look at what kerasclf found (label issues, conflicts, "
+                        "duplicates, OOD, top losses) in a browser; decisions go to decisions.csv, files stay as they are")
+    rv.add_argument("sources", nargs="+", help="run folders, audit folders (`kerasclf audit`) and check reports "
+                                               "(`kerasclf check DATA --json FILE`) of one data set")
+    rv.add_argument("--out", help="the review folder (default: RUN/review, else <first source>_review); "
+                                  "decisions.csv goes here")
+    rv.add_argument("--overwrite", action="store_true",
+                    help="review other sources in a folder that holds a review (its decisions.csv is kept)")
+    rv.add_argument("--top-losses", type=int, default=50, help="a run's misclassified images with the highest loss shown")
+    rv.add_argument("--splits", default="train,val,test", help="the run splits its model scores (OOD, top losses)")
+    rv.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    rv.add_argument("--no-browser", action="store_true", help="print the address instead of opening a browser")
+    rv.add_argument("--no-serve", action="store_true", help="only write review.html (decisions are downloaded from it)")
+    rv.set_defaults(func=cmd_review)
+
     sc = sub.add_parser("scan", parents=[common], help="what model files hold beyond tensor math (ops, layers, files "
                                      "they read); exit 0 clean, 1 refused: the check every command runs")
     sc.add_argument("files", nargs="+", help="SavedModel folders, .keras / .h5, .onnx, .tflite, OpenVINO .xml")
@@ -729,6 +791,7 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("data")
     ck.add_argument("--json", help="write the report as JSON here")
     ck.add_argument("--strict", action="store_true", help="exit 1 when bad files are found")
+    _add_decisions(ck, "the check (excluded files are not checked; conflicts use the new labels)")
     ck.set_defaults(func=cmd_check)
     return p
 

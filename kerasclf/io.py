@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasclf import __version__
+from kerasclf.data.decisions import manifest_decisions
 from kerasclf.errors import ConfigError, ModelError
 from kerasclf.security import check_model
 from kerasclf.zoo import build, input_size
@@ -348,6 +349,9 @@ def model_card(model_path: str | Path, meta: dict[str, Any] | None = None, **ext
     run = model_path.parent
     if (run / "split.csv").is_file():
         card["data"] = {"split_manifest": str(run / "split.csv"), "split_sha256": _sha256(run / "split.csv")}
+        changed = manifest_decisions(run / "split.csv")
+        if changed is not None:  # review decisions (data.decisions) were applied before the split
+            card["data"]["decisions"] = changed
     if (run / "metrics.json").is_file():
         metrics = json.loads((run / "metrics.json").read_text())
         tta = metrics.get("tta") or {}
@@ -448,6 +452,10 @@ def _card_markdown(card: dict[str, Any]) -> str:
         lines.append(f"- the run predicts with {card['chosen_model']['file']}: {card['chosen_model']['why']}")
     if "data" in card:
         lines.append(f"- split manifest sha256: {card['data']['split_sha256'][:16]}...")
+        if "decisions" in card["data"]:
+            d = card["data"]["decisions"]
+            lines.append(f"- review decisions (data.decisions): {d['relabelled']} labels changed, {d['excluded']} "
+                         f"images excluded; split.csv keeps each given label beside the one used")
     if "ood" in card:
         o = card["ood"]
         lines.append(f"- out-of-distribution flag: {o['score']} score above {o['threshold']:g} (fitted on the "

@@ -61,7 +61,7 @@ from kerasclf.train.finetune import open_groups, unfreeze_groups
 from kerasclf.train.lr_find import lr_find, plot_lr_find
 from kerasclf.train.optim import lr_factors, make_optimizer, with_lr_factors
 from kerasclf.train.recipe import OptimizerCfg, Recipe, ScheduleCfg, TrainCfg
-from kerasclf.train.resume import backup_epoch, best_so_far, check_same_recipe
+from kerasclf.train.resume import backup_epoch, best_so_far, check_same_data, check_same_recipe
 from kerasclf.train.speed import apply_speed_settings
 from kerasclf.zoo import ModelCfg, build, get_cfg
 from kerasclf.zoo.cut import feature_model
@@ -200,8 +200,8 @@ def prepare_data(recipe: Recipe, spec: DataSpec, run_dir: Path, model_cfg: Model
     s = cfg_d.split
     manifest = Path(s.manifest) if s.manifest else run_dir / "split.csv"
     parts = splits.split_or_reuse(spec, manifest, (s.train, s.val, s.test), s.seed)
-    if manifest != run_dir / "split.csv":
-        shutil.copyfile(manifest, run_dir / "split.csv")
+    if manifest != run_dir / "split.csv":  # the run's own copy, with the labels this run uses
+        splits.write_manifest(run_dir / "split.csv", spec, parts)
     size = tuple(cfg_d.image_size or model_cfg.input_shape[:2])
     channels = cfg_d.channels or (model_cfg.input_shape[2] if len(model_cfg.input_shape) > 2 else 3)
     if channels not in (1, 3):
@@ -703,6 +703,7 @@ def _train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fa
     run_dir = prepare_run_dir(recipe, overwrite=overwrite, resume=resume)
     if resume:
         check_same_recipe(run_dir, recipe.to_yaml())
+        check_same_data(run_dir, spec)
     (run_dir / "recipe.yaml").write_text(recipe.to_yaml())
     keras.utils.set_random_seed(cfg_t.seed)
     if cfg_t.deterministic:  # same results run to run on CPU (slower: see docs/training.md)
