@@ -34,8 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -43,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from _provenance import add_allow_dirty, commit_or_exit  # benchmarks/: one rule for every recorded result
 from kerasclf.data.decisions import append_decisions, apply_decisions
 from kerasclf.data.sources import from_folder
 from kerasclf.data.spec import DataSpec
@@ -58,18 +57,6 @@ RESULTS = ROOT / "benchmarks" / "results" / "review_loop.json"
 DOCS = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- review_loop:begin -->\n", "<!-- review_loop:end -->"
 GOALS = {"recovered": 0.80, "shown_per_flip": 3.0}
-
-
-def git_commit(allow_dirty: bool) -> str:
-    """The short commit of the tree; a tree with uncommitted changes is refused unless ``allow_dirty``."""
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True).stdout.strip()
-    if dirty and not allow_dirty:
-        sys.exit("review_loop: the tree has uncommitted changes; commit them (results are recorded from a "
-                 "committed tree) or pass --allow-dirty for a trial run")
-    return commit + ("+dirty" if dirty else "")
 
 
 def flip_training_labels(spec: DataSpec, train: np.ndarray, share: float, seed: int, path: Path) -> dict[str, str]:
@@ -198,9 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-images", type=int, help="a seeded stratified sample of each folder (a trial run; "
                                                    "not recorded)")
     ap.add_argument("--work", help="where audits, reviews and heads go (default: a temporary folder)")
-    ap.add_argument("--allow-dirty", action="store_true", help="run from a tree with uncommitted changes (marked +dirty)")
+    add_allow_dirty(ap)
     args = ap.parse_args(argv)
-    commit = git_commit(args.allow_dirty)
+    commit = commit_or_exit(ap, args.allow_dirty or bool(args.max_images))
     assets = Path(args.assets)
     work = Path(args.work or tempfile.mkdtemp(prefix="kerasclf_review_loop_"))
     command = "python benchmarks/review_loop.py" + ("" if args.seeds == [0, 1, 2] else
