@@ -19,6 +19,7 @@ LAYERS = [
     {"features", "train", "predict"},
     {"candidates"},
     {"evaluate", "experiment"},
+    {"review"},
     {"cli"},
 ]
 
