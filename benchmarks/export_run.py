@@ -12,7 +12,8 @@ background load hits all alike), as images/s and the ratio to Keras predict.
 
 Goals (issue 24): float parity >= 99.9% top-1, int8 within 1 point of Keras, best runtime >= 2.5x
 Keras predict. Writes ``benchmarks/results/export_run.json`` with the commit (a tree with
-uncommitted changes is refused unless ``--allow-dirty``).
+uncommitted changes is refused unless ``--allow-dirty``) and its table between the ``export_run``
+markers of ``docs/benchmarks.md`` (``--table`` rewrites the table from the JSON alone).
 """
 from __future__ import annotations
 
@@ -38,6 +39,37 @@ ROOT = Path(__file__).resolve().parents[1]
 ARMS = [("ONNX", "onnx", False), ("LiteRT", "litert", False), ("OpenVINO", "openvino", False),
         ("LiteRT int8", "litert", True), ("OpenVINO int8", "openvino", True)]
 GOALS = {"parity": 0.999, "int8_points": 0.01, "speedup": 2.5}
+DOCS = ROOT / "docs" / "benchmarks.md"
+BEGIN, END = "<!-- export_run:begin -->\n", "<!-- export_run:end -->"
+
+
+def render(record: dict[str, Any]) -> str:
+    """The markdown table of one recorded run (what ``--table`` writes into docs/benchmarks.md)."""
+    met = record["passed"]
+    lines = [f"`python benchmarks/export_run.py {record['run']}` at commit {record['commit']} ({record['date']}): "
+             f"`{Path(record['model']).name}` at {record['image_size'][0]} px, {record['n_test']} test photos; "
+             f"Keras predict {record['keras_img_per_s']} img/s (batch 32). Goals: float parity "
+             f"{'met' if met['parity'] else 'missed'}, int8 within a point {'met' if met['int8'] else 'missed'}, "
+             f"best runtime >= 2.5x Keras {'met' if met['speedup'] else 'missed'}.", "",
+             "| artefact | runtime | top-1 agreement | accuracy (Keras) | change | img/s | x Keras predict | size MB |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in record["rows"]:
+        if not r["kept"]:
+            lines.append(f"| {r['artefact']} | rejected | | | | | | |")
+            continue
+        lines.append(f"| {r['artefact']}{' (' + r['int8_method'] + ')' if r.get('int8_method') else ''} | {r['runtime']} | "
+                     f"{r['top1_agreement']:.4f} | {r['artefact_accuracy']:.4f} ({r['keras_accuracy']:.4f}) | "
+                     f"{100 * r['accuracy_change']:+.1f} pt | {r['img_per_s']} | {r['vs_keras']:.2f}x | {r['size_mb']} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_table(record: dict[str, Any]) -> None:
+    """Put :func:`render` between the ``export_run`` markers of docs/benchmarks.md."""
+    text = DOCS.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{DOCS}: no {BEGIN.strip()} ... {END} block to write the table into")
+    head, rest = text.split(BEGIN, 1)
+    DOCS.write_text(head + BEGIN + render(record) + END + rest.split(END, 1)[1])
 
 
 def _best_rates(runners: dict[str, Any], x: np.ndarray, rounds: int) -> dict[str, float]:
@@ -59,8 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "export_run.json"))
+    p.add_argument("--table", action="store_true", help="only write --out's table into docs/benchmarks.md")
     add_allow_dirty(p)
     args = p.parse_args(argv)
+    if args.table:
+        write_table(json.loads(Path(args.out).read_text()))
+        return 0
     commit = commit_or_exit(p, args.allow_dirty)
     run = Path(args.run)
     model_path = run / "model.keras"
@@ -106,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                          "int8": bool(int8_rows) and all(abs(r["accuracy_change"]) <= GOALS["int8_points"] for r in int8_rows),
                          "speedup": max((r.get("vs_keras", 0) for r in rows if r["kept"]), default=0) >= GOALS["speedup"]}}
     Path(args.out).write_text(json.dumps(record, indent=1) + "\n")
+    write_table(record)
     print(json.dumps(record["passed"]), f"Keras predict {record['keras_img_per_s']} img/s;",
           ", ".join(f"{r['artefact']} {r.get('vs_keras')}x" for r in rows if r["kept"]))
     return 0
