@@ -12,6 +12,8 @@ import io
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -95,15 +97,26 @@ def _keys(driver, *keys: str) -> None:
         _wait(driver, "return (document.body.dataset.pending || '0') === '0'")
 
 
-def test_keyboard_decisions_land_in_decisions_csv_and_the_grid_renders(driver, review):
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
-
+@contextmanager
+def _served(driver, review: Review) -> Iterator:
+    """The review's server on a background thread, the page loaded and ready; stopped afterwards."""
     server = review.server()
     thread = server.start()
     try:
         driver.get(server.url)
         _wait(driver, "return document.body.dataset.ready === '1'")
+        yield thread
+    finally:
+        if thread.is_alive():
+            server.stop()
+            thread.join(10)
+
+
+def test_keyboard_decisions_land_in_decisions_csv_and_the_grid_renders(driver, review):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    with _served(driver, review) as thread:
         tiles = driver.find_elements(By.CSS_SELECTOR, "#grid .tile")
         assert len(tiles) == 8 and len(driver.find_elements(By.CSS_SELECTOR, "#grid .tile img")) == 8
         assert driver.execute_script("return [...document.images].every(i => i.complete && i.naturalWidth > 0)")
@@ -140,20 +153,12 @@ def test_keyboard_decisions_land_in_decisions_csv_and_the_grid_renders(driver, r
         _keys(driver, "q")  # finish: the server stops
         thread.join(10)
         assert not thread.is_alive()
-    finally:
-        if thread.is_alive():
-            server.stop()
-            thread.join(10)
 
 
 def test_hostile_names_are_text_and_never_run(driver, review):
     from selenium.webdriver.common.by import By
 
-    server = review.server()
-    thread = server.start()
-    try:
-        driver.get(server.url)
-        _wait(driver, "return document.body.dataset.ready === '1'")
+    with _served(driver, review):
         assert driver.execute_script("return window.__pwned === undefined")
         assert driver.execute_script("return document.scripts.length") == 2  # the data block and the page's own
         assert len(driver.find_elements(By.CSS_SELECTOR, "#grid img")) == 8  # thumbnails only: no markup from a name
@@ -167,9 +172,6 @@ def test_hostile_names_are_text_and_never_run(driver, review):
         assert current_decisions(read_decisions(review.decisions_path))[review.found.items[0].path].new_label == \
             HOSTILE_CLASSES[1]
         assert driver.execute_script("return window.__pwned === undefined")
-    finally:
-        server.stop()
-        thread.join(10)
     assert sorted(p.name for p in review.folder.iterdir()) == ["decisions.csv"]  # nothing outside the review
 
 
