@@ -276,6 +276,7 @@ def test_cached_frozen_stage_uses_the_runs_speed_settings(tmp_path, capsys):
     assert "lr-find" not in capsys.readouterr().out  # verbose 0: _resolve_lr printed its suggestion before
 
 
+@pytest.mark.slow  # over 20 s in the 3-worker suite on 2 cores; `pytest -m slow` runs it
 def test_lr_find_recipe_applies_the_runs_speed_settings(tmp_path, monkeypatch):
     """``kerasclf lr-find`` sweeps the model compiled as train() compiles it: the recipe's
     steps_per_execution and XLA setting and its dtype policy (it used steps_per_execution 16, jit auto)."""
