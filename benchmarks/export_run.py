@@ -32,6 +32,7 @@ from kerasclf.evaluate import run_split
 from kerasclf.export import open_model
 from kerasclf.export.convert import ExportCheckError, export_model
 from kerasclf.export.parity import parity
+from kerasclf.formats import FORMATS
 from kerasclf.io import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     runners = {"Keras predict": lambda v: keras_model.predict(v, batch_size=args.batch)}
     for label, fmt, int8 in ARMS:
         start = time.perf_counter()
-        out = tmp / f"model{'_int8' if int8 else ''}.{fmt}"
+        out = tmp / f"model{'_int8' if int8 else ''}{FORMATS[fmt]}"
         try:
             result = export_model(model_path, fmt, out, calibration=val, check=(test_x, test_y), int8=int8,
                                   int8_method="auto")
