@@ -52,15 +52,15 @@ def render(record: dict[str, Any]) -> str:
              f"Keras predict {record['keras_img_per_s']} img/s (batch 32). Goals: float parity "
              f"{'met' if met['parity'] else 'missed'}, int8 within a point {'met' if met['int8'] else 'missed'}, "
              f"best runtime >= 2.5x Keras {'met' if met['speedup'] else 'missed'}.", "",
-             "| artefact | runtime | top-1 agreement | accuracy (Keras) | change | img/s | x Keras predict | size MB |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| artefact | runtime | top-1 agreement | accuracy (Keras) | change | img/s | x Keras predict |",
+             "|---|---|---|---|---|---|---|"]
     for r in record["rows"]:
         if not r["kept"]:
-            lines.append(f"| {r['artefact']} | rejected | | | | | | |")
+            lines.append(f"| {r['artefact']} | rejected by the export check: {r['why'].split(': ', 1)[-1][:160]} | | | | | |")
             continue
         lines.append(f"| {r['artefact']}{' (' + r['int8_method'] + ')' if r.get('int8_method') else ''} | {r['runtime']} | "
                      f"{r['top1_agreement']:.4f} | {r['artefact_accuracy']:.4f} ({r['keras_accuracy']:.4f}) | "
-                     f"{100 * r['accuracy_change']:+.1f} pt | {r['img_per_s']} | {r['vs_keras']:.2f}x | {r['size_mb']} |")
+                     f"{100 * r['accuracy_change']:+.2f} pt | {r['img_per_s']} | {r['vs_keras']:.2f}x |")
     return "\n".join(lines) + "\n"
 
 
@@ -123,7 +123,6 @@ def main(argv: list[str] | None = None) -> int:
         outputs = artefact.predict(test_x, batch_size=args.batch)
         row = {"artefact": label, "kept": True, "runtime": artefact.runtime, "export_s": round(time.perf_counter() - start, 1),
                "int8_method": result.parity.get("int8_method"),
-               "size_mb": round(sum(f.stat().st_size for f in result.path.parent.glob(result.path.stem + ".*")) / 2**20, 1),
                **parity(reference, outputs, keras_model.task, test_y)}
         rows.append(row)
         runners[label] = lambda v, a=artefact: a.predict(v, batch_size=args.batch)
