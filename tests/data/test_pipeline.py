@@ -126,7 +126,7 @@ def test_split_arrays_needs_a_size_for_files(make_folder):
         pipeline.split_arrays(spec)
 
 
-@pytest.mark.parametrize("cache", ["memory", None])
+@pytest.mark.parametrize("cache", ["memory", pytest.param(None, marks=pytest.mark.slow)])  # uncached: ~50 s
 def test_training_passes_are_keyed_by_number(image_folder, cache):
     """Pass p's order and augmentation depend on (seed, p) alone: read in any order, after any other pass,
     from a freshly built pipeline, pass p is the same; passes differ from one another. (A resumed run

@@ -133,6 +133,7 @@ def test_a_check_report_gives_conflicts_and_duplicates_with_their_labels(tmp_pat
         collect_items([root])
 
 
+@pytest.mark.slow  # 35-55 s in the 3-worker suite on 2 cores; `pytest -m slow` runs it
 def test_a_run_gives_its_top_losses_and_ood_flags_and_its_review_folder_rules(tmp_path):
     root = write_image_folder(tmp_path / "data", n_per_class=12, size=24, classes=3, formats=("png",))
     misfiled = {}

@@ -41,6 +41,7 @@ def test_a_spent_budget_stops_stage_one_and_skips_fine_tuning(tmp_path, folder, 
     assert (result.run_dir / "model.keras").is_file()
 
 
+@pytest.mark.slow  # 35-55 s in the 3-worker suite on 2 cores; `pytest -m slow` runs it
 def test_a_budget_too_short_for_more_runs_only_the_timed_epoch(tmp_path, folder, monkeypatch):
     """Fine-tuning starts when its first epoch looks affordable, and stops after it when no more fit."""
     monkeypatch.setattr(RunBudget, "epoch_fits", lambda self, n: True)

@@ -97,6 +97,7 @@ def test_fine_tune_on_a_model_without_backbone_is_refused(tmp_path, folder):
         train(_recipe(tmp_path, folder, epochs=1, fine_tune={"epochs": 1}))
 
 
+@pytest.mark.slow  # 35-55 s in the 3-worker suite on 2 cores; `pytest -m slow` runs it
 def test_interrupted_run_resumes(tmp_path, folder):
     class Boom(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
