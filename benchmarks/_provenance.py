@@ -17,7 +17,8 @@ import argparse
 import subprocess
 from pathlib import Path
 
-__all__ = ["DirtyTree", "recorded_commit", "add_allow_dirty", "commit_or_exit", "changed_files", "DIRTY_MARK"]
+__all__ = ["DirtyTree", "recorded_commit", "add_allow_dirty", "commit_or_exit", "changed_files", "DIRTY_MARK",
+           "write_block"]
 
 ROOT = Path(__file__).resolve().parents[1]
 DIRTY_MARK = "+dirty"
@@ -81,3 +82,22 @@ def commit_or_exit(parser: argparse.ArgumentParser, allow_dirty: bool) -> str:
     except DirtyTree as exc:
         parser.error(str(exc))
         raise  # parser.error exits; this line is never reached
+
+
+def write_block(path: Path, name: str, text: str, *, required: bool = True) -> bool:
+    """Replace what sits between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` in ``path`` with
+    ``text`` (the generated tables of docs/*.md and README.md). Without the markers: exit with the
+    reason, or return ``False`` when not ``required``.
+
+    Example:
+        >>> write_block(Path("docs/benchmarks.md"), "review_loop", "| a |\\n")     # doctest: +SKIP
+    """
+    begin, end = f"<!-- {name}:begin -->\n", f"<!-- {name}:end -->"
+    current = path.read_text()
+    if begin not in current or end not in current:
+        if required:
+            raise SystemExit(f"{path}: no {begin.strip()} ... {end} block to write the table into")
+        return False
+    head, rest = current.split(begin, 1)
+    path.write_text(head + begin + text + end + rest.split(end, 1)[1])
+    return True

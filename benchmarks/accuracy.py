@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _provenance import DIRTY_MARK, add_allow_dirty, commit_or_exit
+from _provenance import DIRTY_MARK, add_allow_dirty, commit_or_exit, write_block
 from kerasclf.zoo.efficientnet_lite import LITE_STAGE_ENDS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -513,12 +513,7 @@ def update_readme(rows: list[dict[str, Any]]) -> None:
               f"| {r['goal']} |" for r in shown]
     if any(_dirty_mark(r) for r in shown):
         lines += ["", "‡ recorded from a tree with uncommitted changes: see [docs/results.md](docs/results.md)."]
-    text = README.read_text()
-    begin, end = "<!-- results:begin -->\n", "<!-- results:end -->"
-    if begin not in text or end not in text:
-        return
-    head, rest = text.split(begin, 1)
-    README.write_text(head + begin + "\n".join(lines) + "\n" + end + rest.split(end, 1)[1])
+    write_block(README, "results", "\n".join(lines) + "\n", required=False)
 
 
 # ----------------------------------------------------------------------------- main

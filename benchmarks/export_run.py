@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from _provenance import add_allow_dirty, commit_or_exit  # benchmarks/: one rule for every recorded result
+from _provenance import add_allow_dirty, commit_or_exit, write_block  # benchmarks/: one rule for every recorded result
 from kerasclf.evaluate import run_split
 from kerasclf.export import open_model
 from kerasclf.export.convert import ExportCheckError, export_model
@@ -41,7 +41,6 @@ ARMS = [("ONNX", "onnx", False), ("LiteRT", "litert", False), ("OpenVINO", "open
         ("LiteRT int8", "litert", True), ("OpenVINO int8", "openvino", True)]
 GOALS = {"parity": 0.999, "int8_points": 0.01, "speedup": 2.5}
 DOCS = ROOT / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- export_run:begin -->\n", "<!-- export_run:end -->"
 
 
 def render(record: dict[str, Any]) -> str:
@@ -66,11 +65,7 @@ def render(record: dict[str, Any]) -> str:
 
 def write_table(record: dict[str, Any]) -> None:
     """Put :func:`render` between the ``export_run`` markers of docs/benchmarks.md."""
-    text = DOCS.read_text()
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{DOCS}: no {BEGIN.strip()} ... {END} block to write the table into")
-    head, rest = text.split(BEGIN, 1)
-    DOCS.write_text(head + BEGIN + render(record) + END + rest.split(END, 1)[1])
+    write_block(DOCS, "export_run", render(record))
 
 
 def _best_rates(runners: dict[str, Any], x: np.ndarray, rounds: int) -> dict[str, float]:

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from _provenance import add_allow_dirty, commit_or_exit  # benchmarks/: one rule for every recorded result
+from _provenance import add_allow_dirty, commit_or_exit, write_block  # benchmarks/: one rule for every recorded result
 from kerasclf.data.decisions import append_decisions, apply_decisions
 from kerasclf.data.sources import from_folder
 from kerasclf.data.spec import DataSpec
@@ -55,7 +55,6 @@ from kerasclf.review import open_review
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "review_loop.json"
 DOCS = ROOT / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- review_loop:begin -->\n", "<!-- review_loop:end -->"
 GOALS = {"recovered": 0.80, "shown_per_flip": 3.0}
 
 
@@ -166,15 +165,6 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_docs(table: str) -> None:
-    """Rewrite the block between the ``review_loop`` markers of docs/benchmarks.md."""
-    text = DOCS.read_text()
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{DOCS}: no {BEGIN.strip()} ... {END} block to write the table into")
-    head, rest = text.split(BEGIN, 1)
-    DOCS.write_text(head + BEGIN + table + END + rest.split(END, 1)[1])
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -219,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2, default=float))
-    update_docs(table)
+    write_block(DOCS, "review_loop", table)
     print(f"wrote {RESULTS} and the review_loop block of {DOCS}")
     return 0
 
