@@ -13,6 +13,10 @@ split is scored once, at the end of each run.
                                                         # go to accuracy_quick.json, not the table
     python benchmarks/accuracy.py --table               # only regenerate docs/results.md
     python benchmarks/accuracy.py --list
+
+A row is recorded from a committed tree (``benchmarks/_provenance.py``): with uncommitted changes the
+harness stops before running anything, unless ``--allow-dirty`` (the row's commit is then marked
+``+dirty`` and the table flags it).
 """
 from __future__ import annotations
 
@@ -23,7 +27,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from _provenance import DIRTY_MARK, add_allow_dirty, commit_or_exit, write_block
 from kerasclf.zoo.efficientnet_lite import LITE_STAGE_ENDS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -379,13 +383,6 @@ ABLATIONS: list[Experiment] = [
 
 
 # ----------------------------------------------------------------------------- recording
-def _git_commit() -> str:
-    out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True).stdout.strip()
-    return out.stdout.strip() + ("+dirty" if dirty else "")
-
-
 def _versions() -> dict[str, str]:
     import keras
     import tensorflow as tf
@@ -428,6 +425,11 @@ def _tta_mark(row: dict[str, Any]) -> str:
     return " (flip TTA)" if row.get("tta") else ""
 
 
+def _dirty_mark(row: dict[str, Any]) -> str:
+    """`` ‡`` where the row was recorded from a tree with uncommitted changes (its command may not re-run it)."""
+    return " ‡" if str(row.get("commit", "")).endswith(DIRTY_MARK) else ""
+
+
 def _rate(v: Any) -> str:
     return f"{v:.0f}" if isinstance(v, (int, float)) else "—"
 
@@ -461,8 +463,8 @@ def render_table(rows: list[dict[str, Any]]) -> str:
         r = latest[name]
         met = {True: "yes", False: "**no**", None: "—"}[r.get("passed")]
         old = before.get(name) if before.get(name) is not r else None
-        lines.append(f"| {name} | {r['data']} | {r['model']} | {r['mode']} | {r['metric']} | {_fmt(r['value'])}{_tta_mark(r)} "
-                     f"| {_fmt(old['value']) + _tta_mark(old) if old else '—'} "
+        lines.append(f"| {name} | {r['data']} | {r['model']} | {r['mode']} | {r['metric']} | {_fmt(r['value'])}{_tta_mark(r)}{_dirty_mark(r)} "
+                     f"| {_fmt(old['value']) + _tta_mark(old) + _dirty_mark(old) if old else '—'} "
                      f"| {r['goal']} | {met} | {r['anchor']} | {r['wall_s'] / 60:.1f} min "
                      f"| {_rate(r.get('train_images_per_s'))} |")
     if ablation:
@@ -475,7 +477,11 @@ def render_table(rows: list[dict[str, Any]]) -> str:
         for name in ablation:
             r = latest[name]
             lines.append(f"| {r['folder']} | {r['model']} | {r['variant']} | {r['anchor']} | {_fmt(r.get('val'))} "
-                         f"| {_fmt(r['value'])} | {r['wall_s'] / 60:.1f} min |")
+                         f"| {_fmt(r['value'])}{_dirty_mark(r)} | {r['wall_s'] / 60:.1f} min |")
+    if any(_dirty_mark(latest[n]) for n in order + ablation if n in latest):
+        lines += ["", f"‡ recorded from a tree with uncommitted changes (commit `…{DIRTY_MARK}`; before the harness "
+                      f"refused that, its own output files counted too), so its command may not re-run it exactly "
+                      f"from the commit it names: re-record it from a committed tree."]
     lines += ["", "## Details", ""]
     for name in order + ablation:
         if name not in latest:
@@ -502,14 +508,12 @@ def update_readme(rows: list[dict[str, Any]]) -> None:
     the latest row of each headline experiment."""
     latest = {r["experiment"]: r for r in rows}
     lines = ["| experiment | model | mode | test | goal |", "|---|---|---|---|---|"]
-    lines += [f"| {r['experiment']} | {r['model']} | {r['mode']} | {_fmt(r['value'])} {r['metric']}{_tta_mark(r)} | {r['goal']} |"
-              for r in (latest[e.name] for e in EXPERIMENTS if e.headline and e.name in latest)]
-    text = README.read_text()
-    begin, end = "<!-- results:begin -->\n", "<!-- results:end -->"
-    if begin not in text or end not in text:
-        return
-    head, rest = text.split(begin, 1)
-    README.write_text(head + begin + "\n".join(lines) + "\n" + end + rest.split(end, 1)[1])
+    shown = [latest[e.name] for e in EXPERIMENTS if e.headline and e.name in latest]
+    lines += [f"| {r['experiment']} | {r['model']} | {r['mode']} | {_fmt(r['value'])} {r['metric']}{_tta_mark(r)}{_dirty_mark(r)} "
+              f"| {r['goal']} |" for r in shown]
+    if any(_dirty_mark(r) for r in shown):
+        lines += ["", "‡ recorded from a tree with uncommitted changes: see [docs/results.md](docs/results.md)."]
+    write_block(README, "results", "\n".join(lines) + "\n", required=False)
 
 
 # ----------------------------------------------------------------------------- main
@@ -546,6 +550,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", default=None, help="where run folders go (default runs/accuracy, or a temp "
                                                   "folder with --quick)")
     p.add_argument("--verbose", type=int, default=1)
+    add_allow_dirty(p)
     args = p.parse_args(argv)
     if args.list:
         for e in EXPERIMENTS + ABLATIONS:
@@ -562,12 +567,13 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in known]
     if unknown:
         p.error(f"unknown experiment {unknown[0]!r}; --list shows them")
+    commit = commit_or_exit(p, args.allow_dirty or args.quick)  # a smoke row (--quick) never reaches the table
     from kerasclf.testing import assets_dir
     assets = assets_dir()
     tmp = Path(tempfile.mkdtemp(prefix="kerasclf-accuracy-"))
     runs = Path(args.runs) if args.runs else (tmp / "runs" if args.quick else ROOT / "runs" / "accuracy")
     offline_keras_home(assets, tmp / "keras_home")
-    versions, commit = _versions(), _git_commit()
+    versions = _versions()
     failed = 0
     for name in names:
         exp = known[name]

@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _provenance import add_allow_dirty, commit_or_exit  #  (benchmarks/: one rule for every recorded result)
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "finetune.json"
 MOBILENET_025 = "keras/models/mobilenet_2_5_224_tf_no_top.h5"
@@ -229,7 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--assets", default=os.environ.get("KERASCLF_ASSETS", str(ROOT.parent / "shared" / "assets")))
     ap.add_argument("--runs", default=None, help="run folders (default: a temporary folder)")
+    add_allow_dirty(ap)
     args = ap.parse_args(argv)
+    commit = commit_or_exit(ap, args.allow_dirty)
     assets = Path(args.assets)
     weights = assets / MOBILENET_025
     if not weights.is_file():
@@ -250,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
              "wall_s_total": round(time.perf_counter() - t0, 1),
              "command": "python benchmarks/finetune.py " + " ".join(argv if argv is not None else sys.argv[1:]),
              "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "load_1min": [round(load0, 1), round(os.getloadavg()[0], 1)]},  # start, end
-             "versions": {"keras": keras.__version__, "tensorflow": tf.__version__}}
+             "versions": {"keras": keras.__version__, "tensorflow": tf.__version__}, "commit": commit}
     old = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     old[args.part] = entry
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

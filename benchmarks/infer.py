@@ -31,6 +31,7 @@ import kerasclf
 from kerasclf.export import convert, installed, open_session
 from kerasclf.testing import MOBILENET_025_FILE, assets_dir, seed_keras_home, tiny_transfer
 from kerasclf.zoo import build
+from _provenance import add_allow_dirty, commit_or_exit  #  (benchmarks/: one rule for every recorded result)
 
 
 
@@ -117,14 +118,16 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--out", default="benchmarks/results/infer.json")
+    add_allow_dirty(p)
     args = p.parse_args()
+    commit = commit_or_exit(p, args.allow_dirty)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
             rows += bench(name, args.batch, args.rounds, Path(tmp))
             print(table([r for r in rows if r["model"] == name]), flush=True)
     machine = {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-               "kerasclf": kerasclf.__version__}
+               "kerasclf": kerasclf.__version__, "commit": commit}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
     print(f"\nwrote {args.out}")

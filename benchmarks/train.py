@@ -55,6 +55,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _provenance import add_allow_dirty, commit_or_exit  # benchmarks/: one rule for every recorded result
+
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = Path(os.environ.get("KERASCLF_ASSETS", ROOT.parent / "shared" / "assets"))
 MODELS = ("simple_cnn", "efficientnet_b0_head", "mobilenet_head")
@@ -79,8 +81,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="a short smoke run")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     p.add_argument("--out", default=None, help="write the JSON results here")
+    add_allow_dirty(p)
     p.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)  # internal: one model, RSS
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.commit = commit_or_exit(p, args.allow_dirty) if args.out and not args.memory_probe else None
+    return args
 
 
 ARGS = parse_args()
@@ -548,7 +553,7 @@ def main() -> None:
         "backend": keras.backend.backend(), "keras": keras.__version__,
         "device": device_info(), "cpus": os.cpu_count(), "machine": platform.platform(),
         "load_avg_start_end": [load0, list(os.getloadavg())], "seconds": round(time.time() - t0, 1),
-        "results": rows, "peak_memory": memory,
+        "results": rows, "peak_memory": memory, "commit": ARGS.commit,
     }
     if "tensorflow" in sys.modules:
         result["tensorflow"] = sys.modules["tensorflow"].__version__

@@ -1,9 +1,10 @@
-"""Progress bars for long work outside ``fit``: one place decides whether they are shown.
+"""Progress bars: one place decides whether they are shown.
 
 A bar (tqdm: count, rate, ETA) goes to stderr only when stderr is a terminal; ``kerasclf
 --quiet ...`` (:func:`set_quiet`) or ``KERASCLF_QUIET=1`` silences every bar. Feature extraction,
 ``check``, ``predict`` on a folder, ``analyze``, ``cluster`` and ``export`` all use :func:`progress`,
-so a log file or a pipe never fills with carriage returns.
+so a log file or a pipe never fills with carriage returns. Training asks :func:`fit_verbose`: Keras's
+bar (``train.verbose: 1``, on stdout) becomes one line per epoch where stdout is not a terminal.
 
 Example:
     >>> from kerasclf._progress import progress
@@ -20,7 +21,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-__all__ = ["progress", "set_quiet", "shown"]
+__all__ = ["progress", "set_quiet", "shown", "fit_verbose"]
 
 _state = {"quiet": False}
 
@@ -38,10 +39,32 @@ def set_quiet(quiet: bool = True) -> None:
 
 def shown() -> bool:
     """Whether a bar would be drawn now: stderr is a terminal and nothing asked for quiet."""
-    if _state["quiet"] or os.environ.get("KERASCLF_QUIET", "").lower() in ("1", "true", "yes"):
-        return False
-    isatty = getattr(sys.stderr, "isatty", None)
+    return _terminal(sys.stderr) and not _quiet()
+
+
+def _quiet() -> bool:
+    return _state["quiet"] or os.environ.get("KERASCLF_QUIET", "").lower() in ("1", "true", "yes")
+
+
+def _terminal(stream: Any) -> bool:
+    isatty = getattr(stream, "isatty", None)
     return bool(isatty and isatty())
+
+
+def fit_verbose(verbose: int) -> int:
+    """The ``verbose`` to give Keras's ``fit``: its progress bar (1) only when stdout is a terminal and
+    nothing asked for quiet, else one line per epoch (2; Keras redraws its bar with carriage returns
+    even in a log file); 0 and 2 stay as they are.
+
+    Example:
+        >>> import io, contextlib
+        >>> with contextlib.redirect_stdout(io.StringIO()):   # a pipe or a log file
+        ...     fit_verbose(1)
+        2
+    """
+    if verbose != 1:
+        return verbose
+    return 1 if _terminal(sys.stdout) and not _quiet() else 2
 
 
 def progress(iterable: Iterable[Any] | None = None, *, total: int | None = None, desc: str = "",

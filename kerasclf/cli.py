@@ -13,12 +13,14 @@ Example:
     $ kerasclf predict runs/demo/model.keras new_images/ --out predictions.csv
     $ kerasclf export runs/demo/model.keras --format onnx
     $ kerasclf predict runs/demo/model.onnx new_images/ --runtime onnxruntime
+    $ kerasclf scan shared/model.onnx shared/model.savedmodel
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import webbrowser
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -43,10 +45,22 @@ from kerasclf.features.commands import load_predictor, run_head
 from kerasclf.features.enriched import DEFAULT_FEATURES, TAPS, known_taps
 from kerasclf.features.extract import DEFAULT_CACHE, extract_features
 from kerasclf.features.heads import HEAD_KINDS
-from kerasclf.io import TASK_NAMES, ModelFacts, adopt_model, card_path, load_model, model_card, read_card
+from kerasclf.io import (
+    TASK_NAMES,
+    ModelFacts,
+    adopt_model,
+    card_path,
+    chosen_model,
+    is_run_folder,
+    load_model,
+    model_card,
+    read_card,
+)
 from kerasclf.predict import format_table, predict_paths
 from kerasclf.recipes import describe
-from kerasclf.train import load_recipe, lr_find_recipe, train
+from kerasclf.review import open_review
+from kerasclf.security import check_model, scan_model, trusted
+from kerasclf.train import load_recipe, lr_find_path, lr_find_recipe, train
 from kerasclf.zoo import build, get_cfg, list_models
 from kerasclf.zoo.layers import PREPROCESS_MODES
 
@@ -77,18 +91,30 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides.append(f"name={args.name}")
     if args.output_dir:
         overrides.append(f"output_dir={args.output_dir}")
-    recipe = load_recipe(args.recipe, overrides)
+    recipe = load_recipe(args.recipe, overrides + _decisions_override(args))
     result = train(recipe, overwrite=args.overwrite, resume=args.resume, verbose=args.verbose)
     _print_run(result)
     return 0
 
 
+def _decisions_override(args: argparse.Namespace) -> list[str]:
+    """``--decisions PATH`` as the recipe override ``data.decisions=PATH`` (quoted: any path is a YAML string)."""
+    return [f"data.decisions={json.dumps(str(args.decisions))}"] if args.decisions else []
+
+
+def _add_decisions(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--decisions", metavar="DECISIONS_CSV",
+                        help=f"a review's decisions.csv (`kerasclf review`): relabel and exclude images before "
+                             f"{what}; the image files stay as they are (recipe key data.decisions)")
+
+
 def cmd_lr_find(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe, list(args.set or []))
-    result = lr_find_recipe(recipe, stage=args.stage, out=args.out)
+    out = Path(args.out) if args.out else lr_find_path(recipe, args.stage)
+    result = lr_find_recipe(recipe, stage=args.stage, out=out, overwrite=args.overwrite)
     chosen = recipe.train.lr_find.suggestion
     print(f"lr-find (stage {args.stage}): valley {result.suggestions['valley']:.2e}  "
-          f"steepest {result.suggestions['steepest']:.2e}  ({len(result.lrs)} steps; plot: {args.out})")
+          f"steepest {result.suggestions['steepest']:.2e}  ({len(result.lrs)} steps; plot: {out})")
     print(f"use it: --set train.{'optimizer' if args.stage == 1 else 'fine_tune'}.learning_rate="
           f"{result.suggestions[chosen]:.2e}  (or learning_rate: find in the recipe)")
     return 0
@@ -154,12 +180,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
             return 0
         rows = predictor.predict_paths(args.paths, top_k=args.top_k, batch_size=args.batch_size, out_csv=args.out)
     else:
+        _say_which_model(Path(args.model))
         rows = predict_paths(args.model, args.paths, top_k=args.top_k, batch_size=args.batch_size,
                              out_csv=args.out, runtime=args.runtime, facts=_model_facts(args))
     print(format_table(rows, limit=None if args.all else 50))
     if args.out:
         print(f"\nwrote {len(rows)} rows to {args.out}")
     return 0
+
+
+def _say_which_model(path: Path) -> None:
+    """Name the model a prediction uses: a run folder's choice on validation (its model card says which),
+    or the file given, with a note when its run chose another one."""
+    run = path if path.is_dir() else path.parent
+    if not (is_run_folder(run) and (run / "model.keras").is_file()):
+        return
+    chosen, why = chosen_model(run)
+    if path.is_dir():
+        print(f"model: {chosen} ({why})")
+    elif path.resolve() != chosen.resolve() and path.suffix == ".keras":
+        print(f"model: {path} as asked; note: its run chose {chosen.name} ({why}); "
+              f"`kerasclf predict {run} ...` uses that")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -192,6 +233,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     """Print the model card of an artefact (a .keras file gets one built from its metadata and run folder)."""
     path = Path(args.model)
+    check_model(path)  # the gate, as for every command that opens a model file (--trust)
     has_card = card_path(path).is_file()
     card = read_card(path) if has_card or artefact_format(path) not in ("keras", "savedmodel") else model_card(path)
     if args.json:
@@ -212,12 +254,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    report = run_check(args.data, out_json=args.json)
+    report = run_check(args.data, out_json=args.json, decisions=args.decisions)
     return 1 if args.strict and report.bad_files else 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    board = compare(args.recipe, overrides=args.set, output_dir=args.output_dir, overwrite=args.overwrite,
+    board = compare(args.recipe, overrides=list(args.set or []) + _decisions_override(args),
+                    output_dir=args.output_dir, overwrite=args.overwrite,
                     tta=args.tta, ensemble=args.ensemble, verbose=args.verbose or 0)
     print(board.table())
     print(f"\ncandidates on validation (gain vs the best single model, {board.best}):")
@@ -262,6 +305,14 @@ def _add_model_facts(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--preprocess", choices=PREPROCESS_MODES,
                    help="what the model expects, when preprocessing is not inside it: scale01 (x/255), tf "
                         "(-1..1), caffe (BGR minus ImageNet mean), torch (ImageNet mean/std), none (raw 0..255)")
+
+
+def _add_trust(parser: argparse.ArgumentParser) -> None:
+    """``--trust``: run a model file the security gate refuses (read by :func:`main`)."""
+    parser.add_argument("--trust", action="store_true",
+                        help="run a model file the security gate refuses (ops or layers beyond tensor math, files "
+                             "outside its folder, custom ops), after a one-line warning; only for a file whose "
+                             "author you trust (`kerasclf scan FILE` shows what it holds); Keras safe_mode stays on")
 
 
 def _model_facts(args: argparse.Namespace) -> ModelFacts:
@@ -386,7 +437,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
                                           ("--build-arg", args.build_arg)) if given] + list(_model_facts(args).given)
         if ignored:
             raise ConfigError(f"--run audits the run's own data with its own model; drop {', '.join(ignored)}")
-        data, features, build_kwargs = load_recipe(run / "recipe.yaml").data.load_spec(), load_model(run / "model.keras"), {}
+        data = load_recipe(run / "recipe.yaml", _decisions_override(args)).data.load_spec()
+        features, build_kwargs = load_model(run / "model.keras"), {}
         out = Path(args.out) if args.out else run / "audit"
     else:
         if not args.data:
@@ -398,7 +450,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     result = audit(data, features=features, build_kwargs=build_kwargs, layer=_layer_arg(args.layer),
                    image_size=_image_size(args), tta=args.tta, folds=args.folds, filter_by=args.filter_by,
                    out_dir=out, cache_dir=args.cache_dir or DEFAULT_CACHE, gallery=args.gallery,
-                   batch_size=args.batch_size, overwrite=args.overwrite, **kw)
+                   batch_size=args.batch_size, overwrite=args.overwrite,
+                   decisions=None if args.run else args.decisions, **kw)
     for r in result.issues[:args.show]:
         print(f"{r['rank']:>4}  {r['file']}  {r['given_label']} -> {r['suggested_label']}  (score {r['score']:.3f})")
     if len(result.issues) > args.show:
@@ -409,6 +462,34 @@ def cmd_audit(args: argparse.Namespace) -> int:
         print(f"skipped {len(result.skipped)} unreadable file(s), listed in {result.files['skipped']} "
               f"(e.g. {result.skipped[0][0]}: {result.skipped[0][1]})")
     print(f"wrote {result.files['csv']} and {result.files['html']} (nothing was moved or changed)")
+    return 0
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    """Write the review page of the sources; serve it on 127.0.0.1 until it is finished or closed."""
+    splits = tuple(s.strip() for s in args.splits.split(",") if s.strip())
+    review = open_review(args.sources, out=args.out, overwrite=args.overwrite, top_losses=args.top_losses,
+                         splits=splits)
+    items = review.found.items
+    reasons = {r: sum(r in it.reasons for it in items) for r in dict.fromkeys(r for it in items for r in it.reasons)}
+    page = review.write_page()
+    earlier = len(review.decisions())
+    print(f"review: {len(items)} images (" + (", ".join(f"{n} {r}" for r, n in reasons.items()) or "nothing found")
+          + f"); page {page}" + (f"; {earlier} earlier decisions in {review.decisions_path}" if earlier else ""))
+    if args.no_serve:
+        print(f"open {page} in a browser: decisions stay in the page; its d key downloads them as decisions.csv")
+        return 0
+    server = review.server(port=args.port)
+    print(f"review page: {server.url}\n(127.0.0.1 only; stops when you press q on the page, close it, or Ctrl-C "
+          f"here; each decision is appended to {review.decisions_path} at once)", flush=True)
+    if not args.no_browser:
+        webbrowser.open(server.url)
+    try:
+        server.serve()
+    except KeyboardInterrupt:
+        print("\nstopped (Ctrl-C)")
+    print(f"{server.written} decisions written to {review.decisions_path} (nothing in the data folder was changed); "
+          f"apply them: kerasclf train RECIPE --decisions {review.decisions_path}")
     return 0
 
 
@@ -423,6 +504,27 @@ def cmd_adopt(args: argparse.Namespace) -> int:
              if any(k.endswith("_added") for k in loaded.meta["adopted_from"]) else ""))
     print(f"model card: {card_path(out)}; now e.g. `kerasclf predict {out} IMAGES`")
     return 0
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    """What each model file is and what it would do beyond computing outputs; exit 1 if any is refused."""
+    refused = unreadable = 0
+    for name in args.files:
+        try:
+            report = scan_model(name)
+        except KerasclfError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            unreadable += 1
+            continue
+        verdict = "ok" if report.ok else f"REFUSED ({len(report.findings)} finding(s); --trust runs it anyway)"
+        print(f"{name}: {report.format}: {verdict}")
+        print(f"  holds: {report.contents}")
+        if report.files:
+            print(f"  reads: {', '.join(report.files)}")
+        for finding in report.findings:
+            print(f"  would {finding.does}: {finding.what}{f' in {finding.where}' if finding.where else ''}")
+        refused += not report.ok
+    return 2 if unreadable else (1 if refused else 0)
 
 
 def cmd_convert_artifact(args: argparse.Namespace) -> int:
@@ -468,6 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--output-dir", help="parent folder of the run folder (default: runs)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     t.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    _add_decisions(t, "the split")
     verbosity(t)
     t.set_defaults(func=cmd_train)
 
@@ -476,7 +579,9 @@ def build_parser() -> argparse.ArgumentParser:
     lf.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe key (repeatable)")
     lf.add_argument("--stage", type=int, choices=(1, 2), default=1,
                     help="1: the first stage (frozen backbone); 2: fine-tuning as train.fine_tune unfreezes")
-    lf.add_argument("--out", default="lr_find.png", help="where the plot goes (default lr_find.png)")
+    lf.add_argument("--out", default=None, help="where the plot goes (default <output_dir>/<name>/lr_find/lr_find.png, "
+                                                "lr_find_stage2.png for --stage 2); the sweep goes beside it as .json")
+    lf.add_argument("--overwrite", action="store_true", help="replace a plot (and its .json) already there")
     lf.set_defaults(func=cmd_lr_find)
 
     z = sub.add_parser("zoo", parents=[common], help="list the models: name, family, params, default input size")
@@ -488,7 +593,8 @@ def build_parser() -> argparse.ArgumentParser:
     rc.set_defaults(func=cmd_recipes)
 
     pr = sub.add_parser("predict", parents=[common], help="classify image files or folders with a saved model")
-    pr.add_argument("model", help="a .keras / .h5 file, an export folder, or a head/clusters .skops")
+    pr.add_argument("model", help="a run folder (the model it chose on validation), a .keras / .h5 file, an export "
+                                   "folder, or a head/clusters .skops")
     pr.add_argument("paths", nargs="+", help="image files and/or folders")
     pr.add_argument("--top-k", type=int, default=3)
     pr.add_argument("--batch-size", type=int, default=32)
@@ -498,6 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--runtime", default="auto", choices=("auto", *RUNTIMES),
                     help="what runs an exported artefact (auto: the fastest installed for its format)")
     _add_model_facts(pr)
+    _add_trust(pr)
     pr.set_defaults(func=cmd_predict)
 
     ex = sub.add_parser("export", parents=[common], help="export a saved model to ONNX / LiteRT / OpenVINO / SavedModel, verified")
@@ -519,11 +626,13 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--max-images", type=int, default=256, help="images used for the check")
     ex.add_argument("--overwrite", action="store_true", help="replace an existing artefact")
     _add_model_facts(ex)
+    _add_trust(ex)
     ex.set_defaults(func=cmd_export)
 
     inf = sub.add_parser("info", parents=[common], help="print the model card of a saved or exported model")
     inf.add_argument("model")
     inf.add_argument("--json", action="store_true", help="the full card as JSON")
+    _add_trust(inf)
     inf.set_defaults(func=cmd_info)
 
     ev = sub.add_parser("evaluate", parents=[common], help="accuracy of a saved model on a folder of class subfolders")
@@ -532,6 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=int, default=32)
     ev.add_argument("--json", help="write all metrics as JSON here")
     _add_model_facts(ev)
+    _add_trust(ev)
     ev.set_defaults(func=cmd_evaluate)
 
     cp = sub.add_parser("compare", parents=[common], help="train several models on one split; leaderboard + report")
@@ -541,6 +651,7 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--overwrite", action="store_true")
     cp.add_argument("--tta", action="store_true", default=None, help="add each model with flip TTA to the candidates")
     cp.add_argument("--ensemble", type=int, default=None, help="add the mean of the top-k models (any kind) to the candidates")
+    _add_decisions(cp, "the split")
     verbosity(cp)
     cp.set_defaults(func=cmd_compare)
 
@@ -553,6 +664,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="comma-separated attribution methods, or none")
     an.add_argument("--gallery", type=int, default=10, help="images per gallery")
     _add_model_facts(an)
+    _add_trust(an)
     an.set_defaults(func=cmd_analyze)
 
     fe = sub.add_parser("features", parents=[common], help="extract (and cache) pooled features of a model on a dataset")
@@ -565,6 +677,7 @@ def build_parser() -> argparse.ArgumentParser:
     fe.add_argument("--batch-size", type=int, default=64)
     fe.add_argument("--cache-dir", default=None, help="feature cache folder (default ~/.cache/kerasclf/features)")
     _add_model_facts(fe)
+    _add_trust(fe)
     _add_builder_options(fe)
     fe.set_defaults(func=cmd_features)
 
@@ -590,6 +703,7 @@ def build_parser() -> argparse.ArgumentParser:
     hd.add_argument("--out", default="runs/head")
     hd.add_argument("--overwrite", action="store_true")
     _add_model_facts(hd)
+    _add_trust(hd)
     _add_builder_options(hd)
     hd.set_defaults(func=cmd_head)
 
@@ -607,6 +721,7 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--out", default="runs/clusters")
     cl.add_argument("--overwrite", action="store_true")
     _add_model_facts(cl)
+    _add_trust(cl)
     _add_builder_options(cl)
     cl.set_defaults(func=cmd_cluster)
 
@@ -616,6 +731,7 @@ def build_parser() -> argparse.ArgumentParser:
     ad.add_argument("--out", required=True, help="the adopted model (.keras or .h5)")
     ad.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     _add_model_facts(ad)
+    _add_trust(ad)
     ad.set_defaults(func=cmd_adopt)
 
     au = sub.add_parser("audit", parents=[common], help="find likely mislabelled images: out-of-fold probabilities + cleanlab; "
@@ -639,7 +755,9 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--show", type=int, default=20, help="issues printed")
     au.add_argument("--batch-size", type=int, default=64)
     au.add_argument("--cache-dir", default=None, help="feature cache folder (default ~/.cache/kerasclf/features)")
+    _add_decisions(au, "the audit (with --run: instead of the recipe's data.decisions)")
     _add_model_facts(au)
+    _add_trust(au)
     _add_builder_options(au)
     au.set_defaults(func=cmd_audit)
 
@@ -649,10 +767,31 @@ def build_parser() -> argparse.ArgumentParser:
                     help="required: loading a joblib file runs any code it holds; give it only for your own file")
     ca.set_defaults(func=cmd_convert_artifact)
 
+    rv = sub.add_parser("review", parents=[common], help="look at what kerasclf found (label issues, conflicts, "
+                        "duplicates, OOD, top losses) in a browser; decisions go to decisions.csv, files stay as they are")
+    rv.add_argument("sources", nargs="+", help="run folders, audit folders (`kerasclf audit`) and check reports "
+                                               "(`kerasclf check DATA --json FILE`) of one data set")
+    rv.add_argument("--out", help="the review folder (default: RUN/review, else <first source>_review); "
+                                  "decisions.csv goes here")
+    rv.add_argument("--overwrite", action="store_true",
+                    help="review other sources in a folder that holds a review (its decisions.csv is kept)")
+    rv.add_argument("--top-losses", type=int, default=50, help="a run's misclassified images with the highest loss shown")
+    rv.add_argument("--splits", default="train,val,test", help="the run splits its model scores (OOD, top losses)")
+    rv.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    rv.add_argument("--no-browser", action="store_true", help="print the address instead of opening a browser")
+    rv.add_argument("--no-serve", action="store_true", help="only write review.html (decisions are downloaded from it)")
+    rv.set_defaults(func=cmd_review)
+
+    sc = sub.add_parser("scan", parents=[common], help="what model files hold beyond tensor math (ops, layers, files "
+                                     "they read); exit 0 clean, 1 refused: the check every command runs")
+    sc.add_argument("files", nargs="+", help="SavedModel folders, .keras / .h5, .onnx, .tflite, OpenVINO .xml")
+    sc.set_defaults(func=cmd_scan)
+
     ck = sub.add_parser("check", parents=[common], help="health check of an image folder (bad files, duplicates, balance)")
     ck.add_argument("data")
     ck.add_argument("--json", help="write the report as JSON here")
     ck.add_argument("--strict", action="store_true", help="exit 1 when bad files are found")
+    _add_decisions(ck, "the check (excluded files are not checked; conflicts use the new labels)")
     ck.set_defaults(func=cmd_check)
     return p
 
@@ -662,7 +801,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     set_quiet(args.quiet)
     try:
-        return int(args.func(args) or 0)
+        with trusted(getattr(args, "trust", False)):  # --trust: refused model files run, each with a warning
+            return int(args.func(args) or 0)
     except KerasclfError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "ModelError",
+    "UnsafeModelError",
     "RunExistsError",
     "UnknownNameError",
     "BackendError",
@@ -37,6 +38,11 @@ class DataError(KerasclfError):
 
 class ModelError(KerasclfError):
     """A model file or model option is wrong (bad file, class-count mismatch, weights)."""
+
+
+class UnsafeModelError(ModelError):
+    """A model file would do more than compute its outputs (read or write files, run Python, load
+    another file); refused by :mod:`kerasclf.security` unless the user trusts its author (``--trust``)."""
 
 
 class BackendError(KerasclfError):

@@ -26,11 +26,12 @@ from kerasclf.data import sources, splits
 from kerasclf.data.pipeline import spec_batches, split_arrays
 from kerasclf.data.spec import DataSpec
 from kerasclf.errors import DataError, ModelError
-from kerasclf.io import LoadedModel, ModelFacts, load_model, read_meta
+from kerasclf.io import LoadedModel, ModelFacts, is_run_folder, load_model, read_meta
 from kerasclf.train.recipe import load_recipe
 from kerasclf.zoo import get_cfg, is_registered
 
-__all__ = ["folder_for_model", "evaluate_model", "analyze_run", "run_split", "labelled_images", "attribute_accuracy"]
+__all__ = ["folder_for_model", "evaluate_model", "analyze_run", "run_split", "run_parts", "is_run_folder",
+           "labelled_images", "attribute_accuracy"]
 
 EXPLAIN_DEFAULT = ("gradcam", "gradcam++", "smoothgrad")
 
@@ -90,16 +91,15 @@ def evaluate_model(model: str | Path, data: str | Path, *, batch_size: int = 32,
     return metrics
 
 
-def _run_parts(run_dir: Path) -> tuple[Any, DataSpec, dict[str, np.ndarray]]:
-    """A run folder's recipe, data spec and split manifest (train/val/test indices)."""
+def run_parts(run_dir: Path) -> tuple[Any, DataSpec, dict[str, np.ndarray]]:
+    """A run folder's recipe, data spec (its ``data.decisions`` applied) and split manifest (train/val/test indices).
+
+    Example:
+        >>> recipe, spec, parts = run_parts(Path("runs/flowers"))   # doctest: +SKIP
+    """
     recipe = load_recipe(run_dir / "recipe.yaml")
     spec = recipe.data.load_spec()
     return recipe, spec, splits.read_manifest(run_dir / "split.csv", spec)
-
-
-def is_run_folder(path: str | Path) -> bool:
-    """Whether ``path`` is a run folder (it holds ``recipe.yaml`` and ``split.csv``)."""
-    return (Path(path) / "recipe.yaml").is_file() and (Path(path) / "split.csv").is_file()
 
 
 def run_split(run_dir: str | Path, split: str = "val", *, image_size: tuple[int, int],
@@ -112,7 +112,7 @@ def run_split(run_dir: str | Path, split: str = "val", *, image_size: tuple[int,
         >>> x, y = run_split("runs/demo", "val", image_size=(32, 32), max_images=100)  # doctest: +SKIP
     """
     run_dir = Path(run_dir)
-    _, spec, parts = _run_parts(run_dir)
+    _, spec, parts = run_parts(run_dir)
     index = parts.get(split, [])
     if not len(index):
         raise DataError(f"{run_dir / 'split.csv'} has no '{split}' images; use --calibration val, test or a folder")
@@ -166,7 +166,7 @@ def analyze_run(target: str | Path, data: str | Path | None = None, *, split: st
         if facts is not None and facts.given:
             raise DataError(f"{target} is a run folder: its model records its facts; drop {', '.join(facts.given)}")
         loaded = load_model(target / "model.keras")
-        recipe, spec, parts = _run_parts(target)
+        recipe, spec, parts = run_parts(target)
         evaluated = split if len(parts.get(split, [])) else "val"
         images, labels = split_arrays(spec, parts[evaluated], image_size=loaded.image_size)
         if evaluated != "val" and len(parts.get("val", [])):
@@ -216,7 +216,7 @@ def attribute_accuracy(run_dir: str | Path, *, batch_size: int = 64) -> dict[str
         raise ModelError(f"{run_dir}: attribute_accuracy needs a multi-label run, this one is "
                          f"{loaded.meta.get('task')!r}")
     size = tuple(loaded.meta["image_size"])
-    _, spec, split_index = _run_parts(run_dir)  # read once: val/test images, training labels (no image decoded)
+    _, spec, split_index = run_parts(run_dir)  # read once: val/test images, training labels (no image decoded)
     for s in ("val", "test"):
         if not len(split_index.get(s, [])):
             raise DataError(f"{run_dir / 'split.csv'} has no '{s}' images; attribute_accuracy needs a "

@@ -217,6 +217,8 @@ def compare(recipe_path: str | Path, *, overrides: list[str] | None = None, outp
     spec = base.data.load_spec()
     s = base.data.split
     manifest = out / "split.csv"
+    if manifest.is_file():  # a resumed comparison: the labels (review decisions included) as they were
+        splits.read_manifest(manifest, spec, same_labels=True)
     splits.split_or_reuse(spec, manifest, (s.train, s.val, s.test), s.seed)
 
     rows: list[dict[str, Any]] = []

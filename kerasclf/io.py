@@ -28,14 +28,17 @@ import numpy as np
 import tensorflow as tf
 
 from kerasclf import __version__
+from kerasclf.data.decisions import manifest_decisions
 from kerasclf.errors import ConfigError, ModelError
+from kerasclf.security import check_model
 from kerasclf.zoo import build, input_size
 from kerasclf.zoo.adapt import adapt, has_input_preprocessing, output_activation
 from kerasclf.zoo.cut import fixed_input
 from kerasclf.zoo.layers import PREPROCESS_MODES, Preprocess
 
 __all__ = ["save_model", "load_model", "LoadedModel", "read_meta", "model_format", "serving_function",
-           "model_card", "write_card", "read_card", "card_path", "ModelFacts", "adopt_model"]
+           "model_card", "write_card", "read_card", "card_path", "ModelFacts", "adopt_model", "chosen_model",
+           "is_run_folder"]
 
 META_NAME = "kerasclf.json"
 H5_ATTR = "kerasclf_meta"
@@ -208,8 +211,11 @@ class LoadedModel:
 
 
 def load_model(path: str | Path, *, num_classes: int | None = None, compile: bool = False,
-               facts: ModelFacts | None = None) -> LoadedModel:
+               facts: ModelFacts | None = None, trust: bool | None = None) -> LoadedModel:
     """Reload a ``.keras`` / ``.h5`` file or an export folder, saved by :func:`save_model` or by anyone.
+
+    The file passes the security gate first (:func:`kerasclf.security.check_model`): one that would
+    do more than compute its outputs is refused before Keras or TensorFlow opens it.
 
     Args:
         path: the saved model.
@@ -218,6 +224,11 @@ def load_model(path: str | Path, *, num_classes: int | None = None, compile: boo
         compile: also restore the optimizer and loss (``.keras``/``.h5`` only).
         facts: what the file cannot say (class names, task, image size, preprocessing), see
             :class:`ModelFacts`; a model without kerasclf metadata is resolved with them.
+        trust: run a file the gate refuses, after a one-line warning (``None``: as an enclosing
+            :func:`kerasclf.security.trusted` block says; default refuse). Keras ``safe_mode`` stays on.
+
+    Raises:
+        UnsafeModelError: the gate refused the file (it names the op, layer or path).
 
     Example:
         >>> m = load_model("notebook.h5", facts=ModelFacts.from_options(classes="cat,dog",  # doctest: +SKIP
@@ -229,6 +240,7 @@ def load_model(path: str | Path, *, num_classes: int | None = None, compile: boo
     if not path.exists():
         raise ModelError(f"model {path} not found; check the path (a run writes runs/<name>/model.keras)")
     fmt = model_format(path)
+    check_model(path, trust=trust)
     meta = read_meta(path)
     try:
         if fmt == "export":
@@ -337,16 +349,59 @@ def model_card(model_path: str | Path, meta: dict[str, Any] | None = None, **ext
     run = model_path.parent
     if (run / "split.csv").is_file():
         card["data"] = {"split_manifest": str(run / "split.csv"), "split_sha256": _sha256(run / "split.csv")}
+        changed = manifest_decisions(run / "split.csv")
+        if changed is not None:  # review decisions (data.decisions) were applied before the split
+            card["data"]["decisions"] = changed
     if (run / "metrics.json").is_file():
         metrics = json.loads((run / "metrics.json").read_text())
-        card["metrics"] = {k: {m: v for m, v in metrics[k].items() if isinstance(v, (int, float))}
-                           for k in ("val", "test") if isinstance(metrics.get(k), dict)}
+        tta = metrics.get("tta") or {}
+        scored = "{}_tta" if tta.get("model") == model_path.name else "{}"  # the run's TTA model: its own scores
+        card["metrics"] = {k: {m: v for m, v in metrics[scored.format(k)].items() if isinstance(v, (int, float))}
+                           for k in ("val", "test") if isinstance(metrics.get(scored.format(k)), dict)}
+        if tta:
+            card["chosen_model"] = _run_choice(tta)
     if (run / "recipe.yaml").is_file():
         card["recipe"] = (run / "recipe.yaml").read_text()
     card["versions"] = {"kerasclf": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
                         "python": platform.python_version()}
     card.update(extra)
     return card
+
+
+def _run_choice(tta: dict[str, Any]) -> dict[str, Any]:
+    """Which of a run's models it chose on validation (``metrics.json``'s ``tta``), and why."""
+    views = "+".join(tta.get("views") or [])
+    plain, with_tta = tta.get("val_plain"), tta.get("val_tta")
+    scores = (f"validation accuracy {with_tta:.4f} with {views} TTA, {plain:.4f} without"
+              if plain is not None and with_tta is not None else "no validation score to compare")
+    if tta.get("chosen"):
+        return {"file": tta["model"], "why": f"{views} TTA won on validation ({scores})"}
+    return {"file": "model.keras", "why": f"{views} TTA did not beat the plain model ({scores})"}
+
+
+def is_run_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a run folder (it holds ``recipe.yaml`` and ``split.csv``)."""
+    return (Path(path) / "recipe.yaml").is_file() and (Path(path) / "split.csv").is_file()
+
+
+def chosen_model(run_dir: str | Path) -> tuple[Path, str]:
+    """The model a run folder chose on validation, as its model card says, and why: ``model.tta.keras``
+    when flip TTA won (``train.tta``), else ``model.keras``.
+
+    Example:
+        >>> path, why = chosen_model("runs/demo")                         # doctest: +SKIP
+        >>> path.name, why
+        ('model.keras', 'the run trained one model')
+    """
+    plain = Path(run_dir) / "model.keras"
+    if not plain.is_file():
+        raise ModelError(f"{run_dir} has no model.keras; give a run folder written by `kerasclf train` or a model file")
+    card = read_card(plain) if card_path(plain).is_file() else model_card(plain)
+    choice = card.get("chosen_model") or {"file": plain.name, "why": "the run trained one model"}
+    path = plain.with_name(choice["file"])
+    if not path.is_file():
+        raise ModelError(f"{path} is missing: the run chose it ({choice['why']}); train the run again")
+    return path, choice["why"]
 
 
 def write_card(artefact: str | Path, card: dict[str, Any]) -> Path:
@@ -393,8 +448,14 @@ def _card_markdown(card: dict[str, Any]) -> str:
     for split, m in (card.get("metrics") or {}).items():
         if "accuracy" in m:
             lines.append(f"- {split} accuracy: {m['accuracy']:.4f}")
+    if "chosen_model" in card:
+        lines.append(f"- the run predicts with {card['chosen_model']['file']}: {card['chosen_model']['why']}")
     if "data" in card:
         lines.append(f"- split manifest sha256: {card['data']['split_sha256'][:16]}...")
+        if "decisions" in card["data"]:
+            d = card["data"]["decisions"]
+            lines.append(f"- review decisions (data.decisions): {d['relabelled']} labels changed, {d['excluded']} "
+                         f"images excluded; split.csv keeps each given label beside the one used")
     if "ood" in card:
         o = card["ood"]
         lines.append(f"- out-of-distribution flag: {o['score']} score above {o['threshold']:g} (fitted on the "

@@ -17,7 +17,7 @@ from kerasclf._files import write_rows
 from kerasclf._progress import progress
 from kerasclf.data.pipeline import file_batches
 from kerasclf.data.reader import collect_image_paths
-from kerasclf.analysis.ood import load_detector, model_outputs, ood_model
+from kerasclf.analysis.ood import load_detector, model_outputs, ood_model, scored_model
 from kerasclf.export.runtimes import open_model
 from kerasclf.io import LoadedModel, ModelFacts
 
@@ -51,7 +51,8 @@ def predict_paths(model: str | Path | Any, paths: Sequence[str | Path], *, top_k
     names, task = loaded.class_names, loaded.task
     thr = float(threshold if threshold is not None else loaded.meta.get("threshold", 0.5))
     detector = load_detector(loaded)  # the run's OOD flag (model.ood.npz beside the model), if it has one
-    ood_net = ood_model(loaded.model) if detector is not None else None
+    scored = scored_model(loaded) if detector is not None else None  # a run's TTA model: its plain model
+    ood_net = ood_model(scored) if detector is not None else None
     rows: list[dict[str, Any]] = []
     batches = file_batches([str(f) for f in files], loaded.image_size, batch_size)
     bar = progress(total=len(files), desc="predict")  # a bar on a terminal only (kerasclf._progress)
@@ -59,8 +60,9 @@ def predict_paths(model: str | Path | Any, paths: Sequence[str | Path], *, top_k
         if len(ok_paths) == 0:
             continue
         if detector is not None:  # one pass gives the features (OOD score) and the probabilities
-            outs = model_outputs(loaded.model, np.asarray(images), batch_size=batch_size, net=ood_net)
-            probs = class_probabilities(outs["probs"], task)
+            outs = model_outputs(scored, np.asarray(images), batch_size=batch_size, net=ood_net)
+            probs = class_probabilities(outs["probs"] if scored is loaded.model else loaded.predict(np.asarray(images)),
+                                        task)
             ood_scores, ood_flags = detector.flag(outs)
         else:
             probs = class_probabilities(loaded.predict(np.asarray(images)), task)

@@ -25,7 +25,7 @@ from kerasclf.zoo.resnet import resnet
 from kerasclf.zoo.transfer import backbone_head
 
 __all__ = ["tiny_cnn", "tiny_transfer", "tiny_resnet", "square_images", "write_image_folder", "assets_dir", "seed_keras_home",
-           "run_apart", "MOBILENET_025_FILE"]
+           "run_apart", "run_python", "python_command", "quiet_env", "MOBILENET_025_FILE"]
 
 MOBILENET_025_FILE = "mobilenet_2_5_224_tf_no_top.h5"
 
@@ -96,14 +96,70 @@ def write_image_folder(root: str | Path, n_per_class: int = 16, size: int = 24, 
     return root
 
 
+#: what a child Python runs first: TensorFlow imported the CLI's quiet way (kerasclf._startup), then the
+#: code (``-c``), module (``-m``) or script file it was given, with ``sys.argv`` as that would see it
+_PRELUDE = """
+import runpy, sys
+from kerasclf._startup import import_tensorflow
+import_tensorflow()
+kind, target, rest = sys.argv[1], sys.argv[2], sys.argv[3:]
+if kind == "-c":
+    sys.argv = ["-c", *rest]
+    exec(compile(target, "<string>", "exec"), {"__name__": "__main__"})
+elif kind == "-m":
+    sys.argv = [target, *rest]
+    runpy.run_module(target, run_name="__main__", alter_sys=True)
+else:
+    sys.argv = [target, *rest]
+    runpy.run_path(target, run_name="__main__")
+"""
+
+
+def quiet_env(**extra: str) -> dict[str, str]:
+    """This process's environment for a child, with TensorFlow's later logs at errors only (what the
+    CLI sets) and ``extra`` on top.
+
+    Example:
+        >>> quiet_env(KERAS_BACKEND="jax")["TF_CPP_MIN_LOG_LEVEL"]
+        '2'
+    """
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"), **extra}
+
+
+def run_python(code_or_script: str | Path, *args: str, module: bool = False, env: dict[str, str] | None = None,
+               timeout: int = 300, **kwargs: Any) -> subprocess.CompletedProcess:
+    """Run Python code (a string), a script file (a ``Path``) or a module (``module=True``) in a fresh
+    process whose TensorFlow imports quietly first, as the ``kerasclf`` command's does: none of its C++
+    start-up lines reach the output. Output is captured as text; ``env`` defaults to :func:`quiet_env`.
+
+    Example:
+        >>> run_python("print('hi')").stdout
+        'hi\\n'
+    """
+    return subprocess.run(python_command(code_or_script, *args, module=module), capture_output=True, text=True,
+                          timeout=timeout, env=quiet_env() if env is None else env, **kwargs)
+
+
+def python_command(code_or_script: str | Path, *args: str, module: bool = False) -> list[str]:
+    """The command line :func:`run_python` runs (for ``subprocess.Popen``: pass ``env=quiet_env()``).
+
+    Example:
+        >>> python_command("print(1)")[-2:]
+        ['-c', 'print(1)']
+    """
+    kind = "-m" if module else ("-c" if isinstance(code_or_script, str) else "file")
+    return [sys.executable, "-c", _PRELUDE, kind, str(code_or_script), *map(str, args)]
+
+
 def run_apart(script: str, done: str = "trained", timeout: int = 300) -> None:
-    """Run the Python ``script`` in a fresh process and assert it exited 0 having printed ``done``,
-    so a crash inside TensorFlow (a segfault, an abort) fails one test instead of the whole suite.
+    """Run the Python ``script`` in a fresh process (:func:`run_python`) and assert it exited 0 having
+    printed ``done``, so a crash inside TensorFlow (a segfault, an abort) fails one test instead of the
+    whole suite.
 
     Example:
         >>> run_apart("print('trained')")
     """
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout)
+    proc = run_python(script, timeout=timeout)
     assert proc.returncode == 0 and done in proc.stdout, proc.stderr[-2000:]
 
 

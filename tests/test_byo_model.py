@@ -6,8 +6,6 @@ and ``.h5``; options (``--classes``, ``--task``, ``--image-size``, ``--preproces
 """
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
@@ -23,7 +21,7 @@ from kerasclf.data.sources import from_folder
 from kerasclf.features.extract import extract_features
 from kerasclf.io import ModelFacts, load_model, read_card, save_model
 from kerasclf.predict import predict_paths
-from kerasclf.testing import tiny_cnn
+from kerasclf.testing import run_python, tiny_cnn
 
 SIZE = 32
 
@@ -139,7 +137,7 @@ def test_predictions_equal_model_predict_after_reload_in_a_fresh_process(byo):
     two loaded cores, mostly importing TensorFlow)."""
     code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import test_byo_model as t; "
             f"from pathlib import Path; print(json.dumps(t.parity(Path(sys.argv[1]))))")
-    proc = subprocess.run([sys.executable, "-c", code, str(byo)], capture_output=True, text=True, timeout=600)
+    proc = run_python(code, str(byo), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     diffs = json.loads(proc.stdout.strip().splitlines()[-1])
     assert len(diffs) == 6 * 2 + 4, diffs
@@ -310,6 +308,7 @@ def cats_dogs(assets_dir, tmp_path):
     return data
 
 
+@pytest.mark.slow  # over 30 s in the 3-worker suite on 2 cores; `pytest -m slow` runs it
 def test_analyze_with_class_folders(keras_home_with_mobilenet, cats_dogs, tmp_path, capsys):
     """The issue's second failure: analyze refused cat/ and dog/ ("it knows: 0"); now the error names
     --classes, and with it the report is written with metrics of the model's own predictions."""
@@ -363,6 +362,7 @@ def test_cluster_flowers_with_mobilenet_by_name_beats_chance(keras_home_with_mob
     assert summary["scores"]["purity"] > 0.35, summary["scores"]  # measured 0.42 (k=5, PCA 20); chance 0.2
 
 
+@pytest.mark.slow  # over 30 s in the 3-worker suite on 2 cores; `pytest -m slow` runs it
 def test_head_command_on_real_flowers_beats_chance_and_its_file_predicts(assets_dir, tmp_path, capsys):
     """`kerasclf head FOLDER` (its defaults: EfficientNet-Lite0 ImageNet features from the installed wheel,
     plain, C chosen on validation) on 40 real photos of each flower class; the saved head predicts from

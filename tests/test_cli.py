@@ -91,6 +91,7 @@ def test_demo_fails_when_its_accuracy_bar_is_not_met(tmp_path, capsys, monkeypat
     assert main(args) == 1  # the default bar is the demo's promise of 0.95
 
 
+@pytest.mark.slow  # over 30 s in the 3-worker suite on 2 cores; `pytest -m slow` runs it
 def test_demo_train_predict_evaluate(tmp_path, capsys):
     """The demo pipeline for 2 epochs, then predict and evaluate on written image files."""
     runs = tmp_path / "runs"

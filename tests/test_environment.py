@@ -43,6 +43,13 @@ def test_readme_opens_with_the_two_setup_lines():
     assert text.index("<!-- setup:begin -->") < 1200  # near the top
 
 
+def test_ci_installs_nothing_the_readme_does_not():
+    """`.ci/run` runs the README's two lines verbatim: no pip install of its own (system packages aside)."""
+    commands = [ln.split("#")[0] for ln in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert not [c for c in commands if re.search(r"\bpip3?\b.*\binstall\b|\buv\b|\bconda\b", c)], commands
+    assert any("setup:begin" in c for c in commands)  # the lines come from the README's block
+
+
 def test_python_claim_matches_code():
     """README, pyproject and environment.yml agree on Python 3.11+ (the suite itself uses tomllib)."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]

@@ -47,8 +47,8 @@ def _quick_args(name, assets):
             "cifar100": ["simple"], "own_folder": [str(assets / "flowers")]}[name]
 
 
-@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.slow) if p.stem == "own_folder" else p
-                                  for p in EXAMPLES], ids=lambda p: p.stem)  # own_folder: six models, ~1.5 min
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.slow) for p in EXAMPLES],
+                         ids=lambda p: p.stem)  # 0.5-2 min each on 2 cores: `pytest -m slow`
 def test_example_runs_quick(path, assets_dir, keras_home_with_mobilenet, tmp_path, monkeypatch, capsys):
     """Every example runs end to end with --quick (executed in this process, not just compiled):
     it trains, scores the test split and prints the figure and the run folder it wrote."""

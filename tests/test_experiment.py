@@ -149,6 +149,7 @@ def test_compare_refuses_a_model_folder_made_by_another_recipe(small_done):
         stored.write_text(original)
 
 
+@pytest.mark.slow  # 35-55 s in the 3-worker suite on 2 cores; `pytest -m slow` runs it
 def test_overwrite_replaces_a_previous_comparison(tmp_path):
     out = tmp_path / "runs" / "small"
     (out / "models" / "cnn").mkdir(parents=True)

@@ -13,6 +13,7 @@ import keras
 import kerasclf
 from kerasclf.errors import ModelError
 from kerasclf.io import load_model, read_meta, save_model
+from kerasclf.testing import quiet_env, run_python
 from kerasclf.zoo import build
 
 FORMATS = ["model.keras", "model.h5", "exported"]
@@ -52,8 +53,8 @@ def test_round_trip_in_fresh_process(tmp_path):
     np.save(tmp_path / "images.npy", images)
     script = tmp_path / "reload.py"
     script.write_text(RELOAD)
-    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "images.npy"), str(tmp_path / "out.json"),
-                           *map(str, paths)], capture_output=True, text=True, timeout=300)
+    proc = run_python(script, str(tmp_path / "images.npy"), str(tmp_path / "out.json"), *map(str, paths),
+                      timeout=600)  # 126-140 s at a load of 6-7 on 2 cores; past 300 s at a load of 11
     assert proc.returncode == 0, proc.stderr[-3000:]
     info = json.loads((tmp_path / "out.json").read_text())
     for path in paths:
@@ -135,8 +136,9 @@ def test_plain_model_save_reloads_with_plain_keras_after_import_kerasclf(tmp_pat
         paths.append(str(path))
     script = tmp_path / "plain_reload.py"
     script.write_text(PLAIN_RELOAD)
+    # not run_python: its quiet TensorFlow import would import kerasclf before the plain-Keras attempt
     proc = subprocess.run([sys.executable, str(script), str(tmp_path / "images.npy"), *paths],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, env=quiet_env())
     assert proc.returncode == 0, proc.stderr[-3000:]
     # every module that registers a custom object is imported by `import kerasclf`
     imported = set((tmp_path / "resnet.keras.modules.txt").read_text().split())

@@ -5,7 +5,6 @@ not installed (``pip install -e .[jax]``).
 """
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -13,10 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from kerasclf.testing import quiet_env
+
 REPO = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("jax") is None,
-                                reason="jax is not installed (pip install -e .[jax])")
+pytestmark = [pytest.mark.extras,  # the [jax] extra; tests/test_extras_optional.py reruns this without it
+              pytest.mark.skipif(importlib.util.find_spec("jax") is None,
+                                 reason="jax is not installed (pip install -e .[jax])")]
 
 SCRIPT = textwrap.dedent("""
     import json, sys
@@ -56,7 +58,8 @@ SCRIPT = textwrap.dedent("""
 def test_simple_cnn_trains_on_jax_without_tensorflow(tmp_path):
     script = tmp_path / "jax_train.py"
     script.write_text(SCRIPT)
-    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO),
+    # not run_python: its quiet TensorFlow import is what this child must do without
+    env = quiet_env(KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO),
                XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=2")
     proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]

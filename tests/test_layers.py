@@ -11,13 +11,15 @@ ROOT = Path(kerasclf.__file__).parent
 #: each part may import only the parts below it (DESIGN.md's layers)
 LAYERS = [
     {"errors", "_startup", "_files", "_progress"},
-    {"data", "zoo", "recipes"},
+    {"data", "zoo", "recipes", "formats"},
+    {"security"},
     {"io", "testing"},
     {"export"},
     {"analysis"},
     {"features", "train", "predict"},
     {"candidates"},
     {"evaluate", "experiment"},
+    {"review"},
     {"cli"},
 ]
 

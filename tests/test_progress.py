@@ -5,10 +5,13 @@ import io
 import pytest
 
 from kerasclf import _progress
+from kerasclf._progress import fit_verbose
 from kerasclf.cli import build_parser, main
+from kerasclf.data.spec import DataSpec
 from kerasclf.io import save_model
 from kerasclf.predict import predict_paths
-from kerasclf.testing import tiny_cnn, write_image_folder
+from kerasclf.testing import square_images, tiny_cnn, write_image_folder
+from kerasclf.train import Recipe, train
 
 
 class Terminal(io.StringIO):
@@ -73,3 +76,24 @@ def test_every_command_takes_quiet_before_or_after_it():
     assert parser.parse_args(["predict", "m.keras", "x.png", "--quiet"]).quiet is True
     assert parser.parse_args(["--quiet", "predict", "m.keras", "x.png"]).quiet is True  # not undone by the command
     assert parser.parse_args(["predict", "m.keras", "x.png"]).quiet is False
+
+
+def test_training_output_in_a_log_file_is_one_line_per_epoch(tmp_path, capsys, monkeypatch):
+    """train.verbose 1 drew Keras's bar with carriage returns even into a file (hundreds of fragments per
+    epoch); with stdout not a terminal each epoch is one line. On a terminal the bar stays."""
+    monkeypatch.delenv("KERASCLF_QUIET", raising=False)
+    recipe = Recipe.from_dict({"name": "log", "output_dir": str(tmp_path), "model": "simple_cnn",
+                               "data": {"source": "digits", "image_size": [24, 24], "batch_size": 64},
+                               "train": {"epochs": 2, "verbose": 1, "ood": False, "tensorboard": False}})
+    train(recipe, spec=DataSpec.from_arrays(*square_images(40, 24, 3)))
+    out = capsys.readouterr().out
+    assert "\r" not in out and "\b" not in out, repr(out[:300])
+    assert len([ln for ln in out.splitlines() if " - loss: " in ln]) == 2, out  # one line per epoch
+    assert fit_verbose(0) == 0 and fit_verbose(2) == 2
+    monkeypatch.setattr("sys.stdout", Terminal())
+    assert fit_verbose(1) == 1  # a terminal keeps Keras's bar
+    _progress.set_quiet(True)
+    try:
+        assert fit_verbose(1) == 2  # --quiet: no bar
+    finally:
+        _progress.set_quiet(False)

@@ -6,6 +6,7 @@ import sys
 import textwrap
 
 from kerasclf._startup import _filtered_stderr, is_noise, wants_tf_logs
+from kerasclf.testing import run_python
 
 STARTUP_LINES = ("All log messages before absl::InitializeLog()", "oneDNN custom operations are on",
                  "cudart_stub", "Could not find cuda drivers", "I0000 ")
@@ -71,3 +72,12 @@ def test_noise_and_verbose_rules():
     assert not wants_tf_logs(["train.py", "--verbose"], {})  # someone else's program
     assert wants_tf_logs(["train.py"], {"KERASCLF_VERBOSE": "1"})
     assert not wants_tf_logs(["train.py"], {"KERASCLF_VERBOSE": "0"})
+
+
+def test_a_test_subprocess_prints_no_startup_lines():
+    """What tests spawn (kerasclf.testing.run_python / run_apart) imports TensorFlow as quietly as the CLI."""
+    proc = run_python("import tensorflow as tf, keras\n"
+                      "print(float(tf.reduce_sum(keras.ops.ones((2, 2)))))")
+    assert proc.returncode == 0 and proc.stdout.strip() == "4.0", proc.stderr
+    assert not [ln for ln in proc.stderr.splitlines() if any(s in ln for s in STARTUP_LINES)], proc.stderr
+    assert proc.stderr.strip() == ""

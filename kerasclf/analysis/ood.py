@@ -38,7 +38,7 @@ from kerasclf.errors import DataError, ModelError
 from kerasclf.zoo.cut import feature_model
 
 __all__ = ["KINDS", "DEFAULT_KIND", "OodDetector", "ood_model", "model_outputs", "ood_scores", "fit_detector", "auroc",
-           "ood_path", "load_detector", "fit_split_detector"]
+           "ood_path", "load_detector", "scored_model", "fit_split_detector"]
 
 KINDS = ("msp", "energy", "mahalanobis")
 #: the score a run fits (chosen by measurement: benchmarks/label_quality.py)
@@ -223,11 +223,22 @@ def ood_path(model_path: str | Path) -> Path:
 
 def load_detector(loaded: Any) -> OodDetector | None:
     """The detector saved beside a loaded Keras model (:func:`ood_path`), else ``None``
-    (an exported artefact, or a model trained before the flag existed)."""
+    (an exported artefact, or a model trained before the flag existed). A run's flip-TTA model
+    (``tta_of`` in its metadata) has its plain model's: the flag scores the plain model's outputs
+    (:func:`scored_model`)."""
     if getattr(loaded, "format", None) not in ("keras", "h5"):
         return None
-    path = ood_path(loaded.path)
+    plain = loaded.meta.get("tta_of")
+    path = ood_path(loaded.path.with_name(plain) if plain else loaded.path)
     return OodDetector.load(path) if path.is_file() else None
+
+
+def scored_model(loaded: Any) -> Any:
+    """The Keras model whose outputs :func:`load_detector`'s flag scores: the model itself, or, for a
+    run's TTA model, the plain model nested in it (:func:`kerasclf.export.compose.tta_model`)."""
+    if not loaded.meta.get("tta_of"):
+        return loaded.model
+    return next(layer for layer in loaded.model.layers if isinstance(layer, keras.Model))
 
 
 def fit_split_detector(model: Any, spec: Any, parts: dict[str, np.ndarray], image_size: tuple[int, int], *,

@@ -24,7 +24,7 @@ from typing import Any
 
 from kerasclf.errors import DataError
 
-__all__ = ["Section", "Table", "write_report", "gap_sentence", "SECTION_IDS"]
+__all__ = ["Section", "Table", "write_report", "gap_sentence", "image_uri", "SECTION_IDS"]
 
 SECTION_IDS = {
     "leaderboard": "Leaderboard",
@@ -125,7 +125,13 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _image_uri(src: Any) -> str:
+def image_uri(src: Any) -> str:
+    """A ``data:`` URI of a PNG / JPEG / SVG file or its bytes (what the page embeds instead of a link).
+
+    Example:
+        >>> image_uri(b"\\xff\\xd8abc")[:30]
+        'data:image/jpeg;base64,/9hhYmM='
+    """
     if isinstance(src, (bytes, bytearray)):
         data = bytes(src)
     else:
@@ -164,7 +170,7 @@ def _section_html(s: Section) -> str:
     for img in s.images:
         src, caption = (img if isinstance(img, tuple) else (img, ""))
         alt = caption or (Path(src).stem if isinstance(src, (str, Path)) else s.title)
-        parts.append(f"<figure><img src='{_image_uri(src)}' alt='{_esc(alt)}'{style}>"
+        parts.append(f"<figure><img src='{image_uri(src)}' alt='{_esc(alt)}'{style}>"
                      + (f"<figcaption>{_esc(caption)}</figcaption>" if caption else "") + "</figure>")
     parts.append("</section>")
     return "\n".join(parts)

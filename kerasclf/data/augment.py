@@ -64,20 +64,23 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import itertools
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import keras
 import numpy as np
 
+from kerasclf.data._seeds import derive_seed
 from kerasclf.errors import ConfigError, UnknownNameError
 
-__all__ = ["AugmentPolicy", "RandomAffine", "get_policy", "list_policies", "augment_in_model", "POLICIES"]
+__all__ = ["AugmentPolicy", "RandomAffine", "get_policy", "list_policies", "augment_in_model", "keyed_randomness",
+           "POLICIES"]
 
 Spec = dict[str, Any]
 
@@ -212,16 +215,67 @@ def _random_affine_cls() -> type:
     return RandomAffine
 
 
+# ----------------------------------------------------------------------------- keyed randomness
+class _KeyedSeed(keras.random.SeedGenerator):
+    """Stands in for a layer's seed generator while a batch is traced: draw ``n`` gets the stateless
+    seed ``derive_seed(key, n)``, so the batch's randomness is a function of ``key`` alone."""
+
+    def __init__(self, key: Any):  # no state variable: nothing is carried between batches
+        self._key, self._draws = key, itertools.count()
+
+    def next(self, ordered: bool = True) -> Any:
+        return derive_seed(self._key, next(self._draws))
+
+
+@contextlib.contextmanager
+def keyed_randomness(layers: Sequence[Any], key: Any) -> Iterator[None]:
+    """While tracing ``layers``' calls, draw their random numbers from ``key`` (an int64 ``[2]`` tensor)
+    instead of their seed generators' state: every ``keras.random.SeedGenerator`` the layers (and their
+    sub-layers) hold, and the TensorFlow one a layer makes for tf.data on another backend.
+
+    Example:
+        >>> import tensorflow as tf
+        >>> flip = keras.layers.RandomFlip("horizontal", seed=0)
+        >>> x = tf.reshape(tf.range(8.0), (2, 2, 2, 1))
+        >>> def run(key):
+        ...     with keyed_randomness([flip], tf.constant(key, tf.int64)):
+        ...         return flip(x, training=True).numpy()
+        >>> bool((run([1, 2]) == run([1, 2])).all())
+        True
+    """
+    keyed = _KeyedSeed(key)
+    saved: list[tuple[Any, str, Any]] = []
+    for layer in layers:
+        for sub in layer._flatten_layers(include_self=True, recursive=True):
+            for name, value in list(vars(sub).items()):
+                if isinstance(value, keras.random.SeedGenerator):
+                    saved.append((sub, name, value))
+                    object.__setattr__(sub, name, keyed)  # not Layer.__setattr__: nothing gets tracked
+            if hasattr(sub, "_get_seed_generator"):  # a preprocessing layer in tf.data off the TensorFlow backend
+                saved.append((sub, "_backend_generators", vars(sub).get("_backend_generators")))
+                object.__setattr__(sub, "_backend_generators",
+                                   {**(vars(sub).get("_backend_generators") or {}), "tensorflow": keyed})
+    try:
+        yield
+    finally:
+        for sub, name, value in reversed(saved):
+            if value is None and name == "_backend_generators":
+                object.__delattr__(sub, name)
+            else:
+                object.__setattr__(sub, name, value)
+
+
 # ----------------------------------------------------------------------------- steps
 @dataclass
 class _KerasStep:
     layers: list[Any]
 
-    def __call__(self, images: Any, labels: Any) -> tuple[Any, Any]:
+    def __call__(self, images: Any, labels: Any, key: Any = None) -> tuple[Any, Any]:
         import tensorflow as tf  # TensorFlow is optional when Keras runs on JAX
 
-        for layer in self.layers:
-            images = tf.cast(layer(images, training=True), tf.float32)
+        with keyed_randomness(self.layers, key) if key is not None else contextlib.nullcontext():
+            for layer in self.layers:
+                images = tf.cast(layer(images, training=True), tf.float32)
         return tf.clip_by_value(images, 0.0, 255.0), labels
 
 
@@ -230,7 +284,7 @@ class _MixStep:
     layer: Any
     num_classes: int | None
 
-    def __call__(self, images: Any, labels: Any) -> tuple[Any, Any]:
+    def __call__(self, images: Any, labels: Any, key: Any = None) -> tuple[Any, Any]:
         import tensorflow as tf  # TensorFlow is optional when Keras runs on JAX
 
         if labels.dtype.is_integer or len(labels.shape) == 1:
@@ -241,7 +295,8 @@ class _MixStep:
                     f"categorical_crossentropy)")
             labels = tf.one_hot(tf.cast(tf.reshape(labels, [-1]), tf.int32), self.num_classes)
         labels = tf.cast(labels, tf.float32)
-        out = self.layer({"images": images, "labels": labels}, training=True)
+        with keyed_randomness([self.layer], key) if key is not None else contextlib.nullcontext():
+            out = self.layer({"images": images, "labels": labels}, training=True)
         images = tf.clip_by_value(tf.cast(out["images"], tf.float32), 0.0, 255.0)
         return images, tf.cast(out["labels"], tf.float32)
 
@@ -278,15 +333,18 @@ class _AlbStep:
         with self._lock:
             self._free.append(comp)
 
-    def _numpy(self, images: np.ndarray) -> np.ndarray:
+    def _numpy(self, images: np.ndarray, key: np.ndarray | None = None) -> np.ndarray:
         if images.shape[-3] * images.shape[-2] < self.SERIAL_BELOW_PIXELS:
             with self._serial:
-                return self._run(images)
-        return self._run(images)
+                return self._run(images, key)
+        return self._run(images, key)
 
-    def _run(self, images: np.ndarray) -> np.ndarray:
+    def _run(self, images: np.ndarray, key: np.ndarray | None = None) -> np.ndarray:
         comp = self._acquire()
         try:
+            if key is not None:  # a keyed batch: its draws depend on the key, not on which Compose ran it
+                a, b = (int(v) for v in np.asarray(key, np.int64))
+                comp.set_random_seed((a ^ b) % 2 ** 32)
             return self._augment(comp, images)
         finally:
             self._release(comp)
@@ -303,11 +361,12 @@ class _AlbStep:
         out = u8.astype(np.float32)
         return out[0] if images.ndim == 3 else out
 
-    def __call__(self, images: Any, labels: Any) -> tuple[Any, Any]:
+    def __call__(self, images: Any, labels: Any, key: Any = None) -> tuple[Any, Any]:
         import tensorflow as tf  # TensorFlow is optional when Keras runs on JAX
 
         shape = images.shape
-        out = tf.numpy_function(self._numpy, [tf.cast(images, tf.float32)], tf.float32, stateful=True)
+        args = [tf.cast(images, tf.float32)] + ([tf.cast(key, tf.int64)] if key is not None else [])
+        out = tf.numpy_function(self._numpy, args, tf.float32, stateful=key is None)
         out.set_shape(shape)
         return out, labels
 
@@ -334,14 +393,20 @@ class AugmentPolicy:
     uses_albumentations: bool = False
     one_hot_labels: bool = False
 
-    def __call__(self, images: Any, labels: Any) -> tuple[Any, Any]:
-        """Augment a batch (or one image): float32 0..255 in, float32 0..255 out."""
+    def __call__(self, images: Any, labels: Any, key: Any = None) -> tuple[Any, Any]:
+        """Augment a batch (or one image): float32 0..255 in, float32 0..255 out.
+
+        ``key`` (an int64 ``[2]`` tensor, e.g. :func:`kerasclf.data._seeds.derive_seed` of the seed, the
+        pass and the batch): every random draw is a function of it (the same key, the same augmentation,
+        whatever ran before); without it the layers' seed generators and the transforms' random state
+        advance from call to call.
+        """
         import tensorflow as tf  # TensorFlow is optional when Keras runs on JAX
 
         images = tf.cast(images, tf.float32)
         labels = tf.convert_to_tensor(labels)
-        for step in self.steps:
-            images, labels = step(images, labels)
+        for i, step in enumerate(self.steps):
+            images, labels = step(images, labels, None if key is None else derive_seed(key, i))
         return images, labels
 
 

@@ -44,6 +44,7 @@ import numpy as np
 from PIL import Image
 
 from kerasclf._progress import progress
+from kerasclf.data.decisions import apply_decisions
 from kerasclf.data.reader import inspect_image
 from kerasclf.data.sources import from_folder
 from kerasclf.data.spec import DataSpec
@@ -356,7 +357,8 @@ def check_dataset(spec_or_path: DataSpec | str | os.PathLike, *,
                   splits: Mapping[str, Sequence[int]] | Sequence[str] | None = None,
                   min_per_class: int = 10, tiny: int = 32, huge: int = 4096,
                   near_dup_threshold: int = 4, hash_name: str = "phash",
-                  max_pixels: int | None = None, workers: int = 8) -> CheckReport:
+                  max_pixels: int | None = None, workers: int = 8,
+                  decisions: str | os.PathLike | Sequence[str | os.PathLike] | None = None) -> CheckReport:
     """Check a dataset and return a :class:`CheckReport`; never modifies the files.
 
     Args:
@@ -373,6 +375,9 @@ def check_dataset(spec_or_path: DataSpec | str | os.PathLike, *,
         hash_name: the ``imagehash`` function: ``phash`` | ``dhash`` | ``ahash`` | ``whash``.
         max_pixels: the reader's decompression-bomb guard.
         workers: threads reading files.
+        decisions: a review's ``decisions.csv`` (or several), applied first
+            (:func:`~kerasclf.data.decisions.apply_decisions`): excluded files are not checked and
+            label conflicts are judged on the labels a run with ``data.decisions`` would use.
 
     Returns:
         The report.
@@ -396,6 +401,8 @@ def check_dataset(spec_or_path: DataSpec | str | os.PathLike, *,
     else:
         spec = from_folder(spec_or_path, follow_symlinks=False)
         root = os.fspath(spec_or_path)
+    if decisions:
+        spec = apply_decisions(spec, decisions)
     if spec.paths is None:
         raise ConfigError(f"{spec.source}: the health check needs image files (this source holds arrays)")
     report = CheckReport(root=root, min_per_class=min_per_class)

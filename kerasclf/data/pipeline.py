@@ -28,16 +28,19 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
 
+from kerasclf.data._seeds import derive_seed
+from kerasclf.data.augment import AugmentPolicy
 from kerasclf.data.reader import DEFAULT_MAX_PIXELS, ImageReadError, probe_image, read_image
 from kerasclf.data.spec import DataSpec
 from kerasclf.errors import ConfigError, DataError
 
-__all__ = ["make_dataset", "prevalidate", "file_batches", "FileBatches", "spec_batches", "split_arrays"]
+__all__ = ["make_dataset", "make_passes", "Passes", "prevalidate", "file_batches", "FileBatches", "spec_batches", "split_arrays"]
 
 _FAST_MODES = {"JPEG": {"RGB", "L"}, "PNG": {"RGB", "RGBA", "L", "LA", "P"}, "GIF": {"P", "L", "RGB"},
                "BMP": {"RGB"}}
@@ -124,6 +127,126 @@ def _drop_ok(x: Any, y: Any, ok: Any) -> tuple[Any, Any]:
     return x, y
 
 
+class _Items:
+    """The items of one split on their way to tensors: pre-validated once (unusable files left out and
+    recorded), then a cheap :meth:`source` (arrays or paths with labels) that :meth:`decode` turns into
+    ``(uint8 image (H, W, channels), label)`` elements. :func:`make_dataset` and :func:`make_passes` share it."""
+
+    def __init__(self, spec: DataSpec, index: Sequence[int] | np.ndarray | None, image_size: Sequence[int],
+                 channels: int, max_pixels: int | None, deterministic: bool):
+        if channels not in (1, 3):
+            raise ConfigError(f"channels={channels}: use 1 or 3")
+        self.spec, self.channels, self.deterministic = spec, channels, deterministic
+        self.h, self.w = (int(image_size[0]), int(image_size[1]))
+        idx = np.arange(len(spec)) if index is None else np.asarray(index, dtype=int)
+        labels = _labels_for(spec, spec.labels[idx])
+        self.limit = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
+        if spec.images is not None:
+            self.arrays: tuple[Any, ...] = (spec.images[idx], labels)
+            self.kind = "same" if (spec.images.shape[1:3] == (self.h, self.w)
+                                   and spec.images.shape[-1] == channels) else "arrays"
+        else:
+            paths = [spec.paths[i] for i in idx]
+            flags, bad = prevalidate(paths, max_pixels=self.limit)
+            _record(spec, bad)
+            keep = flags >= 0
+            paths = [p for p, k in zip(paths, keep) if k]
+            labels, flags = labels[keep], flags[keep]
+            if not paths:
+                self.arrays, self.kind = (np.zeros((0, self.h, self.w, channels), np.uint8), labels), "same"
+            elif (flags > 0).all():  # all files plain: no cond, no Python
+                self.arrays, self.kind = (paths, labels), "fast"
+            else:
+                self.arrays, self.kind = (paths, labels, flags), "mixed"
+        self.n = len(self.arrays[0])  # usable items
+        self.n_requested = len(idx)
+
+    def source(self) -> Any:
+        """The cheap items (arrays or paths, labels[, decoder flags]): shuffle them here to shuffle before decoding."""
+        return tf.data.Dataset.from_tensor_slices(self.arrays)
+
+    def decode(self, ds: Any) -> Any:
+        """:meth:`source` items -> ``(uint8 image, label)``; a file that fails to decode is dropped and recorded."""
+        h, w, channels, spec, limit = self.h, self.w, self.channels, self.spec, self.limit
+        autotune, deterministic = tf.data.AUTOTUNE, self.deterministic
+
+        def resize(img: Any) -> Any:  # (h, w, 3) uint8 -> (H, W, channels) uint8
+            img = tf.image.resize(tf.cast(img, tf.float32), (h, w), method="bilinear")
+            img = tf.cast(tf.clip_by_value(tf.round(img), 0.0, 255.0), tf.uint8)
+            if channels == 1:
+                img = tf.image.rgb_to_grayscale(img)
+            return img
+
+        def to_size(img: Any) -> Any:
+            img = tf.ensure_shape(img, [None, None, None])
+            c = tf.shape(img)[-1]
+            img = tf.cond(c == 1, lambda: tf.repeat(img[..., :1], 3, axis=-1), lambda: img[..., :3])
+            img.set_shape([None, None, 3])
+            return resize(img)
+
+        def pil_read(p: bytes) -> tuple[np.ndarray, bool]:
+            path = p.decode("utf-8", "surrogateescape")
+            try:
+                return read_image(path, max_pixels=limit), np.bool_(True)
+            except ImageReadError as e:
+                _record(spec, [(path, e.reason)])
+            except Exception as e:  # noqa: BLE001 - never crash mid-epoch
+                _record(spec, [(path, f"unreadable ({type(e).__name__}: {str(e)[:100]})")])
+            return np.zeros((1, 1, 3), np.uint8), np.bool_(False)
+
+        def slow(p: Any) -> tuple[Any, Any]:
+            img, ok = tf.numpy_function(pil_read, [p], [tf.uint8, tf.bool], stateful=False)
+            img.set_shape([None, None, 3])
+            ok.set_shape([])
+            return img, ok
+
+        def fast(p: Any) -> tuple[Any, Any]:
+            img = tf.io.decode_image(tf.io.read_file(p), channels=3, expand_animations=False)
+            img.set_shape([None, None, 3])
+            return img, tf.constant(True)
+
+        def load(p: Any, y: Any, f: Any) -> tuple[Any, Any, Any]:
+            img, ok = tf.cond(f > 0, lambda: fast(p), lambda: slow(p))
+            return to_size(img), y, ok
+
+        def load_fast(p: Any, y: Any) -> tuple[Any, Any]:
+            return resize(fast(p)[0]), y
+
+        if self.kind == "same":
+            return ds
+        if self.kind == "arrays":
+            return ds.map(lambda x, y: (to_size(x), y), num_parallel_calls=autotune, deterministic=deterministic)
+        if self.kind == "fast":
+            ds = ds.map(load_fast, num_parallel_calls=autotune, deterministic=deterministic)
+            # a file TF's decoder rejects after all is dropped instead of stopping the epoch
+            return ds.ignore_errors(log_warning=True)
+        ds = ds.map(load, num_parallel_calls=autotune, deterministic=deterministic)
+        return ds.ignore_errors(log_warning=True).filter(_ok).map(_drop_ok)
+
+    def cached(self, ds: Any, cache: str | None) -> Any:
+        return ds.cache("" if cache == "memory" else str(cache)) if cache else ds
+
+    def batches(self, ds: Any, batch_size: int, drop_remainder: bool = False) -> Any:
+        """Batch and make float32 (0..255): every pipeline's last steps before augmentation."""
+        if batch_size < 1:
+            raise ConfigError(f"batch_size={batch_size}: must be at least 1")
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=tf.data.AUTOTUNE,
+                      deterministic=self.deterministic)
+        return ds.map(_float, num_parallel_calls=tf.data.AUTOTUNE, deterministic=self.deterministic)
+
+
+def _float(x: Any, y: Any) -> tuple[Any, Any]:
+    return tf.cast(x, tf.float32), y
+
+
+def _with_options(ds: Any, deterministic: bool) -> Any:
+    opts = tf.data.Options()
+    opts.deterministic = deterministic
+    opts.experimental_optimization.map_parallelization = True
+    opts.experimental_optimization.parallel_batch = True
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(opts)
+
+
 def make_dataset(spec: DataSpec, index: Sequence[int] | np.ndarray | None = None, *,
                  image_size: Sequence[int] = (224, 224), channels: int = 3, batch_size: int = 32,
                  shuffle: bool = False, seed: int | None = None, cache: str | None = "memory",
@@ -150,119 +273,114 @@ def make_dataset(spec: DataSpec, index: Sequence[int] | np.ndarray | None = None
     Returns:
         A dataset yielding float32 images ``(B, H, W, channels)`` in 0..255 and labels: int32
         ``(B,)`` for multiclass, float32 ``(B, 1)`` for binary, float32 ``(B, K)`` for multilabel.
-        Unusable files are left out and listed in ``spec.skipped``.
+        Unusable files are left out and listed in ``spec.skipped``. Training uses :func:`make_passes`
+        instead: each pass keyed by its number.
 
     Example:
         >>> ds = make_dataset(spec, parts["train"], image_size=(224, 224), shuffle=True, seed=42)  # doctest: +SKIP
     """
-    if channels not in (1, 3):
-        raise ConfigError(f"channels={channels}: use 1 or 3")
-    if batch_size < 1:
-        raise ConfigError(f"batch_size={batch_size}: must be at least 1")
-    h, w = (int(image_size[0]), int(image_size[1]))
-    idx = np.arange(len(spec)) if index is None else np.asarray(index, dtype=int)
-    labels = _labels_for(spec, spec.labels[idx])
-    autotune = tf.data.AUTOTUNE
     deterministic = seed is not None or not shuffle
+    items = _Items(spec, index, image_size, channels, max_pixels, deterministic)
     early = bool(shuffle and not cache)  # no cache: shuffle the cheap items before decoding
-
-    def source(*arrays: Any) -> Any:
-        d = tf.data.Dataset.from_tensor_slices(arrays)
-        if early:
-            d = d.shuffle(max(1, len(arrays[0])), seed=seed, reshuffle_each_iteration=True)
-        return d
-
-    def to_size(img: Any) -> Any:
-        img = tf.ensure_shape(img, [None, None, None])
-        c = tf.shape(img)[-1]
-        img = tf.cond(c == 1, lambda: tf.repeat(img[..., :1], 3, axis=-1), lambda: img[..., :3])
-        img.set_shape([None, None, 3])
-        return resize(img)
-
-    def resize(img: Any) -> Any:  # (h, w, 3) uint8 -> (H, W, channels) uint8
-        img = tf.image.resize(tf.cast(img, tf.float32), (h, w), method="bilinear")
-        img = tf.cast(tf.clip_by_value(tf.round(img), 0.0, 255.0), tf.uint8)
-        if channels == 1:
-            img = tf.image.rgb_to_grayscale(img)
-        return img
-
-    if spec.images is not None:
-        images = spec.images[idx]
-        ds = source(images, labels)
-        same = images.shape[1:3] == (h, w) and images.shape[-1] == channels
-        if not same:
-            ds = ds.map(lambda x, y: (to_size(x), y), num_parallel_calls=autotune, deterministic=deterministic)
-    else:
-        paths = [spec.paths[i] for i in idx]
-        limit = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
-        flags, bad = prevalidate(paths, max_pixels=limit)
-        _record(spec, bad)
-        keep = flags >= 0
-        paths = [p for p, k in zip(paths, keep) if k]
-        labels, flags = labels[keep], flags[keep]
-        if not paths:
-            ds = tf.data.Dataset.from_tensor_slices((np.zeros((0, h, w, channels), np.uint8), labels))
-        else:
-            def pil_read(p: bytes) -> tuple[np.ndarray, bool]:
-                path = p.decode("utf-8", "surrogateescape")
-                try:
-                    return read_image(path, max_pixels=limit), np.bool_(True)
-                except ImageReadError as e:
-                    _record(spec, [(path, e.reason)])
-                except Exception as e:  # noqa: BLE001 - never crash mid-epoch
-                    _record(spec, [(path, f"unreadable ({type(e).__name__}: {str(e)[:100]})")])
-                return np.zeros((1, 1, 3), np.uint8), np.bool_(False)
-
-            def slow(p: Any) -> tuple[Any, Any]:
-                img, ok = tf.numpy_function(pil_read, [p], [tf.uint8, tf.bool], stateful=False)
-                img.set_shape([None, None, 3])
-                ok.set_shape([])
-                return img, ok
-
-            def fast(p: Any) -> tuple[Any, Any]:
-                img = tf.io.decode_image(tf.io.read_file(p), channels=3, expand_animations=False)
-                img.set_shape([None, None, 3])
-                return img, tf.constant(True)
-
-            def load(p: Any, y: Any, f: Any) -> tuple[Any, Any, Any]:
-                img, ok = tf.cond(f > 0, lambda: fast(p), lambda: slow(p))
-                return to_size(img), y, ok
-
-            def load_fast(p: Any, y: Any) -> tuple[Any, Any]:  # all files plain: no cond, no Python
-                return resize(fast(p)[0]), y
-
-            if (flags > 0).all():
-                ds = source(paths, labels)
-                ds = ds.map(load_fast, num_parallel_calls=autotune, deterministic=deterministic)
-                # a file TF's decoder rejects after all is dropped instead of stopping the epoch
-                ds = ds.ignore_errors(log_warning=True)
-            else:
-                ds = source(paths, labels, flags)
-                ds = ds.map(load, num_parallel_calls=autotune, deterministic=deterministic)
-                ds = ds.ignore_errors(log_warning=True)
-                ds = ds.filter(_ok).map(_drop_ok)
-    if cache:
-        ds = ds.cache("" if cache == "memory" else str(cache))
+    ds = items.source()
+    if early:
+        ds = ds.shuffle(max(1, items.n), seed=seed, reshuffle_each_iteration=True)
+    ds = items.cached(items.decode(ds), cache)
     if shuffle and not early:
-        n = max(1, len(idx))
-        ds = ds.shuffle(min(n, 50_000), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(min(max(1, items.n_requested), 50_000), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder,
-                  num_parallel_calls=autotune, deterministic=deterministic)
-
-    def finish(x: Any, y: Any) -> tuple[Any, Any]:
-        return tf.cast(x, tf.float32), y
-
-    ds = ds.map(finish, num_parallel_calls=autotune, deterministic=deterministic)
+    ds = items.batches(ds, batch_size, drop_remainder)
     if augment is not None:
-        ds = ds.map(augment, num_parallel_calls=autotune, deterministic=deterministic)
-    ds = ds.prefetch(autotune)
-    opts = tf.data.Options()
-    opts.deterministic = deterministic
-    opts.experimental_optimization.map_parallelization = True
-    opts.experimental_optimization.parallel_batch = True
-    return ds.with_options(opts)
+        ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    return _with_options(ds, deterministic)
+
+
+@dataclass
+class Passes:
+    """The passes over a training split, each keyed by its number: pass ``p``'s order and augmentation
+    depend only on the seed and ``p``, never on the passes made before it, so a run that resumes at
+    epoch ``p`` reads it at once (nothing is replayed).
+
+    ``build(p)`` makes pass ``p`` (an int64 scalar tensor) as a batched dataset; :meth:`one` gives a
+    numbered pass, :meth:`epochs` the pass a :class:`tf.Variable` names when an iterator starts (what
+    ``fit`` reads: one pass per epoch), :meth:`stream` passes ``first, first + 1, ...`` without end.
+
+    Example:
+        >>> passes = make_passes(spec, parts["train"], image_size=(32, 32), shuffle=True, seed=1)  # doctest: +SKIP
+        >>> x, y = next(iter(passes.one(3)))                                                   # doctest: +SKIP
+    """
+
+    build: Callable[[Any], Any]
+    n: int  # items per pass
+    batch_size: int
+    exact: bool = True  # every pass has exactly :attr:`steps` batches (no file can drop out while decoding)
+    deterministic: bool = True
+
+    @property
+    def steps(self) -> int:
+        """Batches per pass."""
+        return -(-self.n // self.batch_size)
+
+    def one(self, p: int) -> Any:
+        """Pass ``p``."""
+        return _with_options(self.build(tf.constant(p, tf.int64)), self.deterministic)
+
+    def epochs(self, key: Any) -> Any:
+        """The pass ``key`` (a ``tf.Variable``) holds when an iterator over this dataset starts reading,
+        so one dataset given to ``fit`` reads pass ``e`` in epoch ``e`` (:class:`kerasclf.train.callbacks.EpochKey`)."""
+        ds = tf.data.Dataset.from_tensors(tf.constant(0, tf.int64))
+        ds = ds.flat_map(lambda _: self.build(tf.cast(key.read_value(), tf.int64)))
+        if self.exact:  # fit knows the epoch's length (its bar) without running out first
+            ds = ds.apply(tf.data.experimental.assert_cardinality(self.steps))
+        return _with_options(ds, self.deterministic)
+
+    def stream(self, first: int = 0) -> Any:
+        """Passes ``first, first + 1, ...`` one after the other, without end (``fit`` with ``steps_per_epoch``)."""
+        return _with_options(tf.data.Dataset.range(first, 2 ** 62).flat_map(self.build), self.deterministic)
+
+
+def make_passes(spec: DataSpec, index: Sequence[int] | np.ndarray | None = None, *,
+                image_size: Sequence[int] = (224, 224), channels: int = 3, batch_size: int = 32,
+                shuffle: bool = True, seed: int = 0, cache: str | None = "memory",
+                augment: Callable[..., tuple[Any, Any]] | None = None, max_pixels: int | None = None) -> Passes:
+    """The training split as :class:`Passes` keyed by number: read and decoded as :func:`make_dataset`
+    reads (cached once for every pass), pass ``p`` shuffled with a seed derived from ``(seed, p)`` and
+    its ``i``-th batch augmented with the key ``(seed, p, i)`` (an
+    :class:`~kerasclf.data.augment.AugmentPolicy` draws every random number from it; another callable
+    is called as ``augment(images, labels)``).
+
+    Example:
+        >>> from kerasclf.data.sources import digits
+        >>> passes = make_passes(digits(), image_size=(16, 16), batch_size=600, seed=1)
+        >>> first = [next(iter(passes.one(p)))[1].numpy()[:5].tolist() for p in (0, 1, 0)]
+        >>> first[0] == first[2] != first[1], passes.steps
+        (True, 3)
+    """
+    items = _Items(spec, index, image_size, channels, max_pixels, deterministic=True)
+    early = bool(shuffle and not cache)  # no cache: each pass shuffles the cheap items, then decodes
+    source = items.source()
+    base = None if early else items.cached(items.decode(source), cache)
+    keyed = isinstance(augment, AugmentPolicy)
+
+    def build(p: Any) -> Any:
+        key = derive_seed(seed, p)
+        order = tf.math.floormod(key[0], 2 ** 31 - 1)  # the pass's shuffle seed
+        if early:
+            ds = items.decode(source.shuffle(max(1, items.n), seed=order, reshuffle_each_iteration=False))
+        else:
+            ds = base
+            if shuffle:
+                ds = ds.shuffle(min(max(1, items.n_requested), 50_000), seed=order, reshuffle_each_iteration=False)
+        ds = items.batches(ds, batch_size)
+        if augment is None:
+            return ds
+        if not keyed:
+            return ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return ds.enumerate().map(lambda i, xy: augment(xy[0], xy[1], key=derive_seed(key, i)),
+                                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    return Passes(build, items.n, batch_size, exact=items.kind in ("same", "arrays"))
 
 
 class FileBatches:
@@ -353,7 +471,7 @@ def split_arrays(spec: DataSpec, index: Sequence[int] | np.ndarray | None = None
         >>> from kerasclf.data.spec import DataSpec
         >>> x, y = split_arrays(DataSpec.from_arrays(np.zeros((3, 4, 4, 3), "uint8"), [0, 1, 1]))
         >>> x.shape, y.tolist()
-        ((3, 4, 4, 3), [0, 1, 1])
+        ((3, 4, 4, 3), [[0.0], [1.0], [1.0]])
     """
     xs, ys = [], []
     for x, y in spec_batches(spec, index, image_size=image_size, channels=channels, batch_size=batch_size):

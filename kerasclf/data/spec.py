@@ -44,6 +44,9 @@ class DataSpec:
         groups: optional group id per item (same person / same photo stay in one split).
         preset_split: optional ``train``/``val``/``test`` per item when the source was pre-split.
         source: a human-readable description of where the data came from.
+        given_labels: the labels as the source gave them, when review decisions were applied
+            (:func:`kerasclf.data.decisions.apply_decisions`); ``None`` otherwise.
+        excluded: ``(id, given label)`` of the items the decisions left out.
     """
 
     class_names: list[str]
@@ -55,6 +58,8 @@ class DataSpec:
     preset_split: np.ndarray | None = None
     source: str = ""
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    given_labels: np.ndarray | None = None
+    excluded: list[tuple[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels)
@@ -99,6 +104,8 @@ class DataSpec:
             preset_split=self.preset_split[index] if self.preset_split is not None else None,
             source=self.source,
             skipped=self.skipped,  # shared: files skipped while reading a subset are reported once
+            given_labels=self.given_labels[index] if self.given_labels is not None else None,
+            excluded=self.excluded,
         )
 
     @classmethod

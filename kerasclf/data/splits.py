@@ -32,10 +32,12 @@ import numpy as np
 from kerasclf.data.spec import DataSpec
 from kerasclf.errors import ConfigError, DataError
 
-__all__ = ["SPLITS", "split_indices", "sample_indices", "label_text", "write_manifest", "read_manifest",
-           "split_or_reuse"]
+__all__ = ["SPLITS", "EXCLUDED", "split_indices", "sample_indices", "label_text", "write_manifest", "read_manifest",
+           "match_ids", "split_or_reuse"]
 
 SPLITS: tuple[str, str, str] = ("train", "val", "test")
+#: the split value of a manifest row whose item review decisions excluded
+EXCLUDED = "excluded"
 
 
 def _ratios(ratios: Sequence[float] | dict[str, float]) -> np.ndarray:
@@ -207,10 +209,12 @@ def label_text(spec: DataSpec, i: int) -> str:
 
 
 def write_manifest(path: str | os.PathLike, spec: DataSpec, splits: dict[str, np.ndarray]) -> Path:
-    """Write the split as CSV: ``id,label,split[,group]`` in the spec's item order.
+    """Write the split as CSV: ``id,label,split[,group][,given_label]`` in the spec's item order.
 
-    ``id`` is the file path or ``#<index>`` for arrays; ``label`` is the class name (multi-label:
+    ``id`` is the file path or ``#<index>`` for arrays; ``label`` is the class name used (multi-label:
     the names of the positive attributes joined with ``|``). Items in no split are not written.
+    When review decisions were applied (``spec.given_labels``), ``given_label`` keeps the label the
+    source gave beside the one used, and each excluded item is a row with split ``excluded``.
 
     Example:
         >>> write_manifest("runs/x/split.csv", spec, parts)  # doctest: +SKIP
@@ -222,15 +226,22 @@ def write_manifest(path: str | os.PathLike, spec: DataSpec, splits: dict[str, np
         for i in np.asarray(idx, dtype=int):
             where[int(i)] = s
     ids = spec.ids()
+    decided = spec.given_labels is not None
+    given = dataclasses.replace(spec, labels=spec.given_labels) if decided else spec
     with path.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["id", "label", "split"] + (["group"] if spec.groups is not None else []))
+        w.writerow(["id", "label", "split"] + (["group"] if spec.groups is not None else [])
+                   + (["given_label"] if decided else []))
         for i in range(len(spec)):
             if i in where:
                 row = [ids[i], label_text(spec, i), where[i]]
                 if spec.groups is not None:
                     row.append(str(spec.groups[i]))
+                if decided:
+                    row.append(label_text(given, i))
                 w.writerow(row)
+        for item, label in spec.excluded:
+            w.writerow([item, label, EXCLUDED] + ([""] if spec.groups is not None else []) + [label])
     return path
 
 
@@ -238,15 +249,48 @@ def _tail(p: str, n: int = 2) -> str:
     return "/".join(Path(p).parts[-n:])
 
 
-def read_manifest(path: str | os.PathLike, spec: DataSpec) -> dict[str, np.ndarray]:
+def match_ids(keys: Sequence[str], ids: Sequence[str]) -> tuple[dict[str, int], list[str]]:
+    """Where each of ``keys`` (ids written earlier: a manifest's, a decisions file's) is in ``ids``
+    (a spec's :meth:`~kerasclf.data.spec.DataSpec.ids`).
+
+    A key matches an id exactly, else (file paths) the same absolute path (``photos/a.jpg`` written
+    from another folder), else by its last two path parts (``class/file.jpg``) when that is
+    unambiguous and every key not matched so far matches so (the data folder has moved).
+
+    Returns:
+        ``({key: position}, [keys not found])``.
+
+    Example:
+        >>> match_ids(["/old/a/1.jpg", "/new/a/2.jpg"], ["/new/a/1.jpg", "/new/a/2.jpg"])
+        ({'/new/a/2.jpg': 1, '/old/a/1.jpg': 0}, [])
+    """
+    exact = {k: i for i, k in enumerate(ids)}
+    pos = {k: exact[k] for k in keys if k in exact}
+    unknown = [k for k in dict.fromkeys(keys) if k not in exact]
+    files = not any(k.startswith("#") for k in ids[:1])  # "#<index>": items of an in-memory array
+    if unknown and files:
+        absolute = {os.path.abspath(k): i for i, k in enumerate(ids)}
+        pos.update({k: absolute[os.path.abspath(k)] for k in unknown if os.path.abspath(k) in absolute})
+        unknown = [k for k in unknown if k not in pos]
+    if unknown and files:
+        tails = Counter(_tail(k) for k in ids)
+        tpos = {_tail(k): i for i, k in enumerate(ids) if tails[_tail(k)] == 1}
+        if all(_tail(u) in tpos for u in unknown):
+            pos.update({u: tpos[_tail(u)] for u in unknown})
+            unknown = []
+    return pos, unknown
+
+
+def read_manifest(path: str | os.PathLike, spec: DataSpec, *, same_labels: bool = False) -> dict[str, np.ndarray]:
     """Read a manifest written by :func:`write_manifest` back into index arrays for ``spec``.
 
-    Ids are matched exactly; when the data folder has moved, they are matched by their last two
-    path parts (``class/file.jpg``) if that is unambiguous.
+    Ids are matched by :func:`match_ids`; rows of excluded items (split ``excluded``, or an item
+    review decisions have excluded since: ``spec.excluded``) are skipped. With ``same_labels`` (a resumed run), every row's label must still be the spec's label and no
+    excluded item may be back in the data: the run must see the data it started with.
 
     Raises:
-        DataError: the file is missing or malformed, or its ids do not match the data (the
-            message names the file, how many ids are unknown, and the fix).
+        DataError: the file is missing or malformed, its ids do not match the data (the message
+            names the file, how many ids are unknown, and the fix), or a label changed.
     """
     path = Path(path)
     if not path.is_file():
@@ -255,26 +299,39 @@ def read_manifest(path: str | os.PathLike, spec: DataSpec) -> dict[str, np.ndarr
         rows = list(csv.DictReader(f))
     if not rows or not {"id", "split"} <= set(rows[0]):
         raise DataError(f"{path}: not a split manifest (needs columns id and split)")
-    ids = spec.ids()
-    pos = {k: i for i, k in enumerate(ids)}
-    unknown = [r["id"] for r in rows if r["id"] not in pos]
-    if unknown and spec.paths is not None:
-        tails = Counter(_tail(k) for k in ids)
-        tpos = {_tail(k): i for i, k in enumerate(ids) if tails[_tail(k)] == 1}
-        if all(_tail(u) in tpos for u in unknown):
-            pos.update({u: tpos[_tail(u)] for u in unknown})
-            unknown = []
+    excluded = [r["id"] for r in rows if r["split"].strip() == EXCLUDED]
+    rows = [r for r in rows if r["split"].strip() != EXCLUDED]
+    pos, unknown = match_ids([r["id"] for r in rows], spec.ids())
+    if unknown and spec.excluded and not same_labels:  # excluded by decisions made after this split
+        gone, unknown = match_ids(unknown, [i for i, _ in spec.excluded])
+        rows = [r for r in rows if r["id"] not in gone]
     if unknown:
         raise DataError(f"{path}: {len(unknown)} of {len(rows)} ids are not in the data "
                         f"(first: {unknown[0]}); the manifest belongs to other data — delete it "
                         f"or point split.manifest at the right one")
+    if same_labels:
+        _check_labels(path, spec, rows, pos, excluded)
     out: dict[str, list[int]] = {s: [] for s in SPLITS}
     for r in rows:
         s = r["split"].strip()
         if s not in out:
-            raise DataError(f"{path}: split value {s!r} is not train/val/test")
+            raise DataError(f"{path}: split value {s!r} is not train/val/test/{EXCLUDED}")
         out[s].append(pos[r["id"]])
     return {s: np.array(sorted(v), dtype=int) for s, v in out.items()}
+
+
+def _check_labels(path: Path, spec: DataSpec, rows: list[dict[str, str]], pos: dict[str, int],
+                  excluded: list[str]) -> None:
+    """Refuse data whose labels or exclusions differ from those ``path`` was written with."""
+    fix = ("the labels (data.decisions or the data) changed since this split was written; restore them, "
+           "or start the run over with --overwrite")
+    for r in rows:
+        now = label_text(spec, pos[r["id"]])
+        if "label" in r and r["label"] != now:
+            raise DataError(f"{path}: {r['id']} was labelled {r['label']!r} and is {now!r} now; {fix}")
+    back, _ = match_ids(excluded, spec.ids())
+    if back:
+        raise DataError(f"{path}: {next(iter(back))} was excluded and is in the data again; {fix}")
 
 
 def split_or_reuse(spec: DataSpec, manifest_path: str | os.PathLike,

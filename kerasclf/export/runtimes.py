@@ -21,53 +21,23 @@ from typing import Any
 import numpy as np
 
 from kerasclf.errors import ModelError
-from kerasclf.io import LoadedModel, ModelFacts, load_model, read_card
+from kerasclf.formats import EXTRA_HINT, FORMATS, artefact_format, require
+from kerasclf.io import LoadedModel, ModelFacts, chosen_model, is_run_folder, load_model, read_card
+from kerasclf.security import check_model
 
 __all__ = ["FORMATS", "RUNTIMES", "EXTRA_HINT", "artefact_format", "runtimes_for", "installed", "require",
            "open_session", "open_model", "ExportedModel", "pick_runtime"]
 
-#: export format -> file suffix ("" is a folder)
-FORMATS = {"onnx": ".onnx", "litert": ".tflite", "openvino": ".xml", "savedmodel": "", "keras": ".keras"}
 #: runtime -> the module it needs
 RUNTIMES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "litert": "ai_edge_litert", "keras": "keras"}
 #: format -> runtimes that read it, fastest first (measured in docs/benchmarks.md)
 _READERS = {"onnx": ("onnxruntime", "openvino"), "openvino": ("openvino",), "litert": ("litert",),
             "savedmodel": ("keras",), "keras": ("keras",)}
-EXTRA_HINT = "pip install 'kerasclf[export]'"
-_PACKAGE = {"onnxruntime": "onnxruntime", "openvino": "openvino", "ai_edge_litert": "ai-edge-litert", "nncf": "nncf",
-            "tf2onnx": "tf2onnx", "onnx": "onnx"}
-
-
-def artefact_format(path: str | Path) -> str:
-    """``onnx`` | ``litert`` | ``openvino`` | ``keras`` | ``savedmodel`` from an artefact's name.
-
-    Example:
-        >>> artefact_format("runs/demo/model.tflite")
-        'litert'
-    """
-    p = Path(path)
-    for fmt, suffix in FORMATS.items():
-        if suffix and p.suffix == suffix:
-            return fmt
-    if p.suffix in (".h5", ".hdf5"):
-        return "keras"
-    if p.suffix in ("", ".savedmodel", ".export") or p.is_dir():
-        return "savedmodel"
-    raise ModelError(f"{path}: unknown artefact type '{p.suffix}'; use .onnx, .tflite, .xml (OpenVINO), "
-                     f".keras/.h5 or a SavedModel folder")
 
 
 def installed(runtime: str) -> bool:
     """Whether ``runtime``'s library can be imported here."""
     return importlib.util.find_spec(RUNTIMES[runtime]) is not None
-
-
-def require(module: str, what: str) -> Any:
-    """Import an optional dependency, or raise a ModelError that names the extra to install."""
-    if importlib.util.find_spec(module) is None:
-        raise ModelError(f"{what} needs the Python package '{_PACKAGE.get(module, module)}', which is not "
-                         f"installed; {EXTRA_HINT}")
-    return importlib.import_module(module)
 
 
 def runtimes_for(fmt: str) -> tuple[str, ...]:
@@ -91,14 +61,20 @@ def pick_runtime(path: str | Path, fmt: str, runtime: str = "auto") -> str:
     return runtime
 
 
-def open_session(path: str | Path, runtime: str, *, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+def open_session(path: str | Path, runtime: str, *, threads: int | None = None,
+                 trust: bool | None = None) -> Callable[[np.ndarray], np.ndarray]:
     """A function ``float32 images (N, H, W, 3) -> outputs (N, K)`` running ``path`` in ``runtime``.
+
+    The file passes the security gate first (:func:`kerasclf.security.check_model`; ``trust`` as
+    there): an artefact with a custom or Flex op, a custom-op domain, an extension opset or a file
+    outside its folder is refused before the runtime reads it.
 
     Example:
         >>> run = open_session("model.onnx", "onnxruntime")          # doctest: +SKIP
         >>> run(np.zeros((2, 32, 32, 3), "float32")).shape
         (2, 10)
     """
+    check_model(path, trust=trust)
     path = str(path)
     if runtime == "onnxruntime":
         ort = require("onnxruntime", "ONNX Runtime")
@@ -187,13 +163,15 @@ class ExportedModel(LoadedModel):
 
 
 def open_model(path: str | Path, runtime: str = "auto", *, threads: int | None = None,
-               facts: ModelFacts | None = None) -> LoadedModel:
+               facts: ModelFacts | None = None, trust: bool | None = None) -> LoadedModel:
     """Any saved or exported model, ready to ``predict`` raw 0..255 RGB batches.
 
-    ``.keras`` / ``.h5`` / SavedModel folders load through :func:`kerasclf.io.load_model`;
+    ``.keras`` / ``.h5`` / SavedModel folders load through :func:`kerasclf.io.load_model`; a run folder
+    opens the model it chose on validation (:func:`kerasclf.io.chosen_model`);
     ``.onnx`` / ``.tflite`` / ``.xml`` open in ``runtime`` (``auto``: the fastest installed).
     ``facts`` (class names, task, ... of a model kerasclf did not save) apply to Keras models only:
-    an artefact's model card says them.
+    an artefact's model card says them. Every file passes the security gate first (``trust``: see
+    :func:`kerasclf.io.load_model`).
 
     Example:
         >>> open_model("runs/demo/model.tflite").runtime              # doctest: +SKIP
@@ -202,12 +180,15 @@ def open_model(path: str | Path, runtime: str = "auto", *, threads: int | None =
     path = Path(path)
     if not path.exists():
         raise ModelError(f"model {path} not found; check the path (`kerasclf export` writes it beside the model)")
+    if path.is_dir() and is_run_folder(path):
+        path = chosen_model(path)[0]
     fmt = artefact_format(path)
-    chosen = pick_runtime(path, fmt, runtime)
-    if chosen == "keras":
-        return load_model(path, facts=facts)
+    if fmt in ("keras", "savedmodel"):
+        pick_runtime(path, fmt, runtime)  # Keras reads them: another --runtime is refused by name
+        return load_model(path, facts=facts, trust=trust)
     if facts is not None and facts.given:
         raise ModelError(f"{path}: its model card gives class names, task and input; drop {', '.join(facts.given)}")
-    card = read_card(path)
-    return ExportedModel(path=path, format=fmt, model=open_session(path, chosen, threads=threads),
+    card = read_card(path)  # first: an artefact without its card cannot be used whatever is installed
+    chosen = pick_runtime(path, fmt, runtime)
+    return ExportedModel(path=path, format=fmt, model=open_session(path, chosen, threads=threads, trust=trust),
                          meta=card, runtime=chosen)

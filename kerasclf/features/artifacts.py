@@ -10,7 +10,8 @@ Fingerprints are cheap hashes:
   float64 sum and sum of absolute values (these touch every value, so a change anywhere almost
   surely changes them), and a strided sample of at most ``sample`` raw values (bit-exact). Cost
   is one pass over the weights in numpy (~10 ms for ResNet50), never a full byte hash.
-* :func:`data_fingerprint` hashes the item ids and labels; for in-memory arrays also the pixel
+* :func:`data_fingerprint` hashes the item ids and labels (as the source gave them, before review
+  decisions); for in-memory arrays also the pixel
   bytes, for files also each file's size and modification time (``stat`` only, no reading).
 
 Example:
@@ -228,7 +229,10 @@ def data_fingerprint(spec: Any, index: np.ndarray | None = None) -> str:
     ids = spec.ids()
     idx = np.arange(len(ids)) if index is None else np.asarray(index, dtype=int)
     h.update(np.ascontiguousarray(idx).tobytes())
-    labels = np.asarray(spec.labels)[idx]
+    # the labels as the source gave them: review decisions (relabels) change no pixel, so the features
+    # of a relabelled spec are the cached ones (FeatureSet labels always come from the spec itself)
+    given = spec.labels if spec.given_labels is None else spec.given_labels
+    labels = np.asarray(given)[idx]
     h.update(f"{labels.shape}:{labels.dtype}".encode())
     h.update(np.ascontiguousarray(labels).tobytes())
     h.update(json.dumps(list(spec.class_names)).encode())

@@ -39,6 +39,7 @@ from kerasclf.analysis.metrics import multiclass_log_loss
 from kerasclf.analysis.label_issues import ISSUE_COLUMNS, label_issue_sections
 from kerasclf.analysis.plots import plot_gallery
 from kerasclf.analysis.report import write_report
+from kerasclf.data.decisions import apply_decisions
 from kerasclf.data.pipeline import split_arrays
 from kerasclf.data.spec import DataSpec
 from kerasclf.errors import ConfigError, DataError
@@ -213,7 +214,7 @@ def audit(data: Any, *, features: Any = DEFAULT_FEATURES, build_kwargs: dict[str
           tta: bool | None = None, taps: tuple[str, ...] | None = None, folds: int = 5, cs: tuple[float, ...] = DEFAULT_CS,
           filter_by: str = "prune_by_noise_rate", out_dir: str | Path | None = None,
           cache_dir: str | Path | None = DEFAULT_CACHE, gallery: int = 40, batch_size: int = 64,
-          seed: int = 0, overwrite: bool = False, verbose: int = 1) -> AuditResult:
+          seed: int = 0, overwrite: bool = False, decisions: Any = None, verbose: int = 1) -> AuditResult:
     """Audit the labels of ``data`` and write the CSV, JSON, gallery and HTML page into ``out_dir``.
 
     Args:
@@ -237,6 +238,9 @@ def audit(data: Any, *, features: Any = DEFAULT_FEATURES, build_kwargs: dict[str
             needs ``overwrite``, and a folder inside ``data`` is refused (the images stay as they are).
         gallery: images in the gallery of the first issues (0: none).
         seed: fold assignment.
+        decisions: a review's ``decisions.csv`` (or several): its relabels and exclusions are applied
+            first (:func:`~kerasclf.data.decisions.apply_decisions`), so the audit sees the labels a
+            training run with ``data.decisions`` would use.
         verbose: progress and a summary line.
 
     Raises:
@@ -252,6 +256,8 @@ def audit(data: Any, *, features: Any = DEFAULT_FEATURES, build_kwargs: dict[str
     if out_dir is not None:
         _check_out(Path(out_dir), data, overwrite)
     spec = as_spec(data)
+    if decisions:
+        spec = apply_decisions(spec, decisions)
     _check_classes(spec, folds)
     fs = enriched_features(spec, features, build_kwargs=build_kwargs, weights=weights, layer=layer,
                         image_size=image_size, tta=tta, taps=tuple(taps), batch_size=batch_size, cache_dir=cache_dir,

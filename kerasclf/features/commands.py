@@ -72,7 +72,8 @@ def run_head(data: Any, *, features_model: Any, kind: str = "logreg", out_dir: s
              cache_dir: str | Path | None = None, tta: bool | str = False, taps: tuple[str, ...] | str = (),
              C: float | str | Sequence[float] = 1.0,
              ratios: tuple[float, float, float] = (0.8, 0.0, 0.2), seed: int = 42,
-             overwrite: bool = False, verbose: int = 1, **head_options: Any) -> dict[str, Any]:
+             parts: dict[str, np.ndarray] | None = None, overwrite: bool = False, verbose: int = 1,
+             **head_options: Any) -> dict[str, Any]:
     """Fit a scikit-learn head on cached features of a labelled data set; evaluate; save.
 
     Writes ``head.skops`` (+ ``head.json``, ``head.extractor.keras`` when needed) and
@@ -94,6 +95,9 @@ def run_head(data: Any, *, features_model: Any, kind: str = "logreg", out_dir: s
         ratios: train/val/test fractions for :func:`kerasclf.data.splits.split_indices`; the head
             is fitted on train + val and scored on test.
         seed: split seed.
+        parts: a fixed split (``{"train", "val", "test"}`` index arrays into the data, e.g. read from a
+            manifest) instead of ``ratios`` and ``seed``: heads on differently labelled copies of one
+            data set are then scored on the same images.
         overwrite: replace an existing ``head.skops``.
         **head_options: passed to :func:`~kerasclf.features.heads.fit_head` (``calibrate``).
 
@@ -118,7 +122,7 @@ def run_head(data: Any, *, features_model: Any, kind: str = "logreg", out_dir: s
     fs = enriched_features(spec, features_model, layer=layer, image_size=image_size, weights=weights,
                            build_kwargs=build_kwargs, tta=tta, taps=taps,
                            cache_dir=cache_dir if cache_dir is not None else out / "features", verbose=verbose)
-    parts = split_indices(spec, ratios, seed=seed)
+    parts = split_indices(spec, ratios, seed=seed) if parts is None else parts
     pos = {i: n for n, i in enumerate(spec.ids())}
     rows = np.array([pos[i] for i in fs.ids])  # feature rows follow fs.ids (files may be skipped)
     where = {int(r): n for n, r in enumerate(rows)}

@@ -12,11 +12,11 @@ from typing import Any
 
 from kerasclf.train.recipe import Recipe, apply_overrides, load_recipe
 
-__all__ = ["Recipe", "RunResult", "load_recipe", "apply_overrides", "train", "lr_find_recipe"]
+__all__ = ["Recipe", "RunResult", "load_recipe", "apply_overrides", "train", "lr_find_recipe", "lr_find_path"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("train", "RunResult", "lr_find_recipe"):
+    if name in ("train", "RunResult", "lr_find_recipe", "lr_find_path"):
         from kerasclf.train import fit  # TensorFlow: optional on the JAX backend (see above)
 
         return getattr(fit, name)

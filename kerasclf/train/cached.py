@@ -15,9 +15,11 @@ from typing import Any
 import keras
 import numpy as np
 
+from kerasclf.data._seeds import derive_seed
+from kerasclf.data.pipeline import Passes
 from kerasclf.zoo.cut import feature_model
 
-__all__ = ["FEATURES", "head_model", "can_cache", "cached_features", "feature_dataset"]
+__all__ = ["FEATURES", "head_model", "can_cache", "cached_features", "feature_passes"]
 
 #: the pooling layer every zoo head starts with (zoo/heads.py)
 FEATURES = "features"
@@ -64,15 +66,15 @@ def can_cache(model: keras.Model) -> bool:
     return {id(w) for w in model.trainable_weights} == {id(w) for w in head.trainable_weights}
 
 
-def cached_features(model: keras.Model, ds: Any, views: int = 1, *,
+def cached_features(model: keras.Model, views: list[Any], *,
                     cut: keras.Model | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Pooled features and labels of every batch of ``ds``, ``views`` passes stacked: ``(V, N, D)``
-    and ``(V, N, ...)``. A training dataset with augmentation gives a new view each pass. Pass the
-    same ``cut`` (``feature_model(model, FEATURES)``) for several splits: its compiled predict
-    step is traced once instead of once per split."""
+    """Pooled features and labels of every batch of each dataset in ``views`` (e.g. training passes
+    0, 1, ...: with augmentation each is another view), stacked: ``(V, N, D)`` and ``(V, N, ...)``.
+    Pass the same ``cut`` (``feature_model(model, FEATURES)``) for several splits: its compiled
+    predict step is traced once instead of once per split."""
     cut = cut or feature_model(model, FEATURES)
     xs, ys = [], []
-    for _ in range(views):
+    for ds in views:
         fx, fy = [], []
         for images, labels in ds:
             fx.append(np.asarray(cut.predict_on_batch(images), dtype="float32"))
@@ -82,11 +84,10 @@ def cached_features(model: keras.Model, ds: Any, views: int = 1, *,
     return np.stack(xs), np.stack(ys)
 
 
-def feature_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool = False,
-                    seed: int = 0, first_epoch: int = 0) -> Any:
-    """An endless tf.data pipeline over cached views ``(V, N, D)``, one epoch after the other from
-    ``first_epoch`` (fit with ``steps_per_epoch = ceil(N / batch_size)``): epoch ``e`` reads view
-    ``e % V`` in an order fixed by ``(seed, e)`` when ``shuffle`` (so a resumed run sees the same
+def feature_passes(x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool = False,
+                   seed: int = 0) -> Any:
+    """Cached views ``(V, N, D)`` as :class:`~kerasclf.data.pipeline.Passes`: pass (epoch) ``e`` reads
+    view ``e % V`` in an order fixed by ``(seed, e)`` when ``shuffle`` (so a resumed run sees the same
     batches), else in stored order."""
     import tensorflow as tf  # tf.data: TensorFlow only (cached stages run on TensorFlow)
 
@@ -96,10 +97,9 @@ def feature_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: b
     def one(epoch: Any) -> Any:  # pass `epoch`: view epoch % V in an order fixed by (seed, epoch)
         order = tf.range(n, dtype=tf.int64)
         if shuffle:
-            order = tf.random.experimental.stateless_shuffle(order, seed=tf.stack([tf.constant(seed, tf.int64),
-                                                                                   epoch]))
+            order = tf.random.experimental.stateless_shuffle(order, seed=derive_seed(seed, epoch))
         view = epoch % views
         return tf.data.Dataset.from_tensor_slices(order).batch(batch_size).map(
             lambda i: (tf.gather(fx[view], i), tf.gather(fy[view], i)))
 
-    return tf.data.Dataset.range(first_epoch, 2 ** 31).flat_map(one).prefetch(2)
+    return Passes(one, n, batch_size)

@@ -17,7 +17,8 @@ from kerasclf.errors import ConfigError
 from kerasclf.train.distribute import backup_dir
 from kerasclf.train.recipe import TrainCfg
 
-__all__ = ["make_callbacks", "BatchLossLogger", "TensorBoardLogger", "EpochSeeds", "monitor_mode", "current_lr"]
+__all__ = ["make_callbacks", "BatchLossLogger", "TensorBoardLogger", "EpochSeeds", "EpochKey", "monitor_mode",
+           "current_lr"]
 
 # Parts of a Keras metric name that say which way is better. "Lower" is checked first, so a
 # loss or error of anything ("accuracy_loss", "mean_absolute_error") is minimised.
@@ -96,6 +97,27 @@ class EpochSeeds(keras.callbacks.Callback):
             for gen in getattr(layer, "_seed_generators", []):
                 state = np.asarray(gen.state.value)
                 gen.state.assign(np.array([state[0], epoch * 1_000_000], dtype=state.dtype))
+
+
+class EpochKey(keras.callbacks.Callback):
+    """The epoch number the training pipeline reads (:meth:`kerasclf.data.pipeline.Passes.epochs`): set
+    when each epoch begins, before ``fit`` opens that epoch's iterator, so epoch ``e`` reads pass ``e``
+    (its shuffle and augmentation keyed by ``e``) in a run that started at epoch 0 or resumed at ``e``.
+
+    Example:
+        >>> key = EpochKey(first=3)
+        >>> int(key.epoch.numpy())
+        3
+    """
+
+    def __init__(self, first: int = 0):
+        super().__init__()
+        import tensorflow as tf  # the tf.data pipeline's variable
+
+        self.epoch = tf.Variable(int(first), dtype=tf.int64, trainable=False, name="kerasclf_epoch")
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch.assign(int(epoch))
 
 
 def current_lr(model: Any) -> float:

@@ -23,6 +23,7 @@ import json
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,19 +33,21 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerasclf._progress import fit_verbose
 from kerasclf.analysis.metrics import classification_metrics, probs_to_pred
 from kerasclf.analysis.ood import fit_split_detector, ood_path
 from kerasclf.analysis.plots import plot_confusion, plot_history
 from kerasclf.data import pipeline, splits
 from kerasclf.data.augment import get_policy
+from kerasclf.data.pipeline import Passes
 from kerasclf.data.spec import DataSpec
 from kerasclf.errors import ConfigError, RunExistsError
 from kerasclf.export.compose import tta_model
 from kerasclf.io import model_card, save_model, write_card
 from kerasclf.train.autoencoder import as_reconstruction, plot_reconstructions, reconstruction_error
 from kerasclf.train.budget import EpochClock, RunBudget, finish_reserve
-from kerasclf.train.cached import FEATURES, can_cache, cached_features, feature_dataset, head_model
-from kerasclf.train.callbacks import make_callbacks, monitor_mode
+from kerasclf.train.cached import FEATURES, can_cache, cached_features, feature_passes, head_model
+from kerasclf.train.callbacks import EpochKey, make_callbacks, monitor_mode
 from kerasclf.train.distribute import (
     chief_path,
     is_chief,
@@ -58,13 +61,13 @@ from kerasclf.train.finetune import open_groups, unfreeze_groups
 from kerasclf.train.lr_find import lr_find, plot_lr_find
 from kerasclf.train.optim import lr_factors, make_optimizer, with_lr_factors
 from kerasclf.train.recipe import OptimizerCfg, Recipe, ScheduleCfg, TrainCfg
-from kerasclf.train.resume import backup_epoch, best_so_far, check_same_recipe
+from kerasclf.train.resume import backup_epoch, best_so_far, check_same_data, check_same_recipe
 from kerasclf.train.speed import apply_speed_settings
 from kerasclf.zoo import ModelCfg, build, get_cfg
 from kerasclf.zoo.cut import feature_model
 
 __all__ = ["train", "RunResult", "RunData", "prepare_run_dir", "prepare_data", "build_model", "fit_stage",
-           "finish_run", "lr_find_recipe", "compile_for_task", "predict_dataset"]
+           "finish_run", "lr_find_recipe", "lr_find_path", "compile_for_task", "predict_dataset", "LR_FIND_DIR"]
 
 
 @dataclass
@@ -78,10 +81,15 @@ class RunResult:
     model: Any = None
 
 
+#: the subfolder of a run folder where ``kerasclf lr-find`` writes (a run folder holding only it is not a run yet)
+LR_FIND_DIR = "lr_find"
+
+
 def prepare_run_dir(recipe: Recipe, *, overwrite: bool = False, resume: bool = False) -> Path:
-    """Create ``output_dir/name``; refuse to touch an existing one without overwrite/resume."""
+    """Create ``output_dir/name``; refuse to touch an existing one without overwrite/resume. A folder
+    holding nothing but ``kerasclf lr-find``'s :data:`LR_FIND_DIR` is trained into, that kept."""
     run_dir = Path(recipe.output_dir) / recipe.name
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.exists() and any(p.name != LR_FIND_DIR for p in run_dir.iterdir()):
         if resume:
             return run_dir
         if not overwrite:
@@ -128,13 +136,20 @@ def predict_dataset(model: Any, ds: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(ys), np.concatenate(ps)
 
 
+def _as_is(ds: Any) -> Any:
+    return ds
+
+
 @dataclass
 class RunData:
     """The prepared data of a run: the spec, its split, the pipeline settings and the datasets.
 
-    ``datasets`` holds ``train`` / ``val`` / ``test`` (``None`` for an empty split) as the model
-    is fitted on them (one-hot labels where the loss needs them, reconstruction targets for an
-    autoencoder); :meth:`for_metrics` gives a split with its plain labels for scoring.
+    ``datasets`` holds ``train`` (its pass 0) / ``val`` / ``test`` (``None`` for an empty split) as the
+    model is fitted on them (one-hot labels where the loss needs them, reconstruction targets for an
+    autoencoder); :meth:`for_metrics` gives a split with its plain labels for scoring. The training
+    split is read as :class:`~kerasclf.data.pipeline.Passes` keyed by number (:meth:`train_pass`,
+    :meth:`train_epochs`, :meth:`train_stream`): epoch ``e`` reads pass ``e`` whatever came before, so
+    a resumed run reads exactly what an uninterrupted one would, at no extra cost.
     """
 
     spec: DataSpec
@@ -144,15 +159,38 @@ class RunData:
     batch_size: int
     one_hot: bool
     make: Callable[..., Any]
+    passes: Passes
+    fitted: Callable[[Any], Any] = _as_is  # a training dataset -> as fit reads it (one-hot, targets, sharding)
     datasets: dict[str, Any] = field(default_factory=dict)
     augmented: bool = False  # the training split is augmented
     shuffle: bool = True  # the training split is reshuffled every pass
-    passes: int = 0  # passes over the training pipeline an uninterrupted run has made so far
-    consumed: int = 0  # passes this process has made (a resumed run fast-forwards to ``passes``)
+
+    @property
+    def steps(self) -> int:
+        """Batches per training pass."""
+        return self.passes.steps
+
+    def train_pass(self, p: int) -> Any:
+        """Training pass ``p``, as fit reads it."""
+        return self.fitted(self.passes.one(p))
+
+    def train_epochs(self, key: Any) -> Any:
+        """The training pass the variable ``key`` names when an epoch's iterator starts (one per epoch)."""
+        return self.fitted(self.passes.epochs(key))
+
+    def train_stream(self, first: int = 0) -> Any:
+        """Training passes ``first, first + 1, ...`` without end (the LR finder; ``train.steps_per_epoch``)."""
+        return self.fitted(self.passes.stream(first))
+
+    def mapped(self, fn: Callable[[Any], Any]) -> "RunData":
+        """This data with ``fn`` applied to every dataset it gives (an autoencoder's reconstruction targets)."""
+        fitted = self.fitted
+        return dataclasses.replace(self, fitted=lambda ds: fn(fitted(ds)),
+                                   datasets={k: fn(d) if d is not None else None for k, d in self.datasets.items()})
 
     def for_metrics(self, name: str) -> Any:
         """The split ``name`` with integer / 0-1 labels (what the metrics module reads)."""
-        return self.make(name, training=False, plain=True) if self.one_hot else self.datasets[name]
+        return self.make(name, plain=True) if self.one_hot else self.datasets[name]
 
 
 def prepare_data(recipe: Recipe, spec: DataSpec, run_dir: Path, model_cfg: ModelCfg, *, batch_size: int,
@@ -162,8 +200,8 @@ def prepare_data(recipe: Recipe, spec: DataSpec, run_dir: Path, model_cfg: Model
     s = cfg_d.split
     manifest = Path(s.manifest) if s.manifest else run_dir / "split.csv"
     parts = splits.split_or_reuse(spec, manifest, (s.train, s.val, s.test), s.seed)
-    if manifest != run_dir / "split.csv":
-        shutil.copyfile(manifest, run_dir / "split.csv")
+    if manifest != run_dir / "split.csv":  # the run's own copy, with the labels this run uses
+        splits.write_manifest(run_dir / "split.csv", spec, parts)
     size = tuple(cfg_d.image_size or model_cfg.input_shape[:2])
     channels = cfg_d.channels or (model_cfg.input_shape[2] if len(model_cfg.input_shape) > 2 else 3)
     if channels not in (1, 3):
@@ -175,23 +213,29 @@ def prepare_data(recipe: Recipe, spec: DataSpec, run_dir: Path, model_cfg: Model
     policy_one_hot = bool(getattr(policy, "one_hot_labels", False))  # MixUp / CutMix
     one_hot = spec.task == "multiclass" and (bool(cfg_t.label_smoothing) or policy_one_hot)
 
-    def make(name: str, training: bool, *, plain: bool = False) -> Any:
-        if name not in parts or len(parts[name]) == 0:
-            return None
-        d = pipeline.make_dataset(spec, parts[name], image_size=size, channels=channels, batch_size=batch_size,
-                                  shuffle=training and cfg_d.shuffle, seed=cfg_t.seed, cache=cfg_d.cache,
-                                  augment=policy if training else None)
+    def fitted(d: Any, *, training: bool = True, plain: bool = False) -> Any:
         if one_hot and not plain and not (training and policy_one_hot):
             d = d.map(_one_hot(spec.num_classes))
         if replicas > 1 and tf_config():  # workers split in-memory datasets by element
             d = shard_by_data(d)
         return d
 
-    data = RunData(spec=spec, parts=parts, image_size=size, channels=channels, batch_size=batch_size,
-                   one_hot=one_hot, make=make, augmented=policy is not None, shuffle=bool(cfg_d.shuffle))
-    data.datasets = {"train": make("train", True), "val": make("val", False), "test": make("test", False)}
-    if data.datasets["train"] is None:
+    def make(name: str, *, plain: bool = False) -> Any:
+        """A validation / test split (the training split is read as ``passes``)."""
+        if name not in parts or len(parts[name]) == 0:
+            return None
+        d = pipeline.make_dataset(spec, parts[name], image_size=size, channels=channels, batch_size=batch_size,
+                                  cache=cfg_d.cache)
+        return fitted(d, training=False, plain=plain)
+
+    if len(parts.get("train", [])) == 0:
         raise ConfigError(f"{recipe.name}: the training split is empty; check data.split ratios")
+    passes = pipeline.make_passes(spec, parts["train"], image_size=size, channels=channels, batch_size=batch_size,
+                                  shuffle=cfg_d.shuffle, seed=cfg_t.seed, cache=cfg_d.cache, augment=policy)
+    data = RunData(spec=spec, parts=parts, image_size=size, channels=channels, batch_size=batch_size,
+                   one_hot=one_hot, make=make, passes=passes, fitted=fitted, augmented=policy is not None,
+                   shuffle=bool(cfg_d.shuffle))
+    data.datasets = {"train": data.train_pass(0), "val": make("val"), "test": make("test")}
     return data
 
 
@@ -223,9 +267,9 @@ def fit_stage(model: keras.Model, data: RunData, stage: _Stage, *, cfg_t: TrainC
               resume: bool = False) -> tuple[int, float | None]:
     """Compile with the stage's optimizer and fit; returns ``(epochs done in total, best monitored value)``.
 
-    A resumed stage (``resume``, Keras's backup of it on disk) keeps the best monitored value of
-    ``history.csv`` and first replays the training pipeline's passes it has missed, so its epochs
-    see the batches an uninterrupted run would have seen.
+    Epoch ``e`` reads training pass ``e`` (:class:`~kerasclf.train.callbacks.EpochKey`), so a resumed
+    stage (``resume``, Keras's backup of it on disk) sees the batches an uninterrupted run would have
+    seen without replaying anything; it keeps the best monitored value of ``history.csv``.
     """
     with _scope(strategy):
         compile_fn(stage.optimizer())
@@ -240,24 +284,22 @@ def fit_stage(model: keras.Model, data: RunData, stage: _Stage, *, cfg_t: TrainC
     for cb in cbs:
         if isinstance(cb, keras.callbacks.ModelCheckpoint) and stage.best is not None:
             cb.best = stage.best
-    train_ds = data.datasets["train"]
-    passes_before = data.passes
+    key = EpochKey(first=stage.first_epoch)
+    if cfg_t.steps_per_epoch:  # epochs are not whole passes: passes follow one another, from where the run is
+        first = max(stage.first_epoch, restored)  # Keras's backup records the epoch to start at
+        train_ds = data.train_stream(first * cfg_t.steps_per_epoch // max(1, data.steps))
+    else:
+        train_ds = data.train_epochs(key.epoch)
     if has_trainable_strided_1x1(model):
         train_ds = even_batches(train_ds)
-    if cfg_t.steps_per_epoch:
-        train_ds = train_ds.repeat()
-    else:  # a resumed run: the pipeline's shuffle / augmentation state as after `passes` passes
-        for _ in range(max(0, data.passes + _ITERATORS_PER_EPOCH * restored - data.consumed)):
-            for _batch in train_ds:
-                pass
-        data.consumed = max(data.consumed, data.passes + _ITERATORS_PER_EPOCH * restored)
-    h = model.fit(train_ds, validation_data=val_ds, epochs=stage.first_epoch + stage.epochs,
-                  initial_epoch=stage.first_epoch, steps_per_epoch=cfg_t.steps_per_epoch, callbacks=cbs,
-                  verbose=verbose, shuffle=False, class_weight=class_weight)  # the tf.data pipeline shuffles
+    with warnings.catch_warnings():  # a pass of unknown length ends by running out: that is the epoch's end
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        h = model.fit(train_ds, validation_data=val_ds, epochs=stage.first_epoch + stage.epochs,
+                      initial_epoch=stage.first_epoch, steps_per_epoch=cfg_t.steps_per_epoch,
+                      callbacks=[key, *cbs], verbose=verbose, shuffle=False,  # the tf.data pipeline shuffles
+                      class_weight=class_weight)
     _merge(history, h.history)
     done = (h.epoch[-1] + 1) if h.epoch else stage.first_epoch
-    data.passes = passes_before + _ITERATORS_PER_EPOCH * (int(done) - stage.first_epoch)
-    data.consumed += _ITERATORS_PER_EPOCH * len(h.epoch)
     return int(done), _best(cbs)
 
 
@@ -291,11 +333,6 @@ def even_batches(ds: Any) -> Any:
     return ds.map(trim).filter(lambda *batch: size(*batch) > 0)
 
 
-#: iterators Keras 3.15's fit opens on a tf.data training set per epoch (each draws the next shuffle
-#: order); measured, and held by tests/train/test_training_loop.py's exact-resume test
-_ITERATORS_PER_EPOCH = 2
-
-
 def _fit_stage_one(model: keras.Model, data: RunData, *, cfg_t: TrainCfg, run_dir: Path, steps: int,
                    resume: bool, speed: dict[str, Any], budget: RunBudget | None = None,
                    **kw: Any) -> tuple[int, float | None]:
@@ -306,20 +343,18 @@ def _fit_stage_one(model: keras.Model, data: RunData, *, cfg_t: TrainCfg, run_di
     if resume and marker.is_file():
         done = json.loads(marker.read_text())
         model.load_weights(run_dir / "checkpoints" / "stage1.weights.h5")
-        data.passes = int(done.get("passes", done["epochs"]))
         return int(done["epochs"]), done.get("best")
     views = _cache_views(cfg_t, model, data, kw["strategy"])
-    fit_model, fit_data, fit_cfg, head = model, data, cfg_t, None
+    fit_model, fit_data, head = model, data, None
     clock = EpochClock(budget, _reserve_fn(data, cfg_t, budget))
     if views:  # the backbone is frozen: train the head on cached pooled features (train/cached.py)
         head = head_model(model)
         t0 = time.perf_counter()
-        fit_model, fit_data = head, _cached_data(model, data, views, cfg_t, run_dir, resume)
+        fit_model, fit_data = head, _cached_data(model, data, views, cfg_t)
         if budget is not None:  # the caching read every training view and the val split once
             n_read = len(data.parts["train"]) * views + len(data.parts.get("val", []))
             clock.measured_val(len(data.parts.get("val", [])) * (time.perf_counter() - t0) / max(n_read, 1))
             clock.reserve_fn = None  # the cached head's validation says nothing about reading images
-        fit_cfg = dataclasses.replace(cfg_t, steps_per_epoch=steps)
         kw["compile_fn"] = _head_compile(head, data, cfg_t, speed)
     kw["callbacks"] = [*(kw.get("callbacks") or []), clock]
     lr = _resolve_lr(cfg_t.optimizer.learning_rate, fit_model, fit_data, cfg_t, cfg_t.optimizer, run_dir,
@@ -330,13 +365,11 @@ def _fit_stage_one(model: keras.Model, data: RunData, *, cfg_t: TrainCfg, run_di
                               learning_rate=lr)
 
     stage = _Stage(1, 0, cfg_t.epochs, optimizer, schedule_active=cfg_t.schedule.name != "none")
-    epochs, best = fit_stage(fit_model, fit_data, stage, cfg_t=fit_cfg, run_dir=run_dir, resume=resume, **kw)
+    epochs, best = fit_stage(fit_model, fit_data, stage, cfg_t=cfg_t, run_dir=run_dir, resume=resume, **kw)
     if head is not None:
         _full_model_checkpoint(model, head, run_dir)
-    else:
-        data.passes, data.consumed = fit_data.passes, fit_data.consumed
     model.save_weights(run_dir / "checkpoints" / "stage1.weights.h5")
-    marker.write_text(json.dumps({"epochs": epochs, "best": best, "passes": data.passes, "cached_views": views}))
+    marker.write_text(json.dumps({"epochs": epochs, "best": best, "cached_views": views}))
     return epochs, best
 
 
@@ -368,20 +401,18 @@ def _cache_views(cfg_t: TrainCfg, model: keras.Model, data: RunData, strategy: A
     return 2 if data.augmented else 1
 
 
-def _cached_data(model: keras.Model, data: RunData, views: int, cfg_t: TrainCfg, run_dir: Path,
-                 resume: bool) -> RunData:
-    """``data`` with the training and validation splits as cached pooled features."""
+def _cached_data(model: keras.Model, data: RunData, views: int, cfg_t: TrainCfg) -> RunData:
+    """``data`` with the training and validation splits as cached pooled features: view ``v`` is
+    training pass ``v``; the head's epoch ``e`` reads view ``e % views`` in an order keyed by ``e``."""
     cut = feature_model(model, FEATURES)  # one cut for both splits: its predict step is traced once
-    xt, yt = cached_features(model, data.datasets["train"], views, cut=cut)
-    data.passes, data.consumed = data.passes + views, data.consumed + views
-    first = backup_epoch(run_dir / "backup" / "stage1") if resume else 0
-    train = feature_dataset(xt, yt, data.batch_size, shuffle=data.shuffle,
-                            seed=cfg_t.seed, first_epoch=first)
+    xt, yt = cached_features(model, [data.train_pass(v) for v in range(views)], cut=cut)
+    passes = feature_passes(xt, yt, data.batch_size, shuffle=data.shuffle, seed=cfg_t.seed)
     val = None
     if data.datasets["val"] is not None:
-        xv, yv = cached_features(model, data.datasets["val"], 1, cut=cut)
+        xv, yv = cached_features(model, [data.datasets["val"]], cut=cut)
         val = tf.data.Dataset.from_tensor_slices((xv[0], yv[0])).batch(data.batch_size)
-    return dataclasses.replace(data, datasets={"train": train, "val": val, "test": None}, passes=0, consumed=0)
+    return dataclasses.replace(data, passes=passes, fitted=_as_is,
+                               datasets={"train": passes.one(0), "val": val, "test": None})
 
 
 def _run_speed(recipe: Recipe) -> dict[str, Any]:
@@ -425,17 +456,12 @@ def _resolve_lr(value: float | str, model: keras.Model, data: RunData, cfg_t: Tr
         return float(value)
     stem = "lr_find" if tag == "stage1" else f"lr_find_{tag}"
     saved = run_dir / f"{stem}.json"
-    per_pass = max(1, int(np.ceil(len(data.parts["train"]) / data.batch_size)))
     if resume and saved.is_file():
-        found = json.loads(saved.read_text())
-        data.passes += int(np.ceil(found["steps_run"] / per_pass))  # the sweep's passes, replayed later
-        return float(found["used"])
-    result = lr_find(model, data.datasets["train"], compile_fn, cfg_t.lr_find,
+        return float(json.loads(saved.read_text())["used"])
+    result = lr_find(model, data.train_stream(0), compile_fn, cfg_t.lr_find,  # passes 0, 1, ...: training is unmoved
                      optimizer=lambda sweep: make_optimizer(opt_cfg, learning_rate=sweep))
     used = result.suggestion(cfg_t.lr_find.suggestion)
     plot_lr_find(result, run_dir / f"{stem}.png", chosen=cfg_t.lr_find.suggestion)
-    passes = int(np.ceil(result.steps_run / per_pass))
-    data.passes, data.consumed = data.passes + passes, data.consumed + passes
     saved.write_text(json.dumps({"used": used, "suggestion": cfg_t.lr_find.suggestion, "steps_run": result.steps_run,
                                  **result.to_dict()}))
     if verbose:
@@ -462,6 +488,13 @@ def _fit_fine_tune(model: keras.Model, data: RunData, recipe: Recipe, model_cfg:
     gets the epochs that fit (:mod:`kerasclf.train.budget`)."""
     ft, cfg_t, run_dir = recipe.train.fine_tune, recipe.train, kw["run_dir"]
     _check_fine_tune(recipe, model_cfg)
+    if budget is not None and not resume and not budget.epoch_fits(len(data.parts["train"])):
+        budget.record(event="fine_tune_skipped", left_s=round(budget.left_s(), 1), reserve_s=round(budget.reserve_s, 1))
+        if kw["verbose"]:
+            print(f"budget {budget.minutes:g} min: {max(budget.left_s(), 0) / 60:.1f} min are left, too few for one "
+                  f"fine-tuning epoch ({budget.reserve_s:.0f} s kept for scoring and saving); no fine-tuning. "
+                  f"Raise train.budget_minutes to fine-tune", flush=True)
+        return
     groups = unfreeze_groups(model, ft)
     factors = lr_factors(groups, ft.lr_decay) if ft.lr_decay < 1 else {}
     lr = _resolve_lr(ft.learning_rate, model, data, cfg_t, cfg_t.optimizer, run_dir, "stage2", resume,
@@ -482,7 +515,7 @@ def _fit_fine_tune(model: keras.Model, data: RunData, recipe: Recipe, model_cfg:
         if resume and marker.is_file():
             done = json.loads(marker.read_text())
             model.load_weights(run_dir / "checkpoints" / f"stage{tag}.weights.h5")
-            epochs_done, best, data.passes = int(done["epochs"]), done.get("best"), int(done["passes"])
+            epochs_done, best = int(done["epochs"]), done.get("best")
             continue
         if ft.gradual:
             open_groups(model, groups, n_open)
@@ -503,7 +536,7 @@ def _fit_fine_tune(model: keras.Model, data: RunData, recipe: Recipe, model_cfg:
         epochs_done, best = fit_stage(model, data, stage, resume=resume, **kw)
         if len(plan) > 1:
             model.save_weights(run_dir / "checkpoints" / f"stage{tag}.weights.h5")
-            marker.write_text(json.dumps({"epochs": epochs_done, "best": best, "passes": data.passes}))
+            marker.write_text(json.dumps({"epochs": epochs_done, "best": best}))
         if clock.stopped and not (budget is not None and i < len(plan)):  # the budget decides the last part
             break
 
@@ -515,6 +548,7 @@ def _reserve_fn(data: RunData, cfg_t: TrainCfg, budget: RunBudget | None) -> Cal
     n_val = len(data.parts.get("val", []))
 
     def update(val_s: float) -> None:
+        budget.image_s = val_s / max(n_val, 1)
         budget.reserve_s = finish_reserve(val_s, n_val, n_train=len(data.parts["train"]),
                                           n_test=len(data.parts.get("test", [])), tta_views=len(cfg_t.tta),
                                           ood=cfg_t.ood)
@@ -611,7 +645,7 @@ def _score_tta(model: keras.Model, data: RunData, views: list[str], scored: tupl
         if data.datasets[name] is not None:
             y, p = predict_dataset(tmodel, data.for_metrics(name))
             out[f"{name}_tta"] = classification_metrics(y, p, data.spec.task, data.spec.class_names)
-    path = save_model(tmodel, run_dir / "model.tta.keras", meta=meta, overwrite=True)
+    path = save_model(tmodel, run_dir / "model.tta.keras", meta={**meta, "tta_of": "model.keras"}, overwrite=True)
     val, val_tta = (metrics.get("val") or {}).get("accuracy"), (out.get("val_tta") or {}).get("accuracy")
     out["tta"] = {"views": list(views), "model": path.name, "val_plain": val, "val_tta": val_tta,
                   "chosen": val is not None and val_tta is not None and val_tta > val}
@@ -649,14 +683,15 @@ def _train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fa
         spec: data to use instead of the recipe's ``data`` source (Python API).
         overwrite: replace an existing run folder of the same name.
         resume: continue an interrupted run in the existing folder (BackupAndRestore).
-        verbose: Keras progress-bar verbosity (default: the recipe's ``train.verbose``).
+        verbose: Keras's verbosity (default: the recipe's ``train.verbose``): 0 silent, 2 one line per
+            epoch, 1 a progress bar when stdout is a terminal (else one line per epoch).
         callbacks: extra Keras callbacks, added to both stages.
         evaluate_test: score the test split too; ``compare`` turns this off so that only the
             model chosen on validation ever sees the test set.
     """
     started = time.perf_counter()
     cfg_t = recipe.train
-    verbose = cfg_t.verbose if verbose is None else verbose
+    verbose = fit_verbose(cfg_t.verbose if verbose is None else verbose)  # a bar on a terminal, else a line per epoch
     strategy = make_strategy(cfg_t.strategy)  # first: MultiWorkerMirroredStrategy precedes other TF work
     model_cfg = get_cfg(recipe.model.name)  # fail fast on an unknown model, before touching disk
     _check_fine_tune(recipe, model_cfg)
@@ -668,6 +703,7 @@ def _train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fa
     run_dir = prepare_run_dir(recipe, overwrite=overwrite, resume=resume)
     if resume:
         check_same_recipe(run_dir, recipe.to_yaml())
+        check_same_data(run_dir, spec)
     (run_dir / "recipe.yaml").write_text(recipe.to_yaml())
     keras.utils.set_random_seed(cfg_t.seed)
     if cfg_t.deterministic:  # same results run to run on CPU (slower: see docs/training.md)
@@ -686,7 +722,7 @@ def _train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fa
     model = build_model(recipe, data, strategy)
     autoencoder = model_cfg.family == "autoencoder"
     if autoencoder:  # unlabelled reconstruction: target = input in 0..1, MSE, monitored on a loss
-        data.datasets = {k: as_reconstruction(d) if d is not None else None for k, d in data.datasets.items()}
+        data = data.mapped(as_reconstruction)
         cfg_t = _loss_monitors(cfg_t)
 
     def compile_fn(optimizer: Any) -> None:  # both stages: the run's loss, metrics and speed settings
@@ -698,7 +734,7 @@ def _train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fa
                              one_hot=data.one_hot, **fast)
 
     history: dict[str, list[float]] = {}
-    steps = cfg_t.steps_per_epoch or int(np.ceil(len(data.parts["train"]) / batch_size))
+    steps = cfg_t.steps_per_epoch or data.steps
     fit_kw = dict(cfg_t=cfg_t, run_dir=run_dir, compile_fn=compile_fn, strategy=strategy, history=history,
                   verbose=verbose, callbacks=callbacks, class_weight=_class_weight(cfg_t, data, autoencoder))
     budget = RunBudget(cfg_t.budget_minutes, start=started) if cfg_t.budget_minutes else None
@@ -713,16 +749,35 @@ def _train(recipe: Recipe, *, spec: DataSpec | None = None, overwrite: bool = Fa
                       extra={"budget": budget.report()} if budget is not None else None)
 
 
-def lr_find_recipe(recipe: Recipe, *, stage: int = 1, out: str | Path = "lr_find.png",
+def lr_find_path(recipe: Recipe, stage: int = 1) -> Path:
+    """Where ``kerasclf lr-find`` puts its plot by default: ``<output_dir>/<name>/lr_find/lr_find[_stage2].png``,
+    beside what the run of that recipe writes (its ``.json`` sweep goes next to it).
+
+    Example:
+        >>> lr_find_path(Recipe.from_dict({"name": "demo", "output_dir": "runs"}), stage=2).as_posix()
+        'runs/demo/lr_find/lr_find_stage2.png'
+    """
+    return Path(recipe.output_dir) / recipe.name / LR_FIND_DIR / ("lr_find.png" if stage == 1 else "lr_find_stage2.png")
+
+
+def lr_find_recipe(recipe: Recipe, *, stage: int = 1, out: str | Path | None = None, overwrite: bool = False,
                    spec: DataSpec | None = None) -> Any:
     """``kerasclf lr-find``: the LR finder on the recipe's data and model, for stage 1 (on cached features
     when the backbone is frozen) or stage 2 (the backbone unfrozen as ``train.fine_tune`` says); writes
-    the plot to ``out`` and returns the :class:`~kerasclf.train.lr_find.LRFindResult`. Nothing is trained.
+    the plot to ``out`` (default :func:`lr_find_path`) and the sweep beside it (``.json``), and returns
+    the :class:`~kerasclf.train.lr_find.LRFindResult`. Nothing is trained.
+
+    Raises:
+        ConfigError: the plot or its sweep exists and ``overwrite`` is false (checked before the sweep).
 
     Example:
         >>> r = lr_find_recipe(load_recipe("demo"), out="/tmp/lr_find.png")   # doctest: +SKIP
         >>> r.suggestion("valley")
     """
+    out = Path(out) if out is not None else lr_find_path(recipe, stage)
+    taken = [p for p in (out, out.with_suffix(".json")) if p.exists()]
+    if taken and not overwrite:
+        raise ConfigError(f"lr-find: {taken[0]} already exists; pass --overwrite to replace it or --out elsewhere")
     cfg_t = recipe.train
     model_cfg = get_cfg(recipe.model.name)
     if model_cfg.family == "autoencoder":
@@ -740,10 +795,13 @@ def lr_find_recipe(recipe: Recipe, *, stage: int = 1, out: str | Path = "lr_find
         sweep_model, sweep_data = model, data
         if stage == 1 and can_cache(model) and keras.backend.backend() == "tensorflow":
             sweep_model = head_model(model)
-            sweep_data = _cached_data(model, data, 1, cfg_t, Path(tmp), False)
-        result = lr_find(sweep_model, sweep_data.datasets["train"], _head_compile(sweep_model, data, cfg_t, speed),
+            sweep_data = _cached_data(model, data, 1, cfg_t)
+        result = lr_find(sweep_model, sweep_data.train_stream(0), _head_compile(sweep_model, data, cfg_t, speed),
                          cfg_t.lr_find, optimizer=lambda sweep: make_optimizer(cfg_t.optimizer, learning_rate=sweep))
+    out.parent.mkdir(parents=True, exist_ok=True)
     plot_lr_find(result, out, chosen=cfg_t.lr_find.suggestion)
+    out.with_suffix(".json").write_text(json.dumps({"stage": stage, "suggestion": cfg_t.lr_find.suggestion,
+                                                    "steps_run": result.steps_run, **result.to_dict()}))
     return result
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from kerasclf.data import sources, splits
+from kerasclf.data.decisions import apply_decisions
 from kerasclf.data.spec import DataSpec
 from kerasclf.errors import ConfigError
 from kerasclf.recipes import builtin_path
@@ -62,6 +63,9 @@ class DataCfg:
         shuffle: reshuffle the training split every epoch (``false`` keeps the manifest order).
         max_images: use a seeded stratified sample of at most this many images (every class keeps
             its share; seed ``split.seed``) — a quick run on a big folder. ``null``: all of them.
+        decisions: a ``decisions.csv`` of ``kerasclf review`` (or a list of them, applied in order):
+            its relabels and exclusions are applied before the sample and the split; the files
+            stay as they are (:mod:`kerasclf.data.decisions`).
     """
     source: str = "folder"
     image_size: list[int] | None = None
@@ -72,6 +76,7 @@ class DataCfg:
     channels: int | None = None
     shuffle: bool = True
     max_images: int | None = None
+    decisions: str | list[str] | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -79,9 +84,11 @@ class DataCfg:
             raise ConfigError(f"data.max_images: {self.max_images}; give at least 2, or null for all images")
 
     def load_spec(self) -> DataSpec:
-        """The :class:`~kerasclf.data.spec.DataSpec` of ``source`` with its options (and, with
-        ``max_images``, its seeded stratified sample)."""
+        """The :class:`~kerasclf.data.spec.DataSpec` of ``source`` with its options, ``decisions``
+        applied (and, with ``max_images``, its seeded stratified sample)."""
         spec = sources.load({"source": self.source, **self.options})
+        if self.decisions:
+            spec = apply_decisions(spec, self.decisions)
         if self.max_images is not None and self.max_images < len(spec):
             spec = spec.subset(splits.sample_indices(spec, self.max_images, seed=self.split.seed))
         return spec
@@ -196,7 +203,7 @@ class TrainCfg:
     jit_compile: Any = "auto"
     steps_per_execution: Any = "auto"
     strategy: str = "auto"
-    verbose: int = 1
+    verbose: int = 1  # Keras: 0 silent, 2 a line per epoch, 1 a bar on a terminal (a line per epoch in a log file)
     # minutes for the whole run: the fine-tuning stage times its first epoch and runs as many as fit
     # (at most fine_tune.epochs), and every stage stops when its next epoch would not fit (train/budget.py)
     budget_minutes: float | None = None

@@ -1,6 +1,7 @@
-"""What ``--resume`` needs beyond Keras's BackupAndRestore: the recipe must be the one the run
-started with, the best monitored value so far comes back from ``history.csv``, and the training
-data is fast-forwarded so resumed epochs see the batches an uninterrupted run would have seen.
+"""What ``--resume`` needs beyond Keras's BackupAndRestore: the recipe and the labels (review
+decisions included) must be the ones the run started with, and the best monitored value so far
+comes back from ``history.csv``. The training data needs nothing: epoch ``e`` reads pass ``e``,
+keyed by its number (:func:`kerasclf.data.pipeline.make_passes`).
 
 Example:
     >>> check_same_recipe(Path("runs/demo"), "name: demo\\n")      # doctest: +SKIP
@@ -14,10 +15,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from kerasclf.data.spec import DataSpec
+from kerasclf.data.splits import read_manifest
 from kerasclf.errors import ConfigError
 from kerasclf.train.recipe import recipe_changes
 
-__all__ = ["check_same_recipe", "best_so_far", "backup_epoch"]
+__all__ = ["check_same_recipe", "check_same_data", "best_so_far", "backup_epoch"]
 
 
 def check_same_recipe(run_dir: Path, recipe_yaml: str) -> None:
@@ -38,6 +41,17 @@ def check_same_recipe(run_dir: Path, recipe_yaml: str) -> None:
         more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
         raise ConfigError(f"--resume: the recipe changed since {run_dir} started ({', '.join(changed[:3])}{more}); "
                           f"resume with the recipe in {saved_path}, or start over with --overwrite")
+
+
+def check_same_data(run_dir: Path, spec: DataSpec) -> None:
+    """Refuse to resume on data whose labels or exclusions differ from the run's ``split.csv``
+    (a decisions file edited since the run started, images moved between class folders).
+
+    Example:
+        >>> check_same_data(Path("runs/demo"), recipe.data.load_spec())    # doctest: +SKIP
+    """
+    if (run_dir / "split.csv").is_file():
+        read_manifest(run_dir / "split.csv", spec, same_labels=True)
 
 
 def best_so_far(run_dir: Path, monitor: str, mode: str) -> float | None:

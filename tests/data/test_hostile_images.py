@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import struct
-import subprocess
-import sys
 import zlib
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from kerasclf.data.pipeline import make_dataset, prevalidate
 from kerasclf.data.reader import ImageReadError, probe_image, read_image
 from kerasclf.data.spec import DataSpec
 from kerasclf.io import save_model
-from kerasclf.testing import tiny_cnn
+from kerasclf.testing import run_python, tiny_cnn
 
 HOSTILE = {"bomb.png": "too large", "bomb12k.png": "too large (12000x12000", "bomb.gif": "too large", "many.gif": "2,000 frames",
            "one.png": "too small (1x1"}
@@ -146,14 +144,14 @@ print(json.dumps({"base_mb": base, "peak_mb": peak_mb(), **got}))
 """
 
 
+@pytest.mark.slow  # over 30 s in the 3-worker suite on 2 cores; `pytest -m slow` runs it
 def test_every_command_skips_hostile_images_with_bounded_memory(folders, tmp_path):
     good, hostile = folders
     model = tmp_path / "m.keras"
     save_model(tiny_cnn(2, (16, 16, 3), task="multiclass"), model,
                meta={"class_names": ["a", "b"], "task": "multiclass", "image_size": [16, 16]})
     before = {p: p.read_bytes() for p in good.parent.rglob("*") if p.is_file()}
-    proc = subprocess.run([sys.executable, "-c", _SCRIPT, str(good.parent), str(model), str(tmp_path / "out")],
-                          capture_output=True, text=True, timeout=300)
+    proc = run_python(_SCRIPT, str(good.parent), str(model), str(tmp_path / "out"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     extra = got["peak_mb"] - got["base_mb"]

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 from kerasclf.data import pipeline, sources, splits
+from kerasclf.data.augment import get_policy
 from kerasclf.data.spec import DataSpec
 from kerasclf.errors import DataError
 
@@ -122,3 +124,30 @@ def test_split_arrays_needs_a_size_for_files(make_folder):
     spec = sources.from_folder(make_folder({"a": 2, "b": 2}, name="nosize"))
     with pytest.raises(DataError, match="image size"):
         pipeline.split_arrays(spec)
+
+
+@pytest.mark.parametrize("cache", ["memory", pytest.param(None, marks=pytest.mark.slow)])  # uncached: ~50 s
+def test_training_passes_are_keyed_by_number(image_folder, cache):
+    """Pass p's order and augmentation depend on (seed, p) alone: read in any order, after any other pass,
+    from a freshly built pipeline, pass p is the same; passes differ from one another. (A resumed run
+    replayed every missed pass to get there.)"""
+    spec = sources.from_folder(image_folder)
+    policy = [{"name": "RandomAffine", "flip": True, "width_factor": 0.1, "rotation": 15},
+              {"name": "albumentations.GaussNoise", "p": 1.0}]
+
+    def passes():
+        return pipeline.make_passes(spec, image_size=(12, 12), batch_size=8, shuffle=True, seed=3, cache=cache,
+                                    augment=get_policy(policy, image_size=(12, 12), seed=3))
+
+    a = passes()
+    first = [_collect(a.one(p)) for p in (0, 1, 2)]
+    later = _collect(passes().one(2))  # a new pipeline (a resumed process) reading pass 2 first
+    np.testing.assert_array_equal(later[0], first[2][0])
+    np.testing.assert_array_equal(later[1], first[2][1])
+    np.testing.assert_array_equal(_collect(a.one(0))[0], first[0][0])  # again, after passes 1 and 2
+    assert not np.array_equal(first[0][1], first[1][1])  # another order
+    assert sorted(first[1][1].tolist()) == sorted(spec.labels.tolist()) and a.steps == 5  # 36 images, nothing lost
+    key = tf.Variable(2, dtype=tf.int64)  # what fit reads: the pass the epoch key names when an epoch starts
+    np.testing.assert_array_equal(_collect(a.epochs(key))[0], first[2][0])
+    key.assign(1)
+    np.testing.assert_array_equal(_collect(a.epochs(key))[0], first[1][0])

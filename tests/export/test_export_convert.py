@@ -34,6 +34,8 @@ from kerasclf.train import load_recipe, train
 from kerasclf.zoo import build, image_stem
 from kerasclf.zoo.efficientnet_lite import efficientnet_lite_backbone, load_lite_imagenet
 
+pytestmark = pytest.mark.extras  # the [export] extra's runtimes; tests/test_extras_optional.py reruns these without it
+
 NEEDS = {"onnx": "onnxruntime", "litert": "ai_edge_litert", "openvino": "openvino", "savedmodel": "keras"}
 
 
@@ -185,6 +187,7 @@ def test_export_errors_are_one_line(trained, tmp_path, capsys):
         assert "--int8" in capsys.readouterr().err and old.read_bytes() == b"the user's artefact"
 
 
+@pytest.mark.slow  # over 30 s in the 3-worker suite on 2 cores; `pytest -m slow` runs it
 @pytest.mark.assets
 def test_efficientnet_exports_to_onnx_with_its_normalization_folded(tmp_path, assets_dir):
     """Keras's own model.export(format="onnx") left these constants as graph inputs; ours folds them."""
@@ -222,8 +225,9 @@ def test_export_from_a_run_checks_on_its_split_and_int8_on_unseen_test(tmp_path,
 
 
 @pytest.mark.parametrize("family,fmt", [("resnet", "onnx"), ("resnet", "litert"), ("resnet", "openvino"),
-                                        ("transfer", "onnx"), ("cnn", "litert"), ("lite0", "onnx"),
-                                        ("lite0", "litert"), ("lite0", "openvino")])
+                                        ("transfer", "onnx"), ("cnn", "litert"), ("lite0", "litert"),
+                                        pytest.param("lite0", "onnx", marks=pytest.mark.slow),
+                                        pytest.param("lite0", "openvino", marks=pytest.mark.slow)])
 def test_each_zoo_family_exports_within_the_limits(family, fmt, tmp_path):
     """The custom ResidualUnit, a nested keras.applications backbone, EfficientNet-Lite0 with its ImageNet
     weights (ReLU6, 'same' padding) and the CNN all convert and agree."""

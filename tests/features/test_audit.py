@@ -11,7 +11,8 @@ import keras
 import numpy as np
 import pytest
 
-pytest.importorskip("cleanlab", reason="the [audit] extra (cleanlab) is not installed")
+pytestmark = pytest.mark.extras  # the [audit] extra; tests/test_extras_optional.py reruns these without it
+pytest.importorskip("cleanlab", reason="cleanlab is not installed (pip install 'kerasclf[audit]')")
 
 from kerasclf.analysis.label_issues import ISSUE_COLUMNS, label_issue_sections  # noqa: E402
 from kerasclf.cli import main  # noqa: E402

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -25,6 +23,7 @@ from kerasclf.features import (
     run_cluster,
     write_names_template,
 )
+from kerasclf.testing import run_python
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +142,7 @@ FRESH = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # over 30 s in the 3-worker suite on 2 cores; `pytest -m slow` runs it
 def test_clustering_reloaded_in_a_fresh_process_gives_same_assignments(flat_features, digits_spec, tmp_path):
     model, fs = flat_features
     cm = fit_clusters(fs.features, pca=30, k=10, seed=0, record=fs.record)
@@ -153,8 +153,7 @@ def test_clustering_reloaded_in_a_fresh_process_gives_same_assignments(flat_feat
     script = tmp_path / "fresh.py"
     script.write_text(FRESH)
     out = tmp_path / "assign.npy"
-    proc = subprocess.run([sys.executable, str(script), str(path), str(out)], capture_output=True,
-                          text=True, timeout=120)
+    proc = run_python(script, str(path), str(out), timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = np.load(out)
     assert np.array_equal(got, expected)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import keras
+import pytest
 import numpy as np
 
 from kerasclf.data.pipeline import make_dataset
@@ -17,6 +18,7 @@ def test_zoo_cnn_by_name(digits_spec, tmp_path):
     assert not fs.record.rebuildable  # random init: a head / clusters must save the model itself
 
 
+@pytest.mark.slow  # over 30 s in the 3-worker suite on 2 cores; `pytest -m slow` runs it
 def test_zoo_autoencoder_encoder_features_improve_with_training(digits_spec):
     """Encoder features of a trained conv_autoencoder cluster the digits clearly better than the
     same network's random-init features (which already reach ~0.6-0.7 purity on digits)."""

@@ -31,16 +31,29 @@ def _epochs(run_dir):
     return [int(r["epoch"]) for r in csv.DictReader((run_dir / "history.csv").open())]
 
 
-def test_a_budget_that_is_spent_stops_after_the_timed_epoch(tmp_path, folder):
+def test_a_spent_budget_stops_stage_one_and_skips_fine_tuning(tmp_path, folder, capsys):
     result = train(_recipe(tmp_path, folder, budget=0.001))  # 0.06 s: spent before stage 1 ends
     budget = json.loads((result.run_dir / "metrics.json").read_text())["budget"]
-    # stage 1 stops after its first epoch; fine-tuning runs its timed epoch, then none fits
+    # stage 1 stops after its first epoch; not even one fine-tuning epoch fits, so none runs
+    assert _epochs(result.run_dir) == [0]
+    assert [d["event"] for d in budget["decisions"]] == ["stopped", "fine_tune_skipped"]
+    assert result.model.get_layer("backbone").trainable is False
+    assert (result.run_dir / "model.keras").is_file()
+
+
+@pytest.mark.slow  # 35-55 s in the 3-worker suite on 2 cores; `pytest -m slow` runs it
+def test_a_budget_too_short_for_more_runs_only_the_timed_epoch(tmp_path, folder, monkeypatch):
+    """Fine-tuning starts when its first epoch looks affordable, and stops after it when no more fit."""
+    monkeypatch.setattr(RunBudget, "epoch_fits", lambda self, n: True)
+    result = train(_recipe(tmp_path, folder, budget=0.001))
     assert _epochs(result.run_dir) == [0, 1]
-    decision = next(d for d in budget["decisions"] if d["event"] == "fine_tune_epochs")
+    decision = next(d for d in json.loads((result.run_dir / "metrics.json").read_text())["budget"]["decisions"]
+                    if d["event"] == "fine_tune_epochs")
     assert decision["epochs"] == 0 and decision["of_most"] == 3
     assert json.loads((result.run_dir / "checkpoints" / "budget.json").read_text())["epochs"] == 0
 
 
+@pytest.mark.slow  # over 30 s in the 3-worker suite on 2 cores; `pytest -m slow` runs it
 def test_a_generous_budget_runs_every_epoch(tmp_path, folder):
     result = train(_recipe(tmp_path, folder, budget=100.0))
     assert _epochs(result.run_dir) == [0, 1, 2, 3, 4, 5]  # 2 + 1 timed + 3 that fit
@@ -65,3 +78,11 @@ def test_finish_reserve_grows_with_the_images_scored():
 def test_budget_must_be_positive():
     with pytest.raises(ConfigError, match="budget_minutes"):
         Recipe.from_dict({"train": {"budget_minutes": 0}})
+
+
+def test_epoch_fits_guesses_a_training_epoch_from_the_prediction_speed():
+    import time
+    budget = RunBudget(minutes=1.0, start=time.perf_counter(), reserve_s=10.0)
+    assert budget.epoch_fits(10 ** 9)  # nothing measured yet: the timed epoch decides
+    budget.image_s = 0.01  # 2 x 0.01 s per image against ~50 s left after the reserve
+    assert budget.epoch_fits(2000) and not budget.epoch_fits(3000)

@@ -8,7 +8,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import keras
@@ -18,6 +17,7 @@ import pytest
 import kerasclf.zoo  # noqa: F401  (registers the custom layers the saved model uses)
 from kerasclf.errors import ConfigError
 from kerasclf.train import distribute as D
+from kerasclf.testing import python_command, run_python
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -151,7 +151,7 @@ def test_mirrored_two_logical_cpus_matches_one_device(tmp_path):
                       "cpu = tf.config.list_physical_devices('CPU')[0]\n"
                       "tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)\n"
                       + MIRRORED)
-    proc = subprocess.run([sys.executable, str(script)], env=_env(), capture_output=True, text=True, timeout=240)
+    proc = run_python(script, env=_env(), timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = _last_json(proc.stdout)
     one, two = res["one_device"], res["mirrored"]
@@ -199,7 +199,7 @@ def test_multi_worker_two_processes_on_localhost(tmp_path):
     try:
         for i in range(2):
             cfg = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
-            procs.append(subprocess.Popen([sys.executable, str(script), str(tmp_path)],
+            procs.append(subprocess.Popen(python_command(script, str(tmp_path)),
                                           env=_env(TF_CONFIG=cfg, TF_NUM_INTRAOP_THREADS="1"),
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         outs = [p.communicate(timeout=300) for p in procs]

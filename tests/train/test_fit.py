@@ -97,6 +97,7 @@ def test_fine_tune_on_a_model_without_backbone_is_refused(tmp_path, folder):
         train(_recipe(tmp_path, folder, epochs=1, fine_tune={"epochs": 1}))
 
 
+@pytest.mark.slow  # 35-55 s in the 3-worker suite on 2 cores; `pytest -m slow` runs it
 def test_interrupted_run_resumes(tmp_path, folder):
     class Boom(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -119,6 +120,7 @@ def test_unknown_model_fails_before_touching_disk(tmp_path, folder):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow  # over 30 s in the 3-worker suite on 2 cores; `pytest -m slow` runs it
 def test_mixup_policy_trains_with_one_hot_labels(tmp_path, folder):
     recipe = _recipe(tmp_path, folder, epochs=1)
     recipe.data.augment = "mixup"
@@ -169,6 +171,7 @@ def _write_colours(root, n_per_class=16, size=24):
     return root
 
 
+@pytest.mark.slow  # over 30 s in the 3-worker suite on 2 cores; `pytest -m slow` runs it
 def test_strategy_option_is_used_by_train_and_recorded(tmp_path):
     """``train.strategy: mirrored`` goes through train(): the run records it and still learns."""
     folder = _write_colours(tmp_path / "colours")

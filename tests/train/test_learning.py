@@ -1,9 +1,16 @@
 """The fast suite proves learning: one small learnable problem per task type, trained through
 ``train()`` exactly as a recipe runs, must score well above chance on its held-out test split."""
+import csv
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
+from PIL import Image
 
+from kerasclf.cli import main
 from kerasclf.data.spec import DataSpec
+from kerasclf.io import load_model, model_card, read_card, write_card
 from kerasclf.testing import square_images
 from kerasclf.train.fit import train
 from kerasclf.train.recipe import Recipe
@@ -46,6 +53,7 @@ def test_multilabel_task_learns_each_attribute(tmp_path):
     assert test["accuracy"] >= 0.9 > majority + 0.2, test  # mean per-attribute accuracy
 
 
+@pytest.mark.slow  # over 30 s in the 3-worker suite on 2 cores; `pytest -m slow` runs it
 def test_autoencoder_reconstructs_better_than_the_mean_image(tmp_path):
     images, _ = square_images(n_per_class=40, size=24, classes=3, seed=5)
     spec = DataSpec.from_arrays(images, np.zeros(len(images), int), ["photo"], task="autoencoder")
@@ -57,8 +65,7 @@ def test_autoencoder_reconstructs_better_than_the_mean_image(tmp_path):
     assert result.metrics["test"]["mse"] < 0.8 * mean_image_mse, (result.metrics["test"], mean_image_mse)
 
 
-def test_flip_tta_scores_val_and_test_saves_the_averaged_model_and_chooses_by_validation(tmp_path):
-    from kerasclf.io import load_model
+def test_flip_tta_scores_val_and_test_saves_the_averaged_model_and_chooses_by_validation(tmp_path, capsys):
     rng = np.random.default_rng(4)  # the class is a colour, so a mirror image keeps its class
     labels = np.repeat(np.arange(3), 40)
     images = rng.integers(0, 90, (120, 24, 24, 3)).astype("uint8")
@@ -77,3 +84,26 @@ def test_flip_tta_scores_val_and_test_saves_the_averaged_model_and_chooses_by_va
     np.testing.assert_allclose(tta.model.predict(x, verbose=0), expected, atol=1e-5)
     with pytest.raises(Exception, match="train.tta: unknown view 'rotate'"):
         _recipe(tmp_path, tta=["rotate"])
+    # `kerasclf predict RUN` predicts with the model the run chose on validation, as its card says, and
+    # says which (it tried to read the run folder as a SavedModel); both outcomes of the choice
+    folder = tmp_path / "new"
+    folder.mkdir()
+    for i, img in enumerate(images[:6]):
+        Image.fromarray(img).save(folder / f"{i}.png")
+    run = result.run_dir
+    for chosen in (False, True):  # whichever won here, both are checked (the card is rewritten as a run writes it)
+        metrics = json.loads((run / "metrics.json").read_text())
+        metrics["tta"]["chosen"] = chosen
+        (run / "metrics.json").write_text(json.dumps(metrics))
+        write_card(run / "model.keras", model_card(run / "model.keras"))
+        name = "model.tta.keras" if chosen else "model.keras"
+        assert read_card(run / "model.keras")["chosen_model"]["file"] == name
+        assert main(["predict", str(run), str(folder), "--out", str(tmp_path / "p.csv")]) == 0
+        assert f"model: {run / name} (flip TTA {'won' if chosen else 'did not beat'}" in capsys.readouterr().out
+        rows = list(csv.DictReader((tmp_path / "p.csv").open()))
+        want = load_model(run / name).model.predict(images[:6].astype("float32"), verbose=0).max(axis=1)
+        got = [float(r["probability"]) for r in sorted(rows, key=lambda r: int(Path(r["path"]).stem))]
+        np.testing.assert_allclose(got, want, atol=1e-5)
+        assert all(r["ood_score"] != "" for r in rows)  # the run's OOD flag scores the plain model either way
+    assert main(["predict", str(run / "model.keras"), str(folder)]) == 0  # a file given: used, the choice named
+    assert "note: its run chose model.tta.keras" in capsys.readouterr().out

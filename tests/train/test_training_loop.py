@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from kerasclf.cli import main
+from kerasclf.data.augment import get_policy
 from kerasclf.data.spec import DataSpec
 from kerasclf.errors import ConfigError
 from kerasclf.io import load_model
@@ -14,7 +16,8 @@ from kerasclf.train import fit as fit_module
 from kerasclf.train.cached import can_cache, head_model
 from kerasclf.train.callbacks import TensorBoardLogger
 from kerasclf.train.finetune import open_groups, unfreeze_groups
-from kerasclf.train.fit import _class_weight, lr_find_recipe, train
+from kerasclf.train import load_recipe
+from kerasclf.train.fit import _class_weight, lr_find_recipe, prepare_run_dir, train
 from kerasclf.train.lr_find import lr_find
 from kerasclf.train.optim import OneCycle, with_lr_factors
 from kerasclf.train.recipe import FineTuneCfg, LRFindCfg, Recipe
@@ -148,15 +151,53 @@ def test_exact_resume_after_a_crash_mid_epoch(tmp_path):
 
     cfg = dict(epochs=4, deterministic=True, schedule={"name": "one_cycle"}, optimizer={"name": "sgd",
                "learning_rate": 0.05})
-    full = train(_recipe(tmp_path, "full", **cfg), spec=_spec())
+
+    def recipe(name, **more):  # augmented too: its draws are keyed by epoch and batch like the shuffle
+        r = _recipe(tmp_path, name, **{**cfg, **more})
+        r.data.augment = "light"
+        return r
+
+    full = train(recipe("full"), spec=_spec())
     with pytest.raises(RuntimeError, match="mid-epoch"):
-        train(_recipe(tmp_path, "cut", **cfg), spec=_spec(), callbacks=[Crash()])
-    resumed = train(_recipe(tmp_path, "cut", **cfg), spec=_spec(), resume=True)
+        train(recipe("cut"), spec=_spec(), callbacks=[Crash()])
+    resumed = train(recipe("cut"), spec=_spec(), resume=True)
     assert len(resumed.history["loss"]) == 2  # epochs 2 and 3 ran again, 0-1 came from the backup
     for a, b in zip(_weights(full.run_dir), _weights(resumed.run_dir)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     with pytest.raises(ConfigError, match="recipe changed.*train.epochs: 4 -> 5.*--overwrite"):
-        train(_recipe(tmp_path, "cut", **{**cfg, "epochs": 5}), spec=_spec(), resume=True)
+        train(recipe("cut", epochs=5), spec=_spec(), resume=True)
+
+
+def test_a_resumed_run_reads_only_the_epochs_it_trains(tmp_path, monkeypatch):
+    """--resume replayed every pass over the training pipeline a finished epoch had made (two per epoch)
+    to restore its shuffle and augmentation state; with passes keyed by epoch it reads none of them."""
+    made = []  # training batches the pipeline augmented (a counting policy wraps the recipe's)
+
+    def counting(name, **kw):
+        real = get_policy(name, **kw)
+
+        def policy(images, labels):
+            images = tf.numpy_function(lambda x: made.append(len(x)) or x, [images], tf.float32, stateful=True)
+            return real(tf.ensure_shape(images, [None, 32, 32, 3]), labels)
+        return policy
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise RuntimeError("killed")
+
+    monkeypatch.setattr(fit_module, "get_policy", counting)
+    recipe = _recipe(tmp_path, "count", epochs=4, ood=False)
+    recipe.data.augment = "light"
+    with pytest.raises(RuntimeError, match="killed"):
+        train(recipe, spec=_spec(), callbacks=[Crash()])
+    made.clear()
+    result = train(recipe, spec=_spec(), resume=True)
+    steps = int(np.ceil(result.metrics["split_sizes"]["train"] / 8))
+    assert len(result.history["loss"]) == 2 and len(made) >= 2 * steps  # epochs 2 and 3 trained
+    # at most a pass per epoch trained, one per epoch that Keras opens and drops, one to build the model;
+    # replaying the two finished epochs' passes (2 each) made at least 6
+    assert len(made) <= 5 * steps, (len(made), steps)
 
 
 @pytest.mark.slow  # two training runs: ~30 s on 2 quiet cores
@@ -235,6 +276,7 @@ def test_cached_frozen_stage_uses_the_runs_speed_settings(tmp_path, capsys):
     assert "lr-find" not in capsys.readouterr().out  # verbose 0: _resolve_lr printed its suggestion before
 
 
+@pytest.mark.slow  # over 20 s in the 3-worker suite on 2 cores; `pytest -m slow` runs it
 def test_lr_find_recipe_applies_the_runs_speed_settings(tmp_path, monkeypatch):
     """``kerasclf lr-find`` sweeps the model compiled as train() compiles it: the recipe's
     steps_per_execution and XLA setting and its dtype policy (it used steps_per_execution 16, jit auto)."""
@@ -253,3 +295,26 @@ def test_lr_find_recipe_applies_the_runs_speed_settings(tmp_path, monkeypatch):
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert seen == [(3, False, "float32")] and (tmp_path / "lr.png").is_file()
+
+
+def test_lr_find_command_writes_into_the_run_folder_and_never_overwrites(tmp_path, monkeypatch, capsys):
+    """`kerasclf lr-find RECIPE --set output_dir=D` wrote lr_find.png into the current folder (and replaced
+    one there); now the plot and its sweep go to D/<name>/lr_find/, kept unless --overwrite, and a
+    later `train` of that recipe goes into the same run folder."""
+    monkeypatch.chdir(tmp_path)
+    runs = tmp_path / "D"
+    args = ["lr-find", "demo", "--set", f"output_dir={runs}", "--set", "train.lr_find.steps=20",
+            "--set", "train.lr_find.end=1.0"]
+    assert main(args) == 0
+    plot = runs / "demo" / "lr_find" / "lr_find.png"
+    sweep = json.loads(plot.with_suffix(".json").read_text())
+    printed = capsys.readouterr().out
+    assert f"valley {sweep['suggestions']['valley']:.2e}" in printed and str(plot) in printed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["D"]  # nothing in the current folder
+    assert len(sweep["lrs"]) == len(sweep["smoothed"]) >= 5 and sweep["stage"] == 1
+    before = plot.read_bytes()
+    assert main(args) == 2  # the plot is there: refused, before any sweep, the file untouched
+    assert "--overwrite" in capsys.readouterr().err and plot.read_bytes() == before
+    assert main([*args, "--overwrite"]) == 0
+    run_dir = prepare_run_dir(load_recipe("demo", [f"output_dir={runs}"]))  # the run trains into it
+    assert run_dir == runs / "demo" and plot.is_file()
