@@ -85,7 +85,9 @@ RESULTS = ROOT / "benchmarks" / "results" / "peers.json"
 QUICK_RESULTS = ROOT / "benchmarks" / "results" / "peers_quick.json"
 DOCS = ROOT / "docs" / "benchmarks.md"
 FOLDERS = ("cats_vs_dogs", "flowers")
-ARMS = ("kerasclf", "fastai", "keras_tutorial")
+ARMS = ("kerasclf", "fastai", "fastai_batch_stats", "keras_tutorial")
+#: the fastai arm's batch-norm handling -> its key in the results (``--fastai-batch-norm``)
+FASTAI_ARM = {"frozen": "fastai", "fastai": "fastai_batch_stats"}
 PEERS_PYTHON = ROOT / ".venv-peers" / "bin" / "python"
 FASTAI = ROOT / "benchmarks" / "peers_fastai.py"
 BUDGET_FACTOR = 1.5  # fastai may use up to this many times the template's wall time (the issue's rule)
@@ -350,7 +352,8 @@ class Bench:
 
     def theirs(self, job: str, out: Path, *extra: str) -> list[str]:
         return [str(self.args.peers_python), str(FASTAI), job, "--out", str(out), "--threads", str(self.args.threads),
-                "--weights", str(lite_weights_file("efficientnet_lite0")), *extra]
+                "--weights", str(lite_weights_file("efficientnet_lite0")),
+                "--batch-norm", self.args.fastai_batch_norm, *extra]
 
     def arm(self, cmd: list[str], label: str, out: Path) -> dict[str, Any]:
         meta = run_arm(cmd, label, self.work / f"{label}.log", self.args.threads)
@@ -401,7 +404,7 @@ class Bench:
         cap = BUDGET_FACTOR * arms["kerasclf"]["wall_s"] if "kerasclf" in arms else None
         entry["budget_s"] = round(cap, 1) if cap else None
         if "fastai" in a.arms_run:
-            arms["fastai"] = self.fastai(name, split, size, bs, cap)
+            arms[FASTAI_ARM[a.fastai_batch_norm]] = self.fastai(name, split, size, bs, cap)
         if "keras_tutorial" in a.arms_run:
             out = self.work / f"{name}_tutorial.json"
             arms["keras_tutorial"] = self.arm(self.ours("tutorial", out, *common, *quick,
@@ -417,9 +420,10 @@ class Bench:
         ``fine_tune(n)`` for the largest n predicted to fit in ``cap`` seconds (``lr_find``'s
         included). Every n is recorded; the one with the best validation accuracy is the row."""
         common = ["--split", str(split), "--size", str(size), "--batch-size", str(bs)]
-        out = self.work / f"{name}_fastai_lr_find.json"
+        tag = FASTAI_ARM[self.args.fastai_batch_norm]
+        out = self.work / f"{name}_{tag}_lr_find.json"
         found = self.arm(self.theirs("lr_find", out, *common, *(["--lr-find-steps", "5"] if self.args.quick else [])),
-                         f"{name}_fastai_lr_find", out)
+                         f"{name}_{tag}_lr_find", out)
         infer = str(min(INFER_IMAGES, len(split_rows(split, "test"))))
         tried: list[dict[str, Any]] = []
         for n in (1, None):
@@ -429,9 +433,9 @@ class Bench:
                 n = 1 + int(max(0.0, cap - last["wall_s_with_lr_find"]) // epoch_s) if cap and not self.args.quick else 1
                 if n <= 1:
                     break
-            out = self.work / f"{name}_fastai_ft{n}.json"
+            out = self.work / f"{name}_{tag}_ft{n}.json"
             r = self.arm(self.theirs("fine_tune", out, *common, "--epochs", str(n), "--lr", str(found["valley"]),
-                                     "--infer", infer), f"{name}_fastai_ft{n}", out)
+                                     "--infer", infer), f"{name}_{tag}_ft{n}", out)
             r["wall_s_with_lr_find"] = round(r["wall_s"] + found["wall_s"], 1)
             r["curve"] = [(round(p["t"] + found["wall_s"], 1), p["val_accuracy"]) for p in r["curve"]]
             r["time_to_best_s"], r["best_curve_val"] = time_to_best(r["curve"])
@@ -465,7 +469,9 @@ def _min(s: float | None) -> str:
     return "—" if s is None else f"{s / 60:.1f} min"
 
 
-ARM_TITLE = {"kerasclf": "kerasclf own-folder template", "fastai": "fastai `vision_learner` + `fine_tune`",
+ARM_TITLE = {"kerasclf": "kerasclf own-folder template",
+             "fastai": "fastai `vision_learner` + `fine_tune`, batch-norm statistics frozen",
+             "fastai_batch_stats": "fastai as configured by default (`train_bn=True`, batch statistics)",
              "keras_tutorial": "plain Keras tutorial"}
 
 
@@ -507,11 +513,14 @@ def render(results: dict[str, Any]) -> str:
                          f"{r['maxrss_mb']['self']:,} MB | {_f(r.get('frozen_val_accuracy'))} "
                          f"({ {True: 'yes', False: 'NO', None: '—'}[ok.get('frozen_reaches_probe')] }) | "
                          f"{r['load_1min'][0]:.1f} → {r['load_1min'][1]:.1f} |")
-        fa = e["arms"].get("fastai")
-        if fa:
-            lines += ["", f"fastai: `lr_find` valley {fa['lr_find']['valley']:.2e} ({fa['lr_find']['wall_s']:.0f} s, "
-                          f"counted in every wall time below); every `fine_tune(n)` tried (the row above is the best "
-                          f"on validation within the budget):", "",
+        for arm in ("fastai", "fastai_batch_stats"):
+            fa = e["arms"].get(arm)
+            if not fa:
+                continue
+            lines += ["", f"{ARM_TITLE[arm]}: `lr_find` valley {fa['lr_find']['valley']:.2e} "
+                          f"({fa['lr_find']['wall_s']:.0f} s, counted in every wall time below); every `fine_tune(n)` "
+                          f"tried (the row above is the best on validation within the budget; commit "
+                          f"{fa.get('commit', e['commit'])}):", "",
                       "| n | val acc | test acc | TTA chosen | wall (with lr_find) | frozen epoch val |",
                       "|---|---|---|---|---|---|"]
             lines += [f"| {t['epochs']} | {_f(t['val_accuracy'])} | {_f(t['test_accuracy'])} | "
@@ -566,6 +575,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-weights-check", action="store_true", help="skip the logits check (it ran on this commit)")
     p.add_argument("--assets", default=str(assets_dir() or ROOT.parent / "shared" / "assets"))
     p.add_argument("--peers-python", type=Path, default=PEERS_PYTHON, help="python of the fastai environment")
+    p.add_argument("--fastai-batch-norm", choices=tuple(FASTAI_ARM), default="frozen",
+                   help="frozen: the body's batch norm keeps its ImageNet statistics (the fastai arm); fastai: "
+                        "fastai's train_bn=True with batch statistics (recorded as fastai_batch_stats)")
     p.add_argument("--work", type=Path, help="where splits, logs and run folders go (default: a temp folder)")
     # the children's own options
     p.add_argument("--child", choices=tuple(CHILDREN), help=argparse.SUPPRESS)

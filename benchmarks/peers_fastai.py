@@ -142,9 +142,35 @@ def curve_callback(start: float) -> Any:
     return Curve()
 
 
-def _learner(split_csv: Path, weights: Path, size: int, batch_size: int, seed: int) -> tuple[Any, Any, Any]:
+def frozen_bn_callback() -> Any:
+    """A fastai callback keeping every BatchNorm of the body in inference mode (its ImageNet
+    statistics) whenever fastai puts the model in training mode: what kerasclf's template and the
+    Keras tutorial do. fastai's own ``BnFreeze`` only covers batch-norm layers that are not being
+    trained, so it lets the statistics move again after ``unfreeze()``."""
+    from fastai.callback.core import Callback
+    from fastai.callback.training import bn_types
+
+    class FrozenBatchNormStats(Callback):
+        order = 1  # after TrainEvalCallback.before_train has called model.train()
+
+        def before_train(self) -> None:
+            for m in self.learn.model[0].modules():
+                if isinstance(m, bn_types):
+                    m.eval()
+
+    return FrozenBatchNormStats()
+
+
+def _learner(split_csv: Path, weights: Path, size: int, batch_size: int, seed: int,
+             batch_norm: str = "frozen") -> tuple[Any, Any, Any]:
     """``(learner, its DataLoaders, the test DataFrame)``: a DataBlock over the manifest (train and
-    val parts; item ``Resize``, fastai's default ``aug_transforms``), ``vision_learner`` on Lite0."""
+    val parts; item ``Resize``, fastai's default ``aug_transforms``), ``vision_learner`` on Lite0.
+
+    ``batch_norm``: ``"fastai"`` keeps fastai's defaults (``train_bn=True``: the body's batch norm
+    trains and normalises with each batch's statistics); ``"frozen"`` (``train_bn=False`` and
+    :func:`frozen_bn_callback`) keeps the ImageNet statistics in both stages. The default is
+    ``frozen``: with these TensorFlow-trained weights fastai's default leaves the frozen stage far
+    below a linear probe of the same features (``peers.py`` records both)."""
     import pandas as pd
     from fastai.vision.all import (
         CategoryBlock, ColReader, ColSplitter, DataBlock, ImageBlock, Resize, accuracy, aug_transforms,
@@ -161,7 +187,11 @@ def _learner(split_csv: Path, weights: Path, size: int, batch_size: int, seed: i
     dls = block.dataloaders(df, bs=batch_size)
     arch = partial(lite0, weights)
     model_meta[arch] = {"cut": lite0_body, "split": default_split, "stats": LITE_STATS}
-    learn = vision_learner(dls, arch, metrics=accuracy, pretrained=True)
+    if batch_norm not in ("fastai", "frozen"):
+        raise SystemExit(f"error: --batch-norm {batch_norm!r}: use fastai or frozen")
+    frozen = batch_norm == "frozen"
+    learn = vision_learner(dls, arch, metrics=accuracy, pretrained=True, train_bn=not frozen,
+                           cbs=[frozen_bn_callback()] if frozen else None)
     return learn, dls, test_df
 
 
@@ -173,10 +203,10 @@ def lr_find_job(args: argparse.Namespace) -> dict[str, Any]:
     """``learn.lr_find()`` on the frozen learner (what fastai's docs do before ``fine_tune``)."""
     set_threads(args.threads)
     start = time.perf_counter()
-    learn, _dls, _test = _learner(args.split, args.weights, args.size, args.batch_size, args.seed)
+    learn, _dls, _test = _learner(args.split, args.weights, args.size, args.batch_size, args.seed, args.batch_norm)
     kw = {"num_it": args.lr_find_steps} if args.lr_find_steps else {}
     found = learn.lr_find(show_plot=False, **kw)
-    return {"valley": float(found.valley), "wall_s": round(time.perf_counter() - start, 1),
+    return {"valley": float(found.valley), "wall_s": round(time.perf_counter() - start, 1), "batch_norm": args.batch_norm,
             "num_it": args.lr_find_steps or 100, "maxrss_mb": maxrss_mb()}
 
 
@@ -186,7 +216,7 @@ def fine_tune_job(args: argparse.Namespace) -> dict[str, Any]:
 
     set_threads(args.threads)
     start = time.perf_counter()
-    learn, dls, test_df = _learner(args.split, args.weights, args.size, args.batch_size, args.seed)
+    learn, dls, test_df = _learner(args.split, args.weights, args.size, args.batch_size, args.seed, args.batch_norm)
     curve = curve_callback(start)
     learn.fine_tune(args.epochs, base_lr=args.lr, cbs=[curve])
     trained_s = time.perf_counter() - start
@@ -200,7 +230,8 @@ def fine_tune_job(args: argparse.Namespace) -> dict[str, Any]:
               "val_tta": _accuracy(val_t, val_y), "test_tta": _accuracy(test_t, test_y)}
     chosen = scores["val_tta"] > scores["val_plain"]
     frozen = [p["val_accuracy"] for p in curve.points if p["stage"] == "frozen"]
-    out = {"epochs": args.epochs, "lr": args.lr, "curve": curve.points, **scores, "tta_chosen": chosen,
+    out = {"epochs": args.epochs, "lr": args.lr, "batch_norm": args.batch_norm, "curve": curve.points, **scores,
+           "tta_chosen": chosen,
            "val_accuracy": scores["val_tta" if chosen else "val_plain"],
            "test_accuracy": scores["test_tta" if chosen else "test_plain"],
            "frozen_val_accuracy": max(frozen) if frozen else None,
@@ -262,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--infer", type=int, default=200, help="time inference on this many test files (0: skip)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--batch-norm", choices=("fastai", "frozen"), default="frozen",
+                   help="fastai: train_bn=True, batch statistics (fastai's default); frozen: ImageNet statistics")
     args = p.parse_args(argv)
     if args.job == "imagenet":
         imagenet_check(args.images, args.weights, args.out, args.threads)
