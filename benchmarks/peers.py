@@ -404,7 +404,8 @@ class Bench:
         cap = BUDGET_FACTOR * arms["kerasclf"]["wall_s"] if "kerasclf" in arms else None
         entry["budget_s"] = round(cap, 1) if cap else None
         if "fastai" in a.arms_run:
-            arms[FASTAI_ARM[a.fastai_batch_norm]] = self.fastai(name, split, size, bs, cap)
+            arms[FASTAI_ARM[a.fastai_batch_norm]] = {**self.fastai(name, split, size, bs, cap),
+                                                     "runs_allowed": a.fastai_runs}
         if "keras_tutorial" in a.arms_run:
             out = self.work / f"{name}_tutorial.json"
             arms["keras_tutorial"] = self.arm(self.ours("tutorial", out, *common, *quick,
@@ -426,7 +427,7 @@ class Bench:
                          f"{name}_{tag}_lr_find", out)
         infer = str(min(INFER_IMAGES, len(split_rows(split, "test"))))
         tried: list[dict[str, Any]] = []
-        for n in (1, None):
+        for n in (1, None)[:self.args.fastai_runs]:
             if n is None:  # the largest n whose predicted wall time fits the budget
                 last = tried[-1]
                 epoch_s = last["curve"][-1][0] - last["curve"][-2][0] if len(last["curve"]) > 1 else last["wall_s"]
@@ -520,7 +521,9 @@ def render(results: dict[str, Any]) -> str:
             lines += ["", f"{ARM_TITLE[arm]}: `lr_find` valley {fa['lr_find']['valley']:.2e} "
                           f"({fa['lr_find']['wall_s']:.0f} s, counted in every wall time below); every `fine_tune(n)` "
                           f"tried (the row above is the best on validation within the budget; commit "
-                          f"{fa.get('commit', e['commit'])}):", "",
+                          f"{fa.get('commit', e['commit'])})"
+                          + ("; only `fine_tune(1)` was run (`--fastai-runs 1`), not the largest n that fits: "
+                             "this session's time" if fa.get("runs_allowed") == 1 else "") + ":", "",
                       "| n | val acc | test acc | TTA chosen | wall (with lr_find) | frozen epoch val |",
                       "|---|---|---|---|---|---|"]
             lines += [f"| {t['epochs']} | {_f(t['val_accuracy'])} | {_f(t['test_accuracy'])} | "
@@ -575,6 +578,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-weights-check", action="store_true", help="skip the logits check (it ran on this commit)")
     p.add_argument("--assets", default=str(assets_dir() or ROOT.parent / "shared" / "assets"))
     p.add_argument("--peers-python", type=Path, default=PEERS_PYTHON, help="python of the fastai environment")
+    p.add_argument("--fastai-runs", type=int, choices=(1, 2), default=2,
+                   help="2: fine_tune(1), then the largest n predicted to fit the budget; 1: fine_tune(1) only "
+                        "(recorded, and said in the table)")
     p.add_argument("--fastai-batch-norm", choices=tuple(FASTAI_ARM), default="frozen",
                    help="frozen: the body's batch norm keeps its ImageNet statistics (the fastai arm); fastai: "
                         "fastai's train_bn=True with batch statistics (recorded as fastai_batch_stats)")
