@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from _provenance import add_allow_dirty, commit_or_exit, write_block  # benchmarks/: one rule for every recorded result
+from _timing import best_rates  # benchmarks/: one way to time competing runners
 from kerasclf.evaluate import run_split
 from kerasclf.export import open_model
 from kerasclf.export.convert import ExportCheckError, export_model
@@ -66,19 +66,6 @@ def render(record: dict[str, Any]) -> str:
 def write_table(record: dict[str, Any]) -> None:
     """Put :func:`render` between the ``export_run`` markers of docs/benchmarks.md."""
     write_block(DOCS, "export_run", render(record))
-
-
-def _best_rates(runners: dict[str, Any], x: np.ndarray, rounds: int) -> dict[str, float]:
-    """Images/s of each runner on ``x``: warm-up once, then ``rounds`` alternating rounds, best kept."""
-    for fn in runners.values():
-        fn(x)
-    best = {k: 0.0 for k in runners}
-    for _ in range(rounds):
-        for k, fn in runners.items():
-            t = time.perf_counter()
-            fn(x)
-            best[k] = max(best[k], len(x) / (time.perf_counter() - t))
-    return best
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         runners[label] = lambda v, a=artefact: a.predict(v, batch_size=args.batch)
         print(f"{label}: agreement {row['top1_agreement']:.4f}, accuracy {row['artefact_accuracy']:.4f} "
               f"(Keras {row['keras_accuracy']:.4f})", flush=True)
-    rates = _best_rates(runners, test_x[:args.batch], args.rounds)
+    x = test_x[:args.batch]
+    rates = best_rates({k: (lambda fn=fn: fn(x)) for k, fn in runners.items()}, len(x), args.rounds)
     for row in rows:
         if row["kept"]:
             row.update(img_per_s=round(rates[row["artefact"]], 1),

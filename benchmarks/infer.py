@@ -32,6 +32,7 @@ from kerasclf.export import convert, installed, open_session
 from kerasclf.testing import MOBILENET_025_FILE, assets_dir, seed_keras_home, tiny_transfer
 from kerasclf.zoo import build
 from _provenance import add_allow_dirty, commit_or_exit  #  (benchmarks/: one rule for every recorded result)
+from _timing import best_rates  # benchmarks/: one way to time competing runners
 
 
 
@@ -59,16 +60,6 @@ ROUTES = [("onnx/onnxruntime", "onnx", "onnxruntime", False), ("onnx/openvino", 
 SUFFIX = {"onnx": ".onnx", "openvino": ".xml", "litert": ".tflite"}
 
 
-def _rate(fn: Any, x: np.ndarray, rounds: int) -> float:
-    fn(x)  # warm-up
-    best = float("inf")
-    for _ in range(rounds):
-        t = time.perf_counter()
-        fn(x)
-        best = min(best, time.perf_counter() - t)
-    return len(x) / best
-
-
 def bench(name: str, batch: int, rounds: int, tmp: Path, latency_calls: int = 30) -> list[dict[str, Any]]:
     model, weights = MODELS[name]()
     size = int(name.split("@")[1])
@@ -84,10 +75,7 @@ def bench(name: str, batch: int, rounds: int, tmp: Path, latency_calls: int = 30
         if not path.exists():
             convert(model, fmt, path, image_size=(size, size), int8_images=x if int8 else None)
         runners[label] = open_session(path, runtime)
-    rates = {k: 0.0 for k in runners}
-    for _ in range(rounds):  # alternate the runners so load hits all alike; keep each one's best
-        for k, fn in runners.items():
-            rates[k] = max(rates[k], _rate(fn, x, 2))
+    rates = best_rates({k: (lambda fn=fn: fn(x)) for k, fn in runners.items()}, len(x), 2 * rounds)
     rows = []
     for k, fn in runners.items():
         diff = float(np.max(np.abs(np.asarray(fn(x)) - ref)))

@@ -24,7 +24,9 @@ labels, so they are extracted once (the feature cache) and every arm costs secon
 
 Reported per dataset (the mean over ``--seeds`` and each seed): test accuracy of the three arms,
 the share of the noisy-clean gap the review recovers, the photos shown (the audit's flagged set)
-against the flipped labels, and how many flips the review caught. Writes
+against the flipped labels, and how many flips the review caught. ``--budgets`` (default 1 2 3):
+the same for a person who reviews only the page's first ``budget`` x (flipped labels) photos, in
+the page's order (the audit's rank) — what a reviewer with a fixed amount of time gets. Writes
 ``benchmarks/results/review_loop.json`` (with the git commit; a tree with uncommitted changes is
 refused unless ``--allow-dirty``) and the table between the ``review_loop`` markers of
 ``docs/benchmarks.md``.
@@ -75,14 +77,17 @@ def flip_training_labels(spec: DataSpec, train: np.ndarray, share: float, seed: 
     return truth
 
 
-def review_with_oracle(audit_dir: Path, review_dir: Path, clean: dict[str, str]) -> dict[str, int]:
-    """Decide every photo of the audit's review page, the folder label being the oracle, through the
-    page's server code; returns the counts."""
+def review_with_oracle(audit_dir: Path, review_dir: Path, clean: dict[str, str],
+                       limit: int | None = None) -> dict[str, int]:
+    """Decide the photos of the audit's review page in the page's order (the audit's rank: the most
+    likely label error first), all of them or the first ``limit``, the folder label being the oracle,
+    through the page's server code; returns the counts."""
     review = open_review([audit_dir], out=review_dir)
     server = review.server()
-    counts = {"shown": len(review.found.items), "relabelled": 0, "kept": 0}
+    items = review.found.items[:limit]
+    counts = {"shown": len(items), "relabelled": 0, "kept": 0}
     try:
-        for item in review.found.items:
+        for item in items:
             true = clean[item.path]
             action = "relabel" if true != item.given else "keep"
             server.decide({"path": item.path, "action": action, "new_label": true if action == "relabel" else "",
@@ -101,8 +106,10 @@ def head_accuracy(spec: DataSpec, parts: dict[str, np.ndarray], out: Path) -> di
     return {"accuracy": round(float(res["metrics"]["accuracy"]), 4), "C": res["C"], "n_test": res["n_test"]}
 
 
-def one_seed(spec: DataSpec, parts: dict[str, np.ndarray], seed: int, share: float, work: Path) -> dict[str, Any]:
-    """Noisy -> audit -> review -> retrain on one flip seed."""
+def one_seed(spec: DataSpec, parts: dict[str, np.ndarray], seed: int, share: float, work: Path,
+             budgets: tuple[float, ...] = ()) -> dict[str, Any]:
+    """Noisy -> audit -> review -> retrain on one flip seed: the whole flagged set reviewed, and,
+    per budget ``b`` in ``budgets``, only the page's first ``b`` x (flipped labels) photos."""
     work.mkdir(parents=True, exist_ok=True)
     clean = {p: spec.class_names[int(y)] for p, y in zip(spec.paths, spec.labels)}
     noise = work / "noise.csv"
@@ -123,7 +130,15 @@ def one_seed(spec: DataSpec, parts: dict[str, np.ndarray], seed: int, share: flo
     caught = sum(reviewed.class_names[reviewed.labels[reviewed.paths.index(p)]] == t for p, t in flipped.items())
     arms = {name: head_accuracy(s, parts, work / f"head_{name}")
             for name, s in (("noisy", noisy), ("reviewed", reviewed), ("clean", spec))}
-    return {"seed": seed, "flipped": len(flipped), "flagged": len(result.issues), **counts, "flips_caught": caught,
+    cuts = []
+    for b in budgets:
+        cut_dir = work / f"review_first_{b:g}x"
+        (cut_dir / "decisions.csv").unlink(missing_ok=True)
+        cut = review_with_oracle(work / "audit", cut_dir, clean, limit=int(round(b * len(flipped))))
+        labels = apply_decisions(spec, [noise, cut_dir / "decisions.csv"])
+        cuts.append({"budget": b, "shown": cut["shown"], "flips_caught": cut["relabelled"],
+                     "reviewed_accuracy": head_accuracy(labels, parts, work / f"head_first_{b:g}x")["accuracy"]})
+    return {"cuts": cuts, "seed": seed, "flipped": len(flipped), "flagged": len(result.issues), **counts, "flips_caught": caught,
             "flips_left": len(flipped) - caught, "audit_oof_accuracy": result.info["accuracy"],
             "audit_s": round(audit_s, 1), "review_s": round(review_s, 1),
             **{f"{k}_accuracy": v["accuracy"] for k, v in arms.items()}, "C": {k: v["C"] for k, v in arms.items()},
@@ -131,7 +146,9 @@ def one_seed(spec: DataSpec, parts: dict[str, np.ndarray], seed: int, share: flo
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Means over seeds; the recovered share is that of the mean accuracies."""
+    """Means over seeds; the recovered share is that of the mean accuracies. ``cuts``: the same for
+    each budgeted review (the page's first photos only); the goals count as met when the whole
+    flagged set, or some budget of at most 3x, recovers >= 80% of the gap."""
     mean = {k: float(np.mean([r[k] for r in rows])) for k in
             ("noisy_accuracy", "reviewed_accuracy", "clean_accuracy", "flipped", "shown", "flips_caught")}
     gap = mean["clean_accuracy"] - mean["noisy_accuracy"]
@@ -139,6 +156,17 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     mean["shown_per_flip"] = mean["shown"] / mean["flipped"]
     mean["goals_met"] = {"recovered": bool(mean["recovered"] >= GOALS["recovered"]),
                          "shown_per_flip": bool(mean["shown_per_flip"] <= GOALS["shown_per_flip"])}
+    mean["cuts"] = []
+    for j, cut in enumerate(rows[0].get("cuts", [])):
+        c = {k: float(np.mean([r["cuts"][j][k] for r in rows])) for k in ("shown", "flips_caught", "reviewed_accuracy")}
+        c["budget"] = cut["budget"]
+        c["recovered"] = (c["reviewed_accuracy"] - mean["noisy_accuracy"]) / gap if gap > 0 else float("nan")
+        c["shown_per_flip"] = c["shown"] / mean["flipped"]
+        mean["cuts"].append(c)
+    mean["goals_met_by"] = next((f"first {c['budget']:g}x" for c in mean["cuts"]
+                                 if c["shown_per_flip"] <= GOALS["shown_per_flip"]
+                                 and c["recovered"] >= GOALS["recovered"]),
+                                "all flagged" if all(mean["goals_met"].values()) else None)
     return mean
 
 
@@ -156,6 +184,21 @@ def render(results: dict[str, Any]) -> str:
                      f"{m['reviewed_accuracy']:.4f} / {m['clean_accuracy']:.4f} | {m['recovered']:.0%} ({ok['recovered']}) | "
                      f"{m['shown']:.0f} / {m['flipped']:.0f} = {m['shown_per_flip']:.2f}x ({ok['shown_per_flip']}) | "
                      f"{m['flips_caught']:.0f} of {m['flipped']:.0f} |")
+    if any(res["mean"].get("cuts") for res in results["datasets"].values()):
+        lines += ["", "A person who stops early: only the page's first photos (its order is the audit's rank, the "
+                      "most likely label error first), as many as the budget times the flipped labels; the rest "
+                      "of the flagged set is left as it is (means over the seeds):", "",
+                  "| data | photos reviewed | flips caught | test accuracy | gap recovered | both goals |",
+                  "|---|---|---|---|---|---|"]
+        for name, res in results["datasets"].items():
+            m = res["mean"]
+            rows = [(f"first {c['budget']:g}x", c) for c in m.get("cuts", [])]
+            rows.append(("all flagged", {**m, "flips_caught": m["flips_caught"]}))
+            for label, c in rows:
+                met = (c["shown_per_flip"] <= GOALS["shown_per_flip"] and c["recovered"] >= GOALS["recovered"])
+                lines.append(f"| {name} | {label}: {c['shown']:.0f} ({c['shown_per_flip']:.2f}x) | "
+                             f"{c['flips_caught']:.0f} of {m['flipped']:.0f} | {c['reviewed_accuracy']:.4f} | "
+                             f"{c['recovered']:.0%} | {'met' if met else 'missed'} |")
     lines += ["", "Per seed (noisy / reviewed / clean test accuracy; photos shown; flips caught):", ""]
     for name, res in results["datasets"].items():
         per = "; ".join(f"seed {r['seed']}: {r['noisy_accuracy']:.4f} / {r['reviewed_accuracy']:.4f} / "
@@ -172,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--datasets", nargs="+", default=["cats_vs_dogs", "flowers"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="flip seeds")
     ap.add_argument("--share", type=float, default=0.05, help="share of the training labels flipped")
+    ap.add_argument("--budgets", nargs="*", type=float, default=[1.0, 2.0, 3.0],
+                    help="also review only the page's first BUDGET x (flipped labels) photos")
     ap.add_argument("--max-images", type=int, help="a seeded stratified sample of each folder (a trial run; "
                                                    "not recorded)")
     ap.add_argument("--work", help="where audits, reviews and heads go (default: a temporary folder)")
@@ -180,8 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     commit = commit_or_exit(ap, args.allow_dirty or bool(args.max_images))
     assets = Path(args.assets)
     work = Path(args.work or tempfile.mkdtemp(prefix="kerasclf_review_loop_"))
-    command = "python benchmarks/review_loop.py" + ("" if args.seeds == [0, 1, 2] else
-                                                    " --seeds " + " ".join(map(str, args.seeds)))
+    command = ("python benchmarks/review_loop.py"
+               + ("" if args.seeds == [0, 1, 2] else " --seeds " + " ".join(map(str, args.seeds)))
+               + ("" if args.budgets == [1.0, 2.0, 3.0] else " --budgets " + " ".join(f"{b:g}" for b in args.budgets)))
     results: dict[str, Any] = {"command": command, "commit": commit, "seeds": args.seeds, "share": args.share,
                                "machine": f"{platform.machine()}, 2 shared cores", "features": DEFAULT_FEATURES,
                                "datasets": {}}
@@ -193,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         parts = split_indices(spec, (0.7, 0.1, 0.2), seed=42)
         rows = []
         for seed in args.seeds:
-            rows.append(one_seed(spec, parts, seed, args.share, work / name / f"seed{seed}"))
+            rows.append(one_seed(spec, parts, seed, args.share, work / name / f"seed{seed}", tuple(args.budgets)))
             r = rows[-1]
             print(f"{name} seed {seed}: {r['flipped']} flipped, {r['shown']} shown, {r['flips_caught']} caught; "
                   f"test accuracy noisy {r['noisy_accuracy']:.4f} reviewed {r['reviewed_accuracy']:.4f} "
