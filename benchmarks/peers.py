@@ -86,10 +86,13 @@ QUICK_RESULTS = ROOT / "benchmarks" / "results" / "peers_quick.json"
 DOCS = ROOT / "docs" / "benchmarks.md"
 FOLDERS = ("cats_vs_dogs", "flowers")
 ARMS = ("kerasclf", "fastai", "fastai_batch_stats", "keras_tutorial")
-#: the fastai arm's batch-norm handling -> its key in the results (``--fastai-batch-norm``)
-FASTAI_ARM = {"frozen": "fastai", "fastai": "fastai_batch_stats"}
+#: each fastai arm -> how its body's batch norm is handled (``peers_fastai.py --batch-norm``)
+FASTAI_BATCH_NORM = {"fastai": "frozen", "fastai_batch_stats": "fastai"}
 PEERS_PYTHON = ROOT / ".venv-peers" / "bin" / "python"
 FASTAI = ROOT / "benchmarks" / "peers_fastai.py"
+#: besides the arms: the linear-probe floor, and fastai's head alone trained longer on the frozen body
+CHECKS = ("probe", "fastai_head")
+HEAD_EPOCHS = 4  # fastai_head: fit_one_cycle(HEAD_EPOCHS) on the frozen learner
 BUDGET_FACTOR = 1.5  # fastai may use up to this many times the template's wall time (the issue's rule)
 TUTORIAL_FACTOR = 1.0  # the plain Keras tutorial gets the template's own wall time
 TUTORIAL_EPOCHS = (10, 10)  # benchmarks/finetune.py's tutorial: frozen, then fine-tuning at 1e-5
@@ -350,10 +353,9 @@ class Bench:
         return [sys.executable, str(Path(__file__).resolve()), "--child", child, "--out", str(out),
                 "--threads", str(self.args.threads), "--assets", str(self.assets), *extra]
 
-    def theirs(self, job: str, out: Path, *extra: str) -> list[str]:
+    def theirs(self, job: str, out: Path, *extra: str, batch_norm: str = "frozen") -> list[str]:
         return [str(self.args.peers_python), str(FASTAI), job, "--out", str(out), "--threads", str(self.args.threads),
-                "--weights", str(lite_weights_file("efficientnet_lite0")),
-                "--batch-norm", self.args.fastai_batch_norm, *extra]
+                "--weights", str(lite_weights_file("efficientnet_lite0")), "--batch-norm", batch_norm, *extra]
 
     def arm(self, cmd: list[str], label: str, out: Path) -> dict[str, Any]:
         meta = run_arm(cmd, label, self.work / f"{label}.log", self.args.threads)
@@ -403,9 +405,13 @@ class Bench:
                                         f"{name}_kerasclf{'_' + a.variant if a.variant else ''}", out)
         cap = BUDGET_FACTOR * arms["kerasclf"]["wall_s"] if "kerasclf" in arms else None
         entry["budget_s"] = round(cap, 1) if cap else None
-        if "fastai" in a.arms_run:
-            arms[FASTAI_ARM[a.fastai_batch_norm]] = {**self.fastai(name, split, size, bs, cap),
-                                                     "runs_allowed": a.fastai_runs}
+        for tag in FASTAI_BATCH_NORM:
+            if tag in a.arms_run:
+                arms[tag] = {**self.fastai(name, split, size, bs, cap, tag), "runs_allowed": a.fastai_runs}
+        if "fastai_head" in a.arms_run:
+            entry["fastai_head"] = self.fastai_head(name, split, size, bs, arms.get("fastai", {}).get("lr_find"))
+        elif previous.get("fastai_head"):
+            entry["fastai_head"] = previous["fastai_head"]
         if "keras_tutorial" in a.arms_run:
             out = self.work / f"{name}_tutorial.json"
             arms["keras_tutorial"] = self.arm(self.ours("tutorial", out, *common, *quick,
@@ -416,15 +422,15 @@ class Bench:
         entry["sanity"] = sanity(entry)
         return entry
 
-    def fastai(self, name: str, split: Path, size: int, bs: int, cap: float | None) -> dict[str, Any]:
+    def fastai(self, name: str, split: Path, size: int, bs: int, cap: float | None, tag: str) -> dict[str, Any]:
         """``lr_find`` once; ``fine_tune(1)``, whose curve times a frozen and an unfrozen epoch; then
         ``fine_tune(n)`` for the largest n predicted to fit in ``cap`` seconds (``lr_find``'s
         included). Every n is recorded; the one with the best validation accuracy is the row."""
         common = ["--split", str(split), "--size", str(size), "--batch-size", str(bs)]
-        tag = FASTAI_ARM[self.args.fastai_batch_norm]
+        bn = FASTAI_BATCH_NORM[tag]
         out = self.work / f"{name}_{tag}_lr_find.json"
-        found = self.arm(self.theirs("lr_find", out, *common, *(["--lr-find-steps", "5"] if self.args.quick else [])),
-                         f"{name}_{tag}_lr_find", out)
+        found = self.arm(self.theirs("lr_find", out, *common, *(["--lr-find-steps", "5"] if self.args.quick else []),
+                                     batch_norm=bn), f"{name}_{tag}_lr_find", out)
         infer = str(min(INFER_IMAGES, len(split_rows(split, "test"))))
         tried: list[dict[str, Any]] = []
         for n in (1, None)[:self.args.fastai_runs]:
@@ -436,7 +442,7 @@ class Bench:
                     break
             out = self.work / f"{name}_{tag}_ft{n}.json"
             r = self.arm(self.theirs("fine_tune", out, *common, "--epochs", str(n), "--lr", str(found["valley"]),
-                                     "--infer", infer), f"{name}_{tag}_ft{n}", out)
+                                     "--infer", infer, batch_norm=bn), f"{name}_{tag}_ft{n}", out)
             r["wall_s_with_lr_find"] = round(r["wall_s"] + found["wall_s"], 1)
             r["curve"] = [(round(p["t"] + found["wall_s"], 1), p["val_accuracy"]) for p in r["curve"]]
             r["time_to_best_s"], r["best_curve_val"] = time_to_best(r["curve"])
@@ -446,6 +452,18 @@ class Bench:
                 "tried": [{k: r[k] for k in ("epochs", "lr", "val_accuracy", "test_accuracy", "tta_chosen",
                                              "wall_s_with_lr_find", "frozen_val_accuracy", "peak_tree_pss_mb")}
                           for r in tried]}
+
+
+    def fastai_head(self, name: str, split: Path, size: int, bs: int, found: dict[str, Any] | None) -> dict[str, Any]:
+        """The frozen-stage check of the fastai arm: its head alone, ``fit_one_cycle(HEAD_EPOCHS)`` on
+        the frozen body at the fastai arm's ``lr_find`` valley (``lr_find`` runs here if that arm has not)."""
+        common = ["--split", str(split), "--size", str(size), "--batch-size", str(bs)]
+        if not found:
+            out = self.work / f"{name}_fastai_lr_find.json"
+            found = self.arm(self.theirs("lr_find", out, *common), f"{name}_fastai_lr_find", out)
+        out = self.work / f"{name}_fastai_head.json"
+        return self.arm(self.theirs("head_only", out, *common, "--epochs", str(HEAD_EPOCHS), "--lr",
+                                    str(found["valley"])), f"{name}_fastai_head", out)
 
 
 def sanity(entry: dict[str, Any]) -> dict[str, Any]:
@@ -458,6 +476,10 @@ def sanity(entry: dict[str, Any]) -> dict[str, Any]:
         out[arm] = {"frozen_val": frozen, "probe_val": probe.get("val_accuracy"),
                     "frozen_reaches_probe": None if frozen is None or not probe else frozen >= probe["val_accuracy"],
                     "final_val_reaches_probe": None if not probe else r["val_accuracy"] >= probe["val_accuracy"]}
+    head = entry.get("fastai_head")
+    if head and "fastai" in out:
+        out["fastai"]["head_only_val"] = head["val_accuracy"]
+        out["fastai"]["head_only_reaches_probe"] = None if not probe else head["val_accuracy"] >= probe["val_accuracy"]
     return out
 
 
@@ -496,13 +518,14 @@ def render(results: dict[str, Any]) -> str:
         s = e["split"]["sizes"]
         lines += [f"### {name} ({s['train']:,} train / {s['val']:,} val / {s['test']:,} test, "
                   f"{e['image_size']} px, batch {e['batch_size']}, {e['threads']} threads)", "",
-                  f"    {e['command']}", "",
-                  f"Commit {e['commit']}, {e['date']}, {e['host']}. Budget for the peers: "
+                  f"    python benchmarks/peers.py --folders {name}", "",
+                  f"runs every arm on this folder, one after the other on one host. Budget for the peers: "
                   f"{BUDGET_FACTOR}x the template's wall time = {_min(e.get('budget_s'))}. Floor (logistic regression "
                   f"on the pooled Lite0 features of this split, C={_f(probe.get('C'), 'g')} by validation): val "
                   f"{_f(probe.get('val_accuracy'))}, test {_f(probe.get('test_accuracy'))}.", "",
                   "| arm | test acc | val acc | wall | to best val | peak memory (tree PSS / process RSS) "
-                  "| frozen stage val (≥ floor?) | load before → after |", "|---|---|---|---|---|---|---|---|"]
+                  "| frozen stage val (≥ floor?) | load before → after | commit, date, CPU |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for arm in ARMS:
             r = e["arms"].get(arm)
             if not r:
@@ -513,7 +536,14 @@ def render(results: dict[str, Any]) -> str:
                          f"{_min(r['wall_s'])} | {_min(r.get('time_to_best_s'))} | {r['peak_tree_pss_mb']:,} / "
                          f"{r['maxrss_mb']['self']:,} MB | {_f(r.get('frozen_val_accuracy'))} "
                          f"({ {True: 'yes', False: 'NO', None: '—'}[ok.get('frozen_reaches_probe')] }) | "
-                         f"{r['load_1min'][0]:.1f} → {r['load_1min'][1]:.1f} |")
+                         f"{r['load_1min'][0]:.1f} → {r['load_1min'][1]:.1f} | {r.get('commit', e['commit'])}, "
+                         f"{r.get('date', e['date'])}, {cpu(r.get('host', e['host']))} |")
+        cpus = {cpu(r.get("host", e["host"])) for r in e["arms"].values()}
+        if len(cpus) > 1:
+            lines += ["", f"The rows come from {len(cpus)} different CPUs ({'; '.join(sorted(cpus))}): wall times, "
+                          f"memory and load compare only between rows of one CPU."]
+        lines += ["", "Recorded with (each row at its commit):", "",
+                  *(f"- `{cmd}`: {', '.join(who)}" for cmd, who in recorded_by(e).items())]
         for arm in ("fastai", "fastai_batch_stats"):
             fa = e["arms"].get(arm)
             if not fa:
@@ -529,7 +559,18 @@ def render(results: dict[str, Any]) -> str:
             lines += [f"| {t['epochs']} | {_f(t['val_accuracy'])} | {_f(t['test_accuracy'])} | "
                       f"{'yes' if t['tta_chosen'] else 'no'} | {_min(t['wall_s_with_lr_find'])} | "
                       f"{_f(t['frozen_val_accuracy'])} |" for t in fa["tried"]]
-        lines += ["", *render_inference(e), ""]
+            head = e.get("fastai_head")
+            if arm == "fastai" and head:
+                floor = probe.get("val_accuracy")
+                lines += ["", f"Frozen-stage check (`fine_tune` trains the head for one epoch only): the same head "
+                              f"alone on the frozen body, `fit_one_cycle({head['epochs']}, {head['lr']:.2e})`, "
+                              f"validation accuracy after each epoch "
+                              f"{', '.join(_f(p['val_accuracy']) for p in head['curve'])} "
+                              f"({_min(head['wall_s'])}; commit {head.get('commit', e['commit'])}): "
+                              + ("—" if floor is None else
+                                 f"{'reaches' if head['val_accuracy'] >= floor else 'stays below'} the floor's "
+                                 f"{_f(floor)}.")]
+        lines += ["", *render_inference(e), "", *render_goals(e), ""]
     variants = results.get("variants", [])
     if variants:
         lines += ["### Template variants on the validation split", "",
@@ -537,6 +578,55 @@ def render(results: dict[str, Any]) -> str:
         lines += [f"| {v['folder']} | {v['variant']} | `{' '.join(v['overrides'])}` | {_f(v['val_accuracy'])}"
                   f"{' (TTA)' if v.get('tta_chosen') else ''} | {_min(v['wall_s'])} | {v['commit']} |" for v in variants]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def cpu(host: str) -> str:
+    """The CPU model of a :func:`host` string (what differs between the hosts a row may come from).
+
+    Example:
+        >>> cpu("x86_64, 2 CPUs (AMD EPYC), Linux")
+        'AMD EPYC'
+    """
+    return host.split("(", 1)[1].rsplit(")", 1)[0] if "(" in host else host
+
+
+def recorded_by(e: dict[str, Any]) -> dict[str, list[str]]:
+    """``{command: [what it recorded]}`` for one folder's entry (the probe and each arm keep their own)."""
+    out: dict[str, list[str]] = {}
+    parts = [("floor", e.get("probe") or {}), *((arm, e["arms"][arm]) for arm in ARMS if arm in e["arms"]),
+             ("frozen-stage check", e.get("fastai_head") or {})]
+    for what, r in parts:
+        if r:
+            out.setdefault(r.get("command", e["command"]), []).append(what)
+    return out
+
+
+def render_goals(e: dict[str, Any]) -> list[str]:
+    """The issue's goals for one folder, the template against the fastai arm (batch norm frozen),
+    read from the recorded rows; wall time and memory only when both rows come from one CPU."""
+    ours, theirs = e["arms"].get("kerasclf"), e["arms"].get("fastai")
+    if not ours or not theirs:
+        return []
+    same = cpu(ours.get("host", e["host"])) == cpu(theirs.get("host", e["host"]))
+    rows = ["Goals (the template against fastai with frozen batch-norm statistics):", "",
+            "| goal | kerasclf | fastai | met? |", "|---|---|---|---|"]
+    d = ours["test_accuracy"] - theirs["test_accuracy"]
+    rows.append(f"| test accuracy ≥ fastai's | {_f(ours['test_accuracy'])} | {_f(theirs['test_accuracy'])} | "
+                f"{'yes' if d >= 0 else 'NO'} ({d * 100:+.1f} points) |")
+    for what, a, b, show in (("wall time ≤ fastai's", ours["wall_s"], theirs["wall_s"], _min),
+                             ("peak memory (tree PSS) ≤ fastai's", ours["peak_tree_pss_mb"],
+                              theirs["peak_tree_pss_mb"], lambda v: f"{v:,} MB")):
+        verdict = f"{'yes' if a <= b else 'NO'} ({a / b:.2f}x)" if same else "not comparable: different CPUs"
+        rows.append(f"| {what} | {show(a)} | {show(b)} | {verdict} |")
+    inf_ours, inf_theirs = ours.get("inference"), theirs.get("inference")
+    if inf_ours and inf_theirs:
+        best, base = inf_ours["best_runtime"], inf_theirs["get_preds_img_per_s"]
+        rate = inf_ours["rates"][best]
+        verdict = f"{'yes' if rate >= 2 * base else 'NO'} ({rate / base:.2f}x)" if same else \
+            "not comparable: different CPUs"
+        rows.append(f"| inference ≥ 2x fastai's `get_preds` | {rate:.1f} img/s ({best}) | {base:.1f} img/s | "
+                    f"{verdict} |")
+    return rows
 
 
 def render_inference(e: dict[str, Any]) -> list[str]:
@@ -568,7 +658,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--folders", default=",".join(FOLDERS))
-    p.add_argument("--arms", default="probe," + ",".join(ARMS), help="probe,kerasclf,fastai,keras_tutorial")
+    p.add_argument("--arms", default=",".join((*CHECKS, *ARMS)),
+                   help=f"comma-separated, from {','.join((*CHECKS, *ARMS))} (default: all)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quick", action="store_true", help=f"{QUICK_IMAGES} images, 1 epoch; results to peers_quick.json")
     p.add_argument("--render", action="store_true", help="only re-render docs/benchmarks.md from peers.json")
@@ -581,9 +672,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fastai-runs", type=int, choices=(1, 2), default=2,
                    help="2: fine_tune(1), then the largest n predicted to fit the budget; 1: fine_tune(1) only "
                         "(recorded, and said in the table)")
-    p.add_argument("--fastai-batch-norm", choices=tuple(FASTAI_ARM), default="frozen",
-                   help="frozen: the body's batch norm keeps its ImageNet statistics (the fastai arm); fastai: "
-                        "fastai's train_bn=True with batch statistics (recorded as fastai_batch_stats)")
     p.add_argument("--work", type=Path, help="where splits, logs and run folders go (default: a temp folder)")
     # the children's own options
     p.add_argument("--child", choices=tuple(CHILDREN), help=argparse.SUPPRESS)
@@ -606,9 +694,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.set and not args.variant:
         p.error("--set changes the template: name the variant with --variant NAME")
+    args.arms_run = ["kerasclf"] if args.variant else [a.strip() for a in args.arms.split(",") if a.strip()]
+    unknown = sorted(set(args.arms_run) - {*CHECKS, *ARMS})
+    if unknown:
+        p.error(f"unknown arm {', '.join(unknown)}: choose from {','.join((*CHECKS, *ARMS))}")
+    unknown = sorted(set(args.folders.split(",")) - set(FOLDERS))
+    if unknown:
+        p.error(f"unknown folder {', '.join(unknown)}: choose from {','.join(FOLDERS)}")
+    needs_torch = bool(set(args.arms_run) & {*FASTAI_BATCH_NORM, "fastai_head"}) or not args.no_weights_check
     prov = {"commit": commit_or_exit(p, args.allow_dirty or args.quick)}
-    args.arms_run = ["kerasclf"] if args.variant else args.arms.split(",")
-    needs_torch = "fastai" in args.arms_run or not args.no_weights_check
     if needs_torch and not args.peers_python.is_file():
         p.error(f"{args.peers_python} is missing: the fastai arm runs in its own environment (see "
                 f"benchmarks/peers_fastai.py); or pass --arms without fastai and --no-weights-check")
@@ -617,7 +711,7 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(args, work)
     command = "python benchmarks/peers.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     stamp = {**prov, "date": datetime.date.today().isoformat(), "host": host(), "command": command}
-    bench.recorded = {"commit": stamp["commit"], "date": stamp["date"]}
+    bench.recorded = {"commit": stamp["commit"], "date": stamp["date"], "command": command, "host": stamp["host"]}
     if not args.no_weights_check and not args.variant:
         results["weights_check"] = {**bench.weights_check(int(template(Path(args.assets) / FOLDERS[0]).data.image_size[0])),
                                     **stamp}

