@@ -90,8 +90,9 @@ ARMS = ("kerasclf", "fastai", "fastai_batch_stats", "keras_tutorial")
 FASTAI_BATCH_NORM = {"fastai": "frozen", "fastai_batch_stats": "fastai"}
 PEERS_PYTHON = ROOT / ".venv-peers" / "bin" / "python"
 FASTAI = ROOT / "benchmarks" / "peers_fastai.py"
-#: besides the arms: the linear-probe floor, and fastai's head alone trained longer on the frozen body
-CHECKS = ("probe", "fastai_head")
+#: besides the arms: the linear-probe floor on kerasclf's view and on fastai's (its Resize crops the
+#: centre; kerasclf's reader resizes the whole photo), and fastai's head alone trained longer
+CHECKS = ("probe", "fastai_head", "fastai_probe")
 HEAD_EPOCHS = 4  # fastai_head: fit_one_cycle(HEAD_EPOCHS) on the frozen learner
 BUDGET_FACTOR = 1.5  # fastai may use up to this many times the template's wall time (the issue's rule)
 TUTORIAL_FACTOR = 1.0  # the plain Keras tutorial gets the template's own wall time
@@ -412,6 +413,10 @@ class Bench:
             entry["fastai_head"] = self.fastai_head(name, split, size, bs, arms.get("fastai", {}).get("lr_find"))
         elif previous.get("fastai_head"):
             entry["fastai_head"] = previous["fastai_head"]
+        if "fastai_probe" in a.arms_run:
+            entry["fastai_probe"] = self.fastai_probe(name, split, size, bs)
+        elif previous.get("fastai_probe"):
+            entry["fastai_probe"] = previous["fastai_probe"]
         if "keras_tutorial" in a.arms_run:
             out = self.work / f"{name}_tutorial.json"
             arms["keras_tutorial"] = self.arm(self.ours("tutorial", out, *common, *quick,
@@ -466,6 +471,21 @@ class Bench:
                                     str(found["valley"])), f"{name}_fastai_head", out)
 
 
+    def fastai_probe(self, name: str, split: Path, size: int, bs: int) -> dict[str, Any]:
+        """The floor on fastai's own view: the same logistic regression (C by validation log-loss) on
+        the pooled features of fastai's learner (its ``Resize`` crop, no augmentation)."""
+        out, npz = self.work / f"{name}_fastai_features.json", self.work / f"{name}_fastai_features.npz"
+        meta = self.arm(self.theirs("features", out, "--split", str(split), "--size", str(size), "--batch-size",
+                                    str(bs), "--features", str(npz)), f"{name}_fastai_features", out)
+        f = np.load(npz)
+        classes = sorted(set(f["train_y"]))
+        xy = {k: (f[f"{k}_x"], np.searchsorted(classes, f[f"{k}_y"])) for k in ("train", "val", "test")}
+        c, losses = choose_c(xy["train"], xy["val"])
+        head = fit_head(*xy["train"], C=c)
+        score = {k: round(float(evaluate_head(head, *xy[k], classes)["accuracy"]), 4) for k in ("val", "test")}
+        return {**meta, "C": c, "val_log_loss": losses, "val_accuracy": score["val"], "test_accuracy": score["test"]}
+
+
 def sanity(entry: dict[str, Any]) -> dict[str, Any]:
     """Each arm's frozen stage against the linear probe's validation accuracy (the floor), and its
     final validation and test accuracy against the probe's."""
@@ -476,6 +496,11 @@ def sanity(entry: dict[str, Any]) -> dict[str, Any]:
         out[arm] = {"frozen_val": frozen, "probe_val": probe.get("val_accuracy"),
                     "frozen_reaches_probe": None if frozen is None or not probe else frozen >= probe["val_accuracy"],
                     "final_val_reaches_probe": None if not probe else r["val_accuracy"] >= probe["val_accuracy"]}
+    own = entry.get("fastai_probe")
+    for arm in FASTAI_BATCH_NORM:
+        if own and arm in out:
+            out[arm]["own_view_probe_val"] = own["val_accuracy"]
+            out[arm]["final_val_reaches_own_view_probe"] = entry["arms"][arm]["val_accuracy"] >= own["val_accuracy"]
     head = entry.get("fastai_head")
     if head and "fastai" in out:
         out["fastai"]["head_only_val"] = head["val_accuracy"]
@@ -522,7 +547,12 @@ def render(results: dict[str, Any]) -> str:
                   f"runs every arm on this folder, one after the other on one host. Budget for the peers: "
                   f"{BUDGET_FACTOR}x the template's wall time = {_min(e.get('budget_s'))}. Floor (logistic regression "
                   f"on the pooled Lite0 features of this split, C={_f(probe.get('C'), 'g')} by validation): val "
-                  f"{_f(probe.get('val_accuracy'))}, test {_f(probe.get('test_accuracy'))}.", "",
+                  f"{_f(probe.get('val_accuracy'))}, test {_f(probe.get('test_accuracy'))}."
+                  + ("" if not e.get("fastai_probe") else
+                     f" The same floor on fastai's view of the photos (its `Resize({e['image_size']})` crops the "
+                     f"centre; kerasclf's reader resizes the whole photo), C={_f(e['fastai_probe']['C'], 'g')}: val "
+                     f"{_f(e['fastai_probe']['val_accuracy'])}, test {_f(e['fastai_probe']['test_accuracy'])}."),
+                  "",
                   "| arm | test acc | val acc | wall | to best val | peak memory (tree PSS / process RSS) "
                   "| frozen stage val (≥ floor?) | load before → after | commit, date, CPU |",
                   "|---|---|---|---|---|---|---|---|---|"]
@@ -594,7 +624,7 @@ def recorded_by(e: dict[str, Any]) -> dict[str, list[str]]:
     """``{command: [what it recorded]}`` for one folder's entry (the probe and each arm keep their own)."""
     out: dict[str, list[str]] = {}
     parts = [("floor", e.get("probe") or {}), *((arm, e["arms"][arm]) for arm in ARMS if arm in e["arms"]),
-             ("frozen-stage check", e.get("fastai_head") or {})]
+             ("frozen-stage check", e.get("fastai_head") or {}), ("floor on fastai's view", e.get("fastai_probe") or {})]
     for what, r in parts:
         if r:
             out.setdefault(r.get("command", e["command"]), []).append(what)
@@ -701,7 +731,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(args.folders.split(",")) - set(FOLDERS))
     if unknown:
         p.error(f"unknown folder {', '.join(unknown)}: choose from {','.join(FOLDERS)}")
-    needs_torch = bool(set(args.arms_run) & {*FASTAI_BATCH_NORM, "fastai_head"}) or not args.no_weights_check
+    needs_torch = bool(set(args.arms_run) & {*FASTAI_BATCH_NORM, *CHECKS[1:]}) or not args.no_weights_check
     prov = {"commit": commit_or_exit(p, args.allow_dirty or args.quick)}
     if needs_torch and not args.peers_python.is_file():
         p.error(f"{args.peers_python} is missing: the fastai arm runs in its own environment (see "

