@@ -553,7 +553,7 @@ def render(results: dict[str, Any]) -> str:
                      f"centre; kerasclf's reader resizes the whole photo), C={_f(e['fastai_probe']['C'], 'g')}: val "
                      f"{_f(e['fastai_probe']['val_accuracy'])}, test {_f(e['fastai_probe']['test_accuracy'])}."),
                   "",
-                  "| arm | test acc | val acc | wall | to best val | peak memory (tree PSS / process RSS) "
+                  "| arm | test acc | val acc (≥ floor?) | wall | to best val | peak memory (tree PSS / process RSS) "
                   "| frozen stage val (≥ floor?) | load before → after | commit, date, CPU |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for arm in ARMS:
@@ -562,7 +562,11 @@ def render(results: dict[str, Any]) -> str:
                 continue
             ok = e["sanity"].get(arm, {})
             tta = " (TTA)" if r.get("tta_chosen") else ""
-            lines.append(f"| {ARM_TITLE[arm]} | {_f(r['test_accuracy'])}{tta} | {_f(r['val_accuracy'])}{tta} | "
+            yes = {True: "yes", False: "NO", None: "—"}
+            final = yes[ok.get("final_val_reaches_probe")] + (
+                f"; fastai's view: {yes[ok['final_val_reaches_own_view_probe']]}"
+                if "final_val_reaches_own_view_probe" in ok else "")
+            lines.append(f"| {ARM_TITLE[arm]} | {_f(r['test_accuracy'])}{tta} | {_f(r['val_accuracy'])}{tta} ({final}) | "
                          f"{_min(r['wall_s'])} | {_min(r.get('time_to_best_s'))} | {r['peak_tree_pss_mb']:,} / "
                          f"{r['maxrss_mb']['self']:,} MB | {_f(r.get('frozen_val_accuracy'))} "
                          f"({ {True: 'yes', False: 'NO', None: '—'}[ok.get('frozen_reaches_probe')] }) | "
