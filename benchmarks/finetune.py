@@ -189,6 +189,9 @@ def keras_tutorial(split_csv: Path, size: int, start: float, target: float | Non
     frozen_curve, done = list(cb.curve), len(h1.epoch)
     cb.cap_s = time_cap_s
     base.trainable = True
+    for layer in base.layers:  # BN stays in inference mode: `base(x, training=False)` above does not hold
+        if isinstance(layer, keras.layers.BatchNormalization):  # once fit() calls the model with training=True
+            layer.trainable = False
     model.compile(keras.optimizers.Adam(1e-5), "sparse_categorical_crossentropy", metrics=["accuracy"])
     h2 = model.fit(train, validation_data=val, epochs=done + epochs[1], initial_epoch=done,
                    callbacks=[cb], verbose=2)
