@@ -249,12 +249,18 @@ def child_probe(args: argparse.Namespace) -> dict[str, Any]:
     row = {i: n for n, i in enumerate(fs.ids)}
     ids = spec.ids()
     xy = {k: (np.asarray(fs.features)[[row[ids[i]] for i in v]], np.asarray(spec.labels)[v]) for k, v in parts.items()}
-    c, losses = choose_c(xy["train"], xy["val"])
-    head = fit_head(*xy["train"], C=c)
-    score = {k: round(float(evaluate_head(head, *xy[k], spec.class_names)["accuracy"]), 4) for k in ("val", "test")}
-    return {"C": c, "val_log_loss": losses, "val_accuracy": score["val"], "test_accuracy": score["test"],
+    return {**fit_probe(xy, spec.class_names),
             "features": f"{recipe.model.options['backbone']} pooled, {fs.features.shape[1]}-d",
             "from_cache": fs.from_cache}
+
+
+def fit_probe(xy: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[str]) -> dict[str, Any]:
+    """The floor's logistic regression on ``{part: (features, integer labels)}``: C by validation
+    log-loss, fitted on train, scored on val and test."""
+    c, losses = choose_c(xy["train"], xy["val"])
+    head = fit_head(*xy["train"], C=c)
+    score = {k: round(float(evaluate_head(head, *xy[k], class_names)["accuracy"]), 4) for k in ("val", "test")}
+    return {"C": c, "val_log_loss": losses, "val_accuracy": score["val"], "test_accuracy": score["test"]}
 
 
 def child_kerasclf(args: argparse.Namespace) -> dict[str, Any]:
@@ -358,6 +364,11 @@ class Bench:
         return [str(self.args.peers_python), str(FASTAI), job, "--out", str(out), "--threads", str(self.args.threads),
                 "--weights", str(lite_weights_file("efficientnet_lite0")), "--batch-norm", batch_norm, *extra]
 
+    @staticmethod
+    def fastai_data(split: Path, size: int, bs: int) -> list[str]:
+        """The options every fastai job reading the manifest takes."""
+        return ["--split", str(split), "--size", str(size), "--batch-size", str(bs)]
+
     def arm(self, cmd: list[str], label: str, out: Path) -> dict[str, Any]:
         meta = run_arm(cmd, label, self.work / f"{label}.log", self.args.threads)
         result = json.loads(out.read_text()) if out.suffix == ".json" else {}
@@ -431,7 +442,7 @@ class Bench:
         """``lr_find`` once; ``fine_tune(1)``, whose curve times a frozen and an unfrozen epoch; then
         ``fine_tune(n)`` for the largest n predicted to fit in ``cap`` seconds (``lr_find``'s
         included). Every n is recorded; the one with the best validation accuracy is the row."""
-        common = ["--split", str(split), "--size", str(size), "--batch-size", str(bs)]
+        common = self.fastai_data(split, size, bs)
         bn = FASTAI_BATCH_NORM[tag]
         out = self.work / f"{name}_{tag}_lr_find.json"
         found = self.arm(self.theirs("lr_find", out, *common, *(["--lr-find-steps", "5"] if self.args.quick else []),
@@ -458,11 +469,10 @@ class Bench:
                                              "wall_s_with_lr_find", "frozen_val_accuracy", "peak_tree_pss_mb")}
                           for r in tried]}
 
-
     def fastai_head(self, name: str, split: Path, size: int, bs: int, found: dict[str, Any] | None) -> dict[str, Any]:
         """The frozen-stage check of the fastai arm: its head alone, ``fit_one_cycle(HEAD_EPOCHS)`` on
         the frozen body at the fastai arm's ``lr_find`` valley (``lr_find`` runs here if that arm has not)."""
-        common = ["--split", str(split), "--size", str(size), "--batch-size", str(bs)]
+        common = self.fastai_data(split, size, bs)
         if not found:
             out = self.work / f"{name}_fastai_lr_find.json"
             found = self.arm(self.theirs("lr_find", out, *common), f"{name}_fastai_lr_find", out)
@@ -470,20 +480,16 @@ class Bench:
         return self.arm(self.theirs("head_only", out, *common, "--epochs", str(HEAD_EPOCHS), "--lr",
                                     str(found["valley"])), f"{name}_fastai_head", out)
 
-
     def fastai_probe(self, name: str, split: Path, size: int, bs: int) -> dict[str, Any]:
         """The floor on fastai's own view: the same logistic regression (C by validation log-loss) on
         the pooled features of fastai's learner (its ``Resize`` crop, no augmentation)."""
         out, npz = self.work / f"{name}_fastai_features.json", self.work / f"{name}_fastai_features.npz"
-        meta = self.arm(self.theirs("features", out, "--split", str(split), "--size", str(size), "--batch-size",
-                                    str(bs), "--features", str(npz)), f"{name}_fastai_features", out)
+        meta = self.arm(self.theirs("features", out, *self.fastai_data(split, size, bs), "--features", str(npz)),
+                        f"{name}_fastai_features", out)
         f = np.load(npz)
         classes = sorted(set(f["train_y"]))
         xy = {k: (f[f"{k}_x"], np.searchsorted(classes, f[f"{k}_y"])) for k in ("train", "val", "test")}
-        c, losses = choose_c(xy["train"], xy["val"])
-        head = fit_head(*xy["train"], C=c)
-        score = {k: round(float(evaluate_head(head, *xy[k], classes)["accuracy"]), 4) for k in ("val", "test")}
-        return {**meta, "C": c, "val_log_loss": losses, "val_accuracy": score["val"], "test_accuracy": score["test"]}
+        return {**meta, **fit_probe(xy, classes)}
 
 
 def sanity(entry: dict[str, Any]) -> dict[str, Any]:
@@ -509,6 +515,9 @@ def sanity(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- rendering
+YES = {True: "yes", False: "NO", None: "—"}  # a sanity verdict in the tables
+
+
 def _f(v: Any, fmt: str = ".3f") -> str:
     return "—" if v is None else format(v, fmt)
 
@@ -562,17 +571,16 @@ def render(results: dict[str, Any]) -> str:
                 continue
             ok = e["sanity"].get(arm, {})
             tta = " (TTA)" if r.get("tta_chosen") else ""
-            yes = {True: "yes", False: "NO", None: "—"}
-            final = yes[ok.get("final_val_reaches_probe")] + (
-                f"; fastai's view: {yes[ok['final_val_reaches_own_view_probe']]}"
+            final = YES[ok.get("final_val_reaches_probe")] + (
+                f"; fastai's view: {YES[ok['final_val_reaches_own_view_probe']]}"
                 if "final_val_reaches_own_view_probe" in ok else "")
             lines.append(f"| {ARM_TITLE[arm]} | {_f(r['test_accuracy'])}{tta} | {_f(r['val_accuracy'])}{tta} ({final}) | "
                          f"{_min(r['wall_s'])} | {_min(r.get('time_to_best_s'))} | {r['peak_tree_pss_mb']:,} / "
                          f"{r['maxrss_mb']['self']:,} MB | {_f(r.get('frozen_val_accuracy'))} "
-                         f"({ {True: 'yes', False: 'NO', None: '—'}[ok.get('frozen_reaches_probe')] }) | "
+                         f"({YES[ok.get('frozen_reaches_probe')]}) | "
                          f"{r['load_1min'][0]:.1f} → {r['load_1min'][1]:.1f} | {r.get('commit', e['commit'])}, "
-                         f"{r.get('date', e['date'])}, {cpu(r.get('host', e['host']))} |")
-        cpus = {cpu(r.get("host", e["host"])) for r in e["arms"].values()}
+                         f"{r.get('date', e['date'])}, {row_cpu(r, e)} |")
+        cpus = {row_cpu(r, e) for r in e["arms"].values()}
         if len(cpus) > 1:
             lines += ["", f"The rows come from {len(cpus)} different CPUs ({'; '.join(sorted(cpus))}): wall times, "
                           f"memory and load compare only between rows of one CPU."]
@@ -595,15 +603,15 @@ def render(results: dict[str, Any]) -> str:
                       f"{_f(t['frozen_val_accuracy'])} |" for t in fa["tried"]]
             head = e.get("fastai_head")
             if arm == "fastai" and head:
-                floor = probe.get("val_accuracy")
+                reaches = e["sanity"]["fastai"].get("head_only_reaches_probe")
                 lines += ["", f"Frozen-stage check (`fine_tune` trains the head for one epoch only): the same head "
                               f"alone on the frozen body, `fit_one_cycle({head['epochs']}, {head['lr']:.2e})`, "
                               f"validation accuracy after each epoch "
                               f"{', '.join(_f(p['val_accuracy']) for p in head['curve'])} "
                               f"({_min(head['wall_s'])}; commit {head.get('commit', e['commit'])}): "
-                              + ("—" if floor is None else
-                                 f"{'reaches' if head['val_accuracy'] >= floor else 'stays below'} the floor's "
-                                 f"{_f(floor)}.")]
+                              + ("—" if reaches is None else
+                                 f"{'reaches' if reaches else 'stays below'} the floor's "
+                                 f"{_f(probe['val_accuracy'])}.")]
         lines += ["", *render_inference(e), "", *render_goals(e), ""]
     variants = results.get("variants", [])
     if variants:
@@ -624,6 +632,11 @@ def cpu(host: str) -> str:
     return host.split("(", 1)[1].rsplit(")", 1)[0] if "(" in host else host
 
 
+def row_cpu(r: dict[str, Any], e: dict[str, Any]) -> str:
+    """The CPU a row was recorded on (rows recorded before per-row stamps take their entry's)."""
+    return cpu(r.get("host", e["host"]))
+
+
 def recorded_by(e: dict[str, Any]) -> dict[str, list[str]]:
     """``{command: [what it recorded]}`` for one folder's entry (the probe and each arm keep their own)."""
     out: dict[str, list[str]] = {}
@@ -641,7 +654,7 @@ def render_goals(e: dict[str, Any]) -> list[str]:
     ours, theirs = e["arms"].get("kerasclf"), e["arms"].get("fastai")
     if not ours or not theirs:
         return []
-    same = cpu(ours.get("host", e["host"])) == cpu(theirs.get("host", e["host"]))
+    same = row_cpu(ours, e) == row_cpu(theirs, e)
     rows = ["Goals (the template against fastai with frozen batch-norm statistics):", "",
             "| goal | kerasclf | fastai | met? |", "|---|---|---|---|"]
     d = ours["test_accuracy"] - theirs["test_accuracy"]
