@@ -19,8 +19,10 @@ Arms (each in its own process, the machine's 1-minute load average read before a
   the PyTorch EfficientNet-Lite0 loaded from the same wheel file, ``lr_find()``'s valley as
   ``fine_tune``'s base LR, ``learn.tta()`` where it wins on validation. Fair budget (1.5x the
   template's wall time): ``fine_tune(1)``, whose epochs time a frozen and an unfrozen epoch, then
-  ``fine_tune(n)`` for the largest n predicted to fit; every n is recorded and the one with the best
-  validation accuracy is the arm's row (its wall time counts the ``lr_find`` too).
+  each of ``fine_tune``'s epoch counts pushed to the budget: ``fine_tune(n)`` for the largest n and
+  ``fine_tune(1, freeze_epochs=k)`` for the largest k predicted to fit; every run is recorded and
+  the one with the best validation accuracy is the arm's row (its wall time counts the ``lr_find``
+  too). ``--fastai-reuse`` keeps the runs already recorded and makes only the missing ones.
 * **keras_tutorial**: ``benchmarks/finetune.py``'s ``keras_tutorial`` (10 frozen + 10 fine-tuning
   epochs at 1e-5) on the same Lite0 weights, capped at the template's own wall time.
 
@@ -93,6 +95,9 @@ FASTAI = ROOT / "benchmarks" / "peers_fastai.py"
 #: besides the arms: the linear-probe floor on kerasclf's view and on fastai's (its Resize crops the
 #: centre; kerasclf's reader resizes the whole photo), and fastai's head alone trained longer
 CHECKS = ("probe", "fastai_head", "fastai_probe")
+#: what each fastai run keeps in the arm's ``tried`` list (each run carries its own commit)
+TRIED_KEYS = ("epochs", "freeze_epochs", "lr", "val_accuracy", "test_accuracy", "tta_chosen", "wall_s_with_lr_find",
+              "frozen_val_accuracy", "peak_tree_pss_mb", "epoch_s", "curve", "commit", "date", "host", "command")
 HEAD_EPOCHS = 4  # fastai_head: fit_one_cycle(HEAD_EPOCHS) on the frozen learner
 BUDGET_FACTOR = 1.5  # fastai may use up to this many times the template's wall time (the issue's rule)
 TUTORIAL_FACTOR = 1.0  # the plain Keras tutorial gets the template's own wall time
@@ -191,6 +196,24 @@ def time_to_best(curve: list[tuple[float, float]]) -> tuple[float | None, float 
 
 
 # ----------------------------------------------------------------------------- children (kerasclf's venv)
+def epoch_seconds(curve: list[dict[str, Any]], epochs: int, freeze_epochs: int) -> dict[str, float]:
+    """Seconds per frozen and per unfrozen epoch of a ``fine_tune`` run, from its raw curve (the frozen
+    share counts the learner's set-up: an upper bound)."""
+    frozen_end = max(p["t"] for p in curve if p["stage"] == "frozen")
+    return {"frozen": round(frozen_end / freeze_epochs, 1),
+            "unfrozen": round((curve[-1]["t"] - frozen_end) / epochs, 1)}
+
+
+def budget_plan(first: dict[str, Any], cap: float) -> list[tuple[int, int]]:
+    """After ``fine_tune(1)`` (``first``): ``(n, 1)`` for the largest n and ``(1, k)`` for the largest
+    freeze_epochs k whose predicted wall time (``first``'s, plus the extra epochs) fits in ``cap``;
+    only those above 1."""
+    spare = max(0.0, cap - first["wall_s_with_lr_find"])
+    n = 1 + int(spare // first["epoch_s"]["unfrozen"])
+    k = 1 + int(spare // first["epoch_s"]["frozen"])
+    return [p for p in ((n, 1), (1, k)) if p != (1, 1)]
+
+
 def imagenet_photos(assets: Path, size: int) -> tuple[np.ndarray, list[str]]:
     """Real photos at ``size`` read by kerasclf's one image reader: scikit-image's cat, cup of coffee
     and astronaut, and the first two files of four class folders in the assets."""
@@ -419,7 +442,11 @@ class Bench:
         entry["budget_s"] = round(cap, 1) if cap else None
         for tag in FASTAI_BATCH_NORM:
             if tag in a.arms_run:
-                arms[tag] = {**self.fastai(name, split, size, bs, cap, tag), "runs_allowed": a.fastai_runs}
+                reuse = arms.get(tag) if a.fastai_reuse else None
+                if a.fastai_reuse and not (reuse and reuse.get("lr_find")):
+                    raise SystemExit(f"error: --fastai-reuse: {RESULTS} has no {tag} arm on {name} to reuse; "
+                                     f"run it without --fastai-reuse")
+                arms[tag] = {**self.fastai(name, split, size, bs, cap, tag, reuse), "runs_allowed": a.fastai_runs}
         if "fastai_head" in a.arms_run:
             entry["fastai_head"] = self.fastai_head(name, split, size, bs, arms.get("fastai", {}).get("lr_find"))
         elif previous.get("fastai_head"):
@@ -438,36 +465,47 @@ class Bench:
         entry["sanity"] = sanity(entry)
         return entry
 
-    def fastai(self, name: str, split: Path, size: int, bs: int, cap: float | None, tag: str) -> dict[str, Any]:
-        """``lr_find`` once; ``fine_tune(1)``, whose curve times a frozen and an unfrozen epoch; then
-        ``fine_tune(n)`` for the largest n predicted to fit in ``cap`` seconds (``lr_find``'s
-        included). Every n is recorded; the one with the best validation accuracy is the row."""
+    def fastai(self, name: str, split: Path, size: int, bs: int, cap: float | None, tag: str,
+               previous: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``lr_find`` once; ``fine_tune(1)``, whose curve times a frozen and an unfrozen epoch; then each
+        of ``fine_tune``'s two epoch counts pushed to the budget: ``fine_tune(n)`` for the largest n and
+        ``fine_tune(1, freeze_epochs=k)`` for the largest k predicted to fit in ``cap`` seconds
+        (``lr_find``'s included). Every run is recorded; the one with the best validation accuracy is
+        the row. ``previous`` (``--fastai-reuse``): its ``lr_find`` and runs are kept, each with its own
+        commit, and only the runs it lacks are made."""
         common = self.fastai_data(split, size, bs)
         bn = FASTAI_BATCH_NORM[tag]
-        out = self.work / f"{name}_{tag}_lr_find.json"
-        found = self.arm(self.theirs("lr_find", out, *common, *(["--lr-find-steps", "5"] if self.args.quick else []),
-                                     batch_norm=bn), f"{name}_{tag}_lr_find", out)
+        if previous:
+            found = previous["lr_find"]
+        else:
+            out = self.work / f"{name}_{tag}_lr_find.json"
+            found = self.arm(self.theirs("lr_find", out, *common,
+                                         *(["--lr-find-steps", "5"] if self.args.quick else []),
+                                         batch_norm=bn), f"{name}_{tag}_lr_find", out)
         infer = str(min(INFER_IMAGES, len(split_rows(split, "test"))))
+        done = {(t["epochs"], t.get("freeze_epochs", 1)): t for t in (previous or {}).get("tried", [])}
         tried: list[dict[str, Any]] = []
-        for n in (1, None)[:self.args.fastai_runs]:
-            if n is None:  # the largest n whose predicted wall time fits the budget
-                last = tried[-1]
-                epoch_s = last["curve"][-1][0] - last["curve"][-2][0] if len(last["curve"]) > 1 else last["wall_s"]
-                n = 1 + int(max(0.0, cap - last["wall_s_with_lr_find"]) // epoch_s) if cap and not self.args.quick else 1
-                if n <= 1:
-                    break
-            out = self.work / f"{name}_{tag}_ft{n}.json"
-            r = self.arm(self.theirs("fine_tune", out, *common, "--epochs", str(n), "--lr", str(found["valley"]),
-                                     "--infer", infer, batch_norm=bn), f"{name}_{tag}_ft{n}", out)
-            r["wall_s_with_lr_find"] = round(r["wall_s"] + found["wall_s"], 1)
-            r["curve"] = [(round(p["t"] + found["wall_s"], 1), p["val_accuracy"]) for p in r["curve"]]
-            r["time_to_best_s"], r["best_curve_val"] = time_to_best(r["curve"])
+        plan: list[tuple[int, int]] = [(1, 1)]
+        while plan:
+            n, k = plan.pop(0)
+            if (n, k) in done:
+                r = done[(n, k)]
+            else:
+                suffix = "" if k == 1 else f"_fz{k}"
+                out = self.work / f"{name}_{tag}_ft{n}{suffix}.json"
+                r = self.arm(self.theirs("fine_tune", out, *common, "--epochs", str(n), "--freeze-epochs", str(k),
+                                         "--lr", str(found["valley"]), "--infer", infer, batch_norm=bn),
+                             f"{name}_{tag}_ft{n}{suffix}", out)
+                r["epoch_s"] = epoch_seconds(r["curve"], n, k)
+                r["wall_s_with_lr_find"] = round(r["wall_s"] + found["wall_s"], 1)
+                r["curve"] = [(round(p["t"] + found["wall_s"], 1), p["val_accuracy"]) for p in r["curve"]]
+                r["time_to_best_s"], r["best_curve_val"] = time_to_best(r["curve"])
             tried.append(r)
-        best = max(tried, key=lambda r: (r["val_accuracy"], -r["epochs"]))
+            if (n, k) == (1, 1) and self.args.fastai_runs > 1 and cap and not self.args.quick:
+                plan = budget_plan(r, cap)
+        best = max(tried, key=lambda r: (r["val_accuracy"], -r["epochs"], -r.get("freeze_epochs", 1)))
         return {**best, "wall_s": best["wall_s_with_lr_find"], "lr_find": found,
-                "tried": [{k: r[k] for k in ("epochs", "lr", "val_accuracy", "test_accuracy", "tta_chosen",
-                                             "wall_s_with_lr_find", "frozen_val_accuracy", "peak_tree_pss_mb")}
-                          for r in tried]}
+                "tried": [{k: r.get(k) for k in TRIED_KEYS} for r in tried]}
 
     def fastai_head(self, name: str, split: Path, size: int, bs: int, found: dict[str, Any] | None) -> dict[str, Any]:
         """The frozen-stage check of the fastai arm: its head alone, ``fit_one_cycle(HEAD_EPOCHS)`` on
@@ -591,16 +629,17 @@ def render(results: dict[str, Any]) -> str:
             if not fa:
                 continue
             lines += ["", f"{ARM_TITLE[arm]}: `lr_find` valley {fa['lr_find']['valley']:.2e} "
-                          f"({fa['lr_find']['wall_s']:.0f} s, counted in every wall time below); every `fine_tune(n)` "
-                          f"tried (the row above is the best on validation within the budget; commit "
-                          f"{fa.get('commit', e['commit'])})"
+                          f"({fa['lr_find']['wall_s']:.0f} s, counted in every wall time below; commit "
+                          f"{fa['lr_find'].get('commit', fa.get('commit', e['commit']))}); every `fine_tune` run tried "
+                          f"(the row above is the best on validation within the budget)"
                           + ("; only `fine_tune(1)` was run (`--fastai-runs 1`), not the largest n that fits: "
                              "this session's time" if fa.get("runs_allowed") == 1 else "") + ":", "",
-                      "| n | val acc | test acc | TTA chosen | wall (with lr_find) | frozen epoch val |",
-                      "|---|---|---|---|---|---|"]
-            lines += [f"| {t['epochs']} | {_f(t['val_accuracy'])} | {_f(t['test_accuracy'])} | "
+                      "| run | val acc | test acc | TTA chosen | wall (with lr_find) | frozen stage val | commit |",
+                      "|---|---|---|---|---|---|---|"]
+            lines += [f"| {fine_tune_call(t)} | {_f(t['val_accuracy'])} | {_f(t['test_accuracy'])} | "
                       f"{'yes' if t['tta_chosen'] else 'no'} | {_min(t['wall_s_with_lr_find'])} | "
-                      f"{_f(t['frozen_val_accuracy'])} |" for t in fa["tried"]]
+                      f"{_f(t['frozen_val_accuracy'])} | {t.get('commit') or fa.get('commit', e['commit'])} |"
+                      for t in fa["tried"]]
             head = e.get("fastai_head")
             if arm == "fastai" and head:
                 reaches = e["sanity"]["fastai"].get("head_only_reaches_probe")
@@ -620,6 +659,12 @@ def render(results: dict[str, Any]) -> str:
         lines += [f"| {v['folder']} | {v['variant']} | `{' '.join(v['overrides'])}` | {_f(v['val_accuracy'])}"
                   f"{' (TTA)' if v.get('tta_chosen') else ''} | {_min(v['wall_s'])} | {v['commit']} |" for v in variants]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def fine_tune_call(t: dict[str, Any]) -> str:
+    """``fine_tune(2)`` / ``fine_tune(1, freeze_epochs=4)``: a tried run as the call it made."""
+    k = t.get("freeze_epochs") or 1
+    return f"`fine_tune({t['epochs']}{'' if k == 1 else f', freeze_epochs={k}'})`"
 
 
 def cpu(host: str) -> str:
@@ -719,6 +764,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fastai-runs", type=int, choices=(1, 2), default=2,
                    help="2: fine_tune(1), then the largest n predicted to fit the budget; 1: fine_tune(1) only "
                         "(recorded, and said in the table)")
+    p.add_argument("--fastai-reuse", action="store_true",
+                   help="keep the fastai arm's recorded lr_find and runs (each with its commit); make only the "
+                        "runs the budget rule asks for that it lacks")
     p.add_argument("--work", type=Path, help="where splits, logs and run folders go (default: a temp folder)")
     # the children's own options
     p.add_argument("--child", choices=tuple(CHILDREN), help=argparse.SUPPRESS)

@@ -23,6 +23,7 @@ Jobs (each prints nothing the parent needs; results go to ``--out`` as JSON):
     python benchmarks/peers_fastai.py imagenet --images x.npz --weights W.pth --out y.npz
     python benchmarks/peers_fastai.py lr_find --split split.csv --weights W.pth --out r.json
     python benchmarks/peers_fastai.py fine_tune --epochs 2 --lr 1e-3 --split split.csv --weights W.pth --out r.json
+    python benchmarks/peers_fastai.py fine_tune --epochs 1 --freeze-epochs 4 --lr 1e-3 --split split.csv ...
     python benchmarks/peers_fastai.py head_only --epochs 4 --lr 1e-3 --split split.csv --weights W.pth --out r.json
     python benchmarks/peers_fastai.py features --features f.npz --split split.csv --weights W.pth --out r.json
 
@@ -213,14 +214,15 @@ def lr_find_job(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def fine_tune_job(args: argparse.Namespace) -> dict[str, Any]:
-    """``learn.fine_tune(epochs, lr)``; val and test scored plain and with ``learn.tta``; inference timed."""
+    """``learn.fine_tune(epochs, lr, freeze_epochs=...)``; val and test scored plain and with
+    ``learn.tta``; inference timed."""
     import torch
 
     set_threads(args.threads)
     start = time.perf_counter()
     learn, dls, test_df = _learner(args.split, args.weights, args.size, args.batch_size, args.seed, args.batch_norm)
     curve = curve_callback(start)
-    learn.fine_tune(args.epochs, base_lr=args.lr, cbs=[curve])
+    learn.fine_tune(args.epochs, base_lr=args.lr, freeze_epochs=args.freeze_epochs, cbs=[curve])
     trained_s = time.perf_counter() - start
     test_dl = dls.test_dl(test_df, with_labels=True)
     val_p, val_y = learn.get_preds(dl=dls.valid)
@@ -232,7 +234,7 @@ def fine_tune_job(args: argparse.Namespace) -> dict[str, Any]:
               "val_tta": _accuracy(val_t, val_y), "test_tta": _accuracy(test_t, test_y)}
     chosen = scores["val_tta"] > scores["val_plain"]
     frozen = [p["val_accuracy"] for p in curve.points if p["stage"] == "frozen"]
-    out = {"epochs": args.epochs, "lr": args.lr, "batch_norm": args.batch_norm, "curve": curve.points, **scores,
+    out = {"epochs": args.epochs, "freeze_epochs": args.freeze_epochs, "lr": args.lr, "batch_norm": args.batch_norm, "curve": curve.points, **scores,
            "tta_chosen": chosen,
            "val_accuracy": scores["val_tta" if chosen else "val_plain"],
            "test_accuracy": scores["test_tta" if chosen else "test_plain"],
@@ -332,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--epochs", type=int, default=1, help="fine_tune(epochs); head_only: fit_one_cycle(epochs)")
+    p.add_argument("--freeze-epochs", type=int, default=1, help="fine_tune's freeze_epochs (fastai's default 1)")
     p.add_argument("--lr", type=float, default=2e-3, help="fine_tune's base_lr (peers.py passes lr_find's valley)")
     p.add_argument("--lr-find-steps", type=int, default=0, help="lr_find num_it (0: fastai's 100)")
     p.add_argument("--infer", type=int, default=200, help="time inference on this many test files (0: skip)")
