@@ -556,6 +556,14 @@ def sanity(entry: dict[str, Any]) -> dict[str, Any]:
 YES = {True: "yes", False: "NO", None: "—"}  # a sanity verdict in the tables
 
 
+def verdict(reaches: bool | None, val: float | None, floor: float | None, n: int) -> str:
+    """A sanity verdict for the tables; a miss says by how many of the ``n`` validation photos."""
+    if reaches is not False or val is None or floor is None:
+        return YES[reaches]
+    short = round(floor * n) - round(val * n)
+    return f"NO, {short} photo{'' if short == 1 else 's'} short"
+
+
 def _f(v: Any, fmt: str = ".3f") -> str:
     return "—" if v is None else format(v, fmt)
 
@@ -609,13 +617,15 @@ def render(results: dict[str, Any]) -> str:
                 continue
             ok = e["sanity"].get(arm, {})
             tta = " (TTA)" if r.get("tta_chosen") else ""
-            final = YES[ok.get("final_val_reaches_probe")] + (
-                f"; fastai's view: {YES[ok['final_val_reaches_own_view_probe']]}"
-                if "final_val_reaches_own_view_probe" in ok else "")
+            n_val = s["val"]
+            final = verdict(ok.get("final_val_reaches_probe"), r["val_accuracy"], ok.get("probe_val"), n_val)
+            if "final_val_reaches_own_view_probe" in ok:
+                own = verdict(ok["final_val_reaches_own_view_probe"], r["val_accuracy"], ok["own_view_probe_val"], n_val)
+                final += f"; fastai's view: {own}"
             lines.append(f"| {ARM_TITLE[arm]} | {_f(r['test_accuracy'])}{tta} | {_f(r['val_accuracy'])}{tta} ({final}) | "
                          f"{_min(r['wall_s'])} | {_min(r.get('time_to_best_s'))} | {r['peak_tree_pss_mb']:,} / "
                          f"{r['maxrss_mb']['self']:,} MB | {_f(r.get('frozen_val_accuracy'))} "
-                         f"({YES[ok.get('frozen_reaches_probe')]}) | "
+                         f"({verdict(ok.get('frozen_reaches_probe'), ok.get('frozen_val'), ok.get('probe_val'), n_val)}) | "
                          f"{r['load_1min'][0]:.1f} → {r['load_1min'][1]:.1f} | {r.get('commit', e['commit'])}, "
                          f"{r.get('date', e['date'])}, {row_cpu(r, e)} |")
         cpus = {row_cpu(r, e) for r in e["arms"].values()}
