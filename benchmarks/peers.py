@@ -68,6 +68,7 @@ from kerasclf.data.reader import collect_image_paths
 from kerasclf.data.splits import read_manifest, split_indices, write_manifest
 from kerasclf.export import export_model, installed, open_model
 from kerasclf.features.extract import extract_features
+from kerasclf.features.audit import out_of_fold_probabilities
 from kerasclf.features.heads import choose_c, evaluate_head, fit_head
 from kerasclf.io import read_card
 from kerasclf.predict import predict_paths
@@ -279,11 +280,16 @@ def child_probe(args: argparse.Namespace) -> dict[str, Any]:
 
 def fit_probe(xy: dict[str, tuple[np.ndarray, np.ndarray]], class_names: list[str]) -> dict[str, Any]:
     """The floor's logistic regression on ``{part: (features, integer labels)}``: C by validation
-    log-loss, fitted on train, scored on val and test."""
+    log-loss, fitted on train, scored on val and test; with how its validation accuracy moves over
+    the C grid and its 5-fold out-of-fold accuracy on train at that C (how noisy the floor is)."""
     c, losses = choose_c(xy["train"], xy["val"])
-    head = fit_head(*xy["train"], C=c)
+    heads = {C: fit_head(*xy["train"], C=float(C)) for C in losses}
+    by_c = {C: round(float(evaluate_head(h, *xy["val"], class_names)["accuracy"]), 4) for C, h in heads.items()}
+    head = heads[str(c)]
     score = {k: round(float(evaluate_head(head, *xy[k], class_names)["accuracy"]), 4) for k in ("val", "test")}
-    return {"C": c, "val_log_loss": losses, "val_accuracy": score["val"], "test_accuracy": score["test"]}
+    _, oof = out_of_fold_probabilities(*xy["train"], cs=(c,))
+    return {"C": c, "val_log_loss": losses, "val_accuracy": score["val"], "test_accuracy": score["test"],
+            "val_accuracy_by_C": by_c, "train_oof_accuracy": oof["accuracy"]}
 
 
 def child_kerasclf(args: argparse.Namespace) -> dict[str, Any]:
@@ -556,6 +562,19 @@ def sanity(entry: dict[str, Any]) -> dict[str, Any]:
 YES = {True: "yes", False: "NO", None: "—"}  # a sanity verdict in the tables
 
 
+def floor_noise(probe: dict[str, Any]) -> str:
+    """`` (0.763 / 0.772 at the neighbouring C 0.001 / 0.01; 0.748 out-of-fold on train)``: how much
+    the floor's validation figure moves, where recorded."""
+    by_c, oof = probe.get("val_accuracy_by_C"), probe.get("train_oof_accuracy")
+    if not by_c or oof is None:
+        return ""
+    cs = sorted(by_c, key=float)
+    i = cs.index(next(c for c in cs if float(c) == float(probe["C"])))
+    near = [c for c in (cs[i - 1] if i else None, cs[i + 1] if i + 1 < len(cs) else None) if c]
+    return (f" ({' / '.join(_f(by_c[c]) for c in near)} at the neighbouring C {' / '.join(near)}; "
+            f"{_f(oof)} out-of-fold on train)")
+
+
 def verdict(reaches: bool | None, val: float | None, floor: float | None, n: int) -> str:
     """A sanity verdict for the tables; a miss says by how many of the ``n`` validation photos."""
     if reaches is not False or val is None or floor is None:
@@ -602,11 +621,12 @@ def render(results: dict[str, Any]) -> str:
                   f"runs every arm on this folder, one after the other on one host. Budget for the peers: "
                   f"{BUDGET_FACTOR}x the template's wall time = {_min(e.get('budget_s'))}. Floor (logistic regression "
                   f"on the pooled Lite0 features of this split, C={_f(probe.get('C'), 'g')} by validation): val "
-                  f"{_f(probe.get('val_accuracy'))}, test {_f(probe.get('test_accuracy'))}."
+                  f"{_f(probe.get('val_accuracy'))}{floor_noise(probe)}, test {_f(probe.get('test_accuracy'))}."
                   + ("" if not e.get("fastai_probe") else
                      f" The same floor on fastai's view of the photos (its `Resize({e['image_size']})` crops the "
                      f"centre; kerasclf's reader resizes the whole photo), C={_f(e['fastai_probe']['C'], 'g')}: val "
-                     f"{_f(e['fastai_probe']['val_accuracy'])}, test {_f(e['fastai_probe']['test_accuracy'])}."),
+                     f"{_f(e['fastai_probe']['val_accuracy'])}{floor_noise(e['fastai_probe'])}, "
+                     f"test {_f(e['fastai_probe']['test_accuracy'])}."),
                   "",
                   "| arm | test acc | val acc (≥ floor?) | wall | to best val | peak memory (tree PSS / process RSS) "
                   "| frozen stage val (≥ floor?) | load before → after | commit, date, CPU |",
@@ -661,7 +681,7 @@ def render(results: dict[str, Any]) -> str:
                               + ("—" if reaches is None else
                                  f"{'reaches' if reaches else 'stays below'} the floor's "
                                  f"{_f(probe['val_accuracy'])}.")]
-        lines += ["", *render_inference(e), "", *render_goals(e), ""]
+        lines += ["", *render_inference(e), "", *render_goals(e), "", *render_behind(e), ""]
     variants = results.get("variants", [])
     if variants:
         lines += ["### Template variants on the validation split", "",
@@ -729,6 +749,33 @@ def render_goals(e: dict[str, Any]) -> list[str]:
         rows.append(f"| inference ≥ 2x fastai's `get_preds` | {rate:.1f} img/s ({best}) | {base:.1f} img/s | "
                     f"{verdict} |")
     return rows
+
+
+def render_behind(e: dict[str, Any]) -> list[str]:
+    """Every column on which another arm beats the template, and by how much: test accuracy (in
+    photos too) against every arm; wall time, time to best validation and peak memory only against
+    arms recorded on the template's CPU."""
+    ours = e["arms"].get("kerasclf")
+    if not ours:
+        return []
+    n_test, misses = e["split"]["sizes"]["test"], []
+    for arm, r in e["arms"].items():
+        if arm == "kerasclf":
+            continue
+        d = r["test_accuracy"] - ours["test_accuracy"]
+        if d > 0:
+            misses.append(f"{ARM_TITLE[arm]}: test accuracy {_f(r['test_accuracy'])} against {_f(ours['test_accuracy'])} "
+                          f"({d * 100:.1f} points, {round(d * n_test)} of {n_test:,} test photos)")
+        if row_cpu(r, e) != row_cpu(ours, e):
+            continue
+        for what, key, show in (("wall time", "wall_s", _min), ("time to best validation", "time_to_best_s", _min),
+                                ("peak memory", "peak_tree_pss_mb", lambda v: f"{v:,} MB")):
+            if r.get(key) is not None and ours.get(key) is not None and r[key] < ours[key]:
+                misses.append(f"{ARM_TITLE[arm]}: {what} {show(r[key])} against {show(ours[key])} "
+                              f"({ours[key] / r[key]:.2f}x the arm's)")
+    if not misses:
+        return ["Where the template is behind: nowhere; it leads every arm on every column above."]
+    return ["Where the template is behind another arm:", "", *(f"- {m}" for m in misses)]
 
 
 def render_inference(e: dict[str, Any]) -> list[str]:
