@@ -490,6 +490,10 @@ class Bench:
                                          batch_norm=bn), f"{name}_{tag}_lr_find", out)
         infer = str(min(INFER_IMAGES, len(split_rows(split, "test"))))
         done = {(t["epochs"], t.get("freeze_epochs", 1)): t for t in (previous or {}).get("tried", [])}
+        if previous:  # the recorded row keeps what the tried list does not (memory, load, inference)
+            key = (previous["epochs"], previous.get("freeze_epochs") or 1)
+            row = {k: v for k, v in previous.items() if k not in ("tried", "lr_find", "runs_allowed")}
+            done[key] = {**row, **done.get(key, {})}
         tried: list[dict[str, Any]] = []
         plan: list[tuple[int, int]] = [(1, 1)]
         while plan:
