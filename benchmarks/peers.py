@@ -197,24 +197,6 @@ def time_to_best(curve: list[tuple[float, float]]) -> tuple[float | None, float 
 
 
 # ----------------------------------------------------------------------------- children (kerasclf's venv)
-def epoch_seconds(curve: list[dict[str, Any]], epochs: int, freeze_epochs: int) -> dict[str, float]:
-    """Seconds per frozen and per unfrozen epoch of a ``fine_tune`` run, from its raw curve (the frozen
-    share counts the learner's set-up: an upper bound)."""
-    frozen_end = max(p["t"] for p in curve if p["stage"] == "frozen")
-    return {"frozen": round(frozen_end / freeze_epochs, 1),
-            "unfrozen": round((curve[-1]["t"] - frozen_end) / epochs, 1)}
-
-
-def budget_plan(first: dict[str, Any], cap: float) -> list[tuple[int, int]]:
-    """After ``fine_tune(1)`` (``first``): ``(n, 1)`` for the largest n and ``(1, k)`` for the largest
-    freeze_epochs k whose predicted wall time (``first``'s, plus the extra epochs) fits in ``cap``;
-    only those above 1."""
-    spare = max(0.0, cap - first["wall_s_with_lr_find"])
-    n = 1 + int(spare // first["epoch_s"]["unfrozen"])
-    k = 1 + int(spare // first["epoch_s"]["frozen"])
-    return [p for p in ((n, 1), (1, k)) if p != (1, 1)]
-
-
 def imagenet_photos(assets: Path, size: int) -> tuple[np.ndarray, list[str]]:
     """Real photos at ``size`` read by kerasclf's one image reader: scikit-image's cat, cup of coffee
     and astronaut, and the first two files of four class folders in the assets."""
@@ -377,6 +359,24 @@ CHILDREN = {"imagenet": child_imagenet, "probe": child_probe, "kerasclf": child_
 
 
 # ----------------------------------------------------------------------------- the orchestration
+def epoch_seconds(curve: list[dict[str, Any]], epochs: int, freeze_epochs: int) -> dict[str, float]:
+    """Seconds per frozen and per unfrozen epoch of a ``fine_tune`` run, from its raw curve (the frozen
+    share counts the learner's set-up: an upper bound)."""
+    frozen_end = max(p["t"] for p in curve if p["stage"] == "frozen")
+    return {"frozen": round(frozen_end / freeze_epochs, 1),
+            "unfrozen": round((curve[-1]["t"] - frozen_end) / epochs, 1)}
+
+
+def budget_plan(first: dict[str, Any], cap: float) -> list[tuple[int, int]]:
+    """After ``fine_tune(1)`` (``first``): ``(n, 1)`` for the largest n and ``(1, k)`` for the largest
+    freeze_epochs k whose predicted wall time (``first``'s, plus the extra epochs) fits in ``cap``;
+    only those above 1."""
+    spare = max(0.0, cap - first["wall_s_with_lr_find"])
+    n = 1 + int(spare // first["epoch_s"]["unfrozen"])
+    k = 1 + int(spare // first["epoch_s"]["frozen"])
+    return [p for p in ((n, 1), (1, k)) if p != (1, 1)]
+
+
 class Bench:
     """One invocation: where things go, how children are started, what is shared between arms."""
 
@@ -742,16 +742,16 @@ def render_goals(e: dict[str, Any]) -> list[str]:
     for what, a, b, show in (("wall time ≤ fastai's", ours["wall_s"], theirs["wall_s"], _min),
                              ("peak memory (tree PSS) ≤ fastai's", ours["peak_tree_pss_mb"],
                               theirs["peak_tree_pss_mb"], lambda v: f"{v:,} MB")):
-        verdict = f"{'yes' if a <= b else 'NO'} ({a / b:.2f}x)" if same else "not comparable: different CPUs"
-        rows.append(f"| {what} | {show(a)} | {show(b)} | {verdict} |")
+        met = f"{'yes' if a <= b else 'NO'} ({a / b:.2f}x)" if same else "not comparable: different CPUs"
+        rows.append(f"| {what} | {show(a)} | {show(b)} | {met} |")
     inf_ours, inf_theirs = ours.get("inference"), theirs.get("inference")
     if inf_ours and inf_theirs:
         best, base = inf_ours["best_runtime"], inf_theirs["get_preds_img_per_s"]
         rate = inf_ours["rates"][best]
-        verdict = f"{'yes' if rate >= 2 * base else 'NO'} ({rate / base:.2f}x)" if same else \
+        met = f"{'yes' if rate >= 2 * base else 'NO'} ({rate / base:.2f}x)" if same else \
             "not comparable: different CPUs"
         rows.append(f"| inference ≥ 2x fastai's `get_preds` | {rate:.1f} img/s ({best}) | {base:.1f} img/s | "
-                    f"{verdict} |")
+                    f"{met} |")
     return rows
 
 
